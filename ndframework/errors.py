@@ -1,0 +1,90 @@
+"""The exceptions ndframework raises: one small hierarchy.
+
+Each class also subclasses the matching built-in, so ``except ValueError`` in user code keeps
+working. Errors carry the offending object where there is one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "NDFrameworkError",
+    "ConfigError",
+    "GeometryError",
+    "ChannelError",
+    "OutOfBoundsError",
+    "OutputError",
+    "DataAccessError",
+    "WorkerError",
+    "PluginError",
+    "SetupError",
+]
+
+
+class NDFrameworkError(Exception):
+    """Base class of every error ndframework raises on purpose."""
+
+
+class ConfigError(NDFrameworkError, ValueError):
+    """A setting, argument or configuration file holds a value that cannot be used.
+
+    Parameters
+    ----------
+    message:
+        What is wrong, naming the bad value and what would be valid.
+    value:
+        The offending value, when there is one.
+    """
+
+    def __init__(self, message: str, value: Any = None) -> None:
+        super().__init__(message)
+        self.value = value
+
+
+class GeometryError(ConfigError):
+    """A box, block shape, halo or origin is invalid (wrong length, not integer, not positive)."""
+
+
+class ChannelError(ConfigError, KeyError):
+    """A channel was asked for that the source or sink does not have."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class OutOfBoundsError(ConfigError, IndexError):
+    """A region lies (partly) outside the bounds of a source or sink."""
+
+
+class OutputError(NDFrameworkError, ValueError):
+    """A processor returned outputs that the sink cannot take (names, shapes or dtypes)."""
+
+
+class DataAccessError(NDFrameworkError, IOError):
+    """Reading from a source or writing to a sink failed; the run stops cleanly.
+
+    Attributes
+    ----------
+    key:
+        The key of the block whose data could not be accessed, or None.
+    result:
+        The partial ``RunResult`` of the run that stopped, set by ``Pipeline.run``.
+    """
+
+    def __init__(self, message: str, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
+        self.result: Any = None
+
+
+class WorkerError(NDFrameworkError, RuntimeError):
+    """A worker died (killed, crashed, out of memory) while it held a block."""
+
+
+class PluginError(NDFrameworkError, RuntimeError):
+    """A plugin could not be loaded or registered."""
+
+
+class SetupError(WorkerError):
+    """A processor's ``setup()`` failed in a worker; the run stops before more blocks fail."""

@@ -1,0 +1,58 @@
+"""The executor ABC: a named way of running blocks, speaking ``concurrent.futures``."""
+
+from __future__ import annotations
+
+import abc
+import os
+from concurrent import futures
+from typing import Any, Callable, ClassVar
+
+from ..errors import ConfigError
+
+__all__ = ["Executor", "default_workers", "check_workers"]
+
+
+def default_workers() -> int:
+    """The number of CPUs this process may use, minus one, and at least one (Nd-Multicore's
+    default)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return max(1, cpus - 1)
+
+
+def check_workers(workers: int | None) -> int:
+    """``workers``, or the default when None; a clear error when it is not a positive int."""
+    if workers is None:
+        return default_workers()
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ConfigError(f"workers must be a positive integer, got {workers!r}", workers)
+    return workers
+
+
+class Executor(abc.ABC):
+    """Runs blocks in workers through a `concurrent.futures.Executor`.
+
+    An executor is a description (how many workers, of what kind); `start` makes the running
+    pool. The pipeline submits one call per block and keeps a bounded number in flight.
+    """
+
+    name: ClassVar[str]
+    """The registry name (``"serial"``, ``"threads"``, ...)."""
+    shares_memory: ClassVar[bool]
+    """True when workers run in the coordinating process (in-memory sinks work)."""
+    tears_down_at_exit: ClassVar[bool] = False
+    """True when workers are processes that run ``teardown`` as they exit."""
+    workers: int
+
+    @abc.abstractmethod
+    def start(
+        self, initializer: Callable[..., None], initargs: tuple[Any, ...]
+    ) -> futures.Executor:
+        """A running pool whose every worker calls ``initializer(*initargs)`` once, before
+        its first task. The caller shuts it down."""
+
+    def describe(self) -> str:
+        """``name`` and worker count, for reports."""
+        return f"{self.name} ({self.workers} worker{'s' if self.workers != 1 else ''})"

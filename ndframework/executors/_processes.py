@@ -1,0 +1,61 @@
+"""Runs blocks in a pool of worker processes: the default for CPU-bound Python code."""
+
+from __future__ import annotations
+
+import multiprocessing
+import sys
+from concurrent import futures
+from typing import Any, Callable
+
+import attrs
+
+from ..errors import ConfigError
+from ._base import Executor, check_workers
+
+__all__ = ["ProcessExecutor"]
+
+
+def _default_start_method() -> str:
+    # fork copies whatever threads hold locks at the time (progress bars, loggers, Dask);
+    # forkserver avoids that and still starts workers quickly. Windows and macOS spawn.
+    return "forkserver" if sys.platform.startswith("linux") else "spawn"
+
+
+def _check_start_method(instance: Any, attribute: Any, value: str | None) -> None:
+    valid = multiprocessing.get_all_start_methods()
+    if value is not None and value not in valid:
+        raise ConfigError(
+            f"start_method must be one of {', '.join(map(repr, valid))}, got {value!r}", value
+        )
+
+
+@attrs.frozen
+class ProcessExecutor(Executor):
+    """``workers`` worker processes, each reading, processing and writing its own blocks.
+
+    A worker that dies (killed, crashed, out of memory) breaks the pool; the pipeline starts
+    a new one and retries the blocks it held.
+
+    Parameters
+    ----------
+    workers:
+        Number of processes; default: the CPU count minus one, at least one.
+    start_method:
+        ``"forkserver"`` (default on Linux), ``"spawn"`` or ``"fork"``.
+    """
+
+    name = "processes"
+    shares_memory = False
+    tears_down_at_exit = True
+    workers: int = attrs.field(default=None, converter=check_workers)
+    """Number of worker processes."""
+    start_method: str | None = attrs.field(default=None, validator=_check_start_method)
+    """How worker processes start (see `multiprocessing`)."""
+
+    def start(
+        self, initializer: Callable[..., None], initargs: tuple[Any, ...]
+    ) -> futures.Executor:
+        context = multiprocessing.get_context(self.start_method or _default_start_method())
+        return futures.ProcessPoolExecutor(
+            self.workers, mp_context=context, initializer=initializer, initargs=initargs
+        )

@@ -1,0 +1,61 @@
+"""Runs every block in the calling thread: for debugging, profiling and tiny runs."""
+
+from __future__ import annotations
+
+from concurrent import futures
+from typing import Any, Callable
+
+import attrs
+
+from ._base import Executor
+
+__all__ = ["SerialExecutor"]
+
+
+class _InlinePool(futures.Executor):
+    """A `concurrent.futures.Executor` that runs each call at once and returns it done."""
+
+    def __init__(self, initializer: Callable[..., None], initargs: tuple[Any, ...]) -> None:
+        self._initializer = initializer
+        self._initargs = initargs
+        self._started = False
+        self._shutdown = False
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> futures.Future:
+        if self._shutdown:
+            raise RuntimeError("cannot submit to a pool that was shut down")
+        if not self._started:
+            self._started = True
+            self._initializer(*self._initargs)
+        future: futures.Future = futures.Future()
+        future.set_running_or_notify_cancel()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as error:  # a completed future carries any error, as pools do
+            future.set_exception(error)
+        return future
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        self._shutdown = True
+
+
+@attrs.frozen
+class SerialExecutor(Executor):
+    """One worker: the calling thread. Errors surface with a plain traceback, and a
+    debugger's breakpoints in ``process`` work.
+
+    >>> SerialExecutor().describe()
+    'serial (1 worker)'
+    """
+
+    name = "serial"
+    shares_memory = True
+
+    @property
+    def workers(self) -> int:  # type: ignore[override]
+        return 1
+
+    def start(
+        self, initializer: Callable[..., None], initargs: tuple[Any, ...]
+    ) -> futures.Executor:
+        return _InlinePool(initializer, initargs)

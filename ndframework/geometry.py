@@ -1,0 +1,242 @@
+"""Boxes and blocks: pure arithmetic on half-open ZYX regions, no I/O."""
+
+from __future__ import annotations
+
+import numbers
+from typing import Iterable, Sequence
+
+import attrs
+
+from .errors import GeometryError
+
+__all__ = ["Box", "Block", "Halo", "as_triple"]
+
+Triple = tuple[int, int, int]
+
+
+def as_triple(value: Iterable[int] | int, name: str, *, minimum: int | None = None) -> Triple:
+    """Normalise ``value`` to a tuple of three Python ints, or raise `GeometryError` naming it.
+
+    A single integer is repeated on every axis. ``minimum`` bounds every axis from below.
+
+    >>> as_triple((1, 2, 3), "halo")
+    (1, 2, 3)
+    >>> as_triple(4, "halo")
+    (4, 4, 4)
+    """
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        items: list[object] = [value] * 3
+    else:
+        try:
+            items = list(value)  # type: ignore[arg-type]
+        except TypeError:
+            raise GeometryError(
+                f"{name} must be three integers (z, y, x), got {value!r}", value
+            ) from None
+    if len(items) != 3:
+        raise GeometryError(
+            f"{name} must have 3 values (z, y, x), got {len(items)}: {value!r}", value
+        )
+    for item in items:
+        if isinstance(item, bool) or not isinstance(item, numbers.Integral):
+            raise GeometryError(f"{name} must be integers, got {value!r}", value)
+    triple = (int(items[0]), int(items[1]), int(items[2]))  # type: ignore[call-overload]
+    if minimum is not None and min(triple) < minimum:
+        what = {0: "non-negative", 1: "positive"}.get(minimum, f"at least {minimum}")
+        raise GeometryError(f"{name} must be {what} in every axis, got {triple!r}", value)
+    return triple
+
+
+def _check_box(instance: "Box", attribute: object, stop: Triple) -> None:
+    if any(b < a for a, b in zip(instance.start, stop)):
+        raise GeometryError(
+            f"Box stop must not be below start in any axis, got start={instance.start}, "
+            f"stop={stop}",
+            (instance.start, stop),
+        )
+
+
+@attrs.frozen(order=True)
+class Box:
+    """An axis-aligned, half-open region ``[start, stop)`` in ZYX voxel coordinates.
+
+    >>> box = Box((0, 10, 20), (4, 20, 40))
+    >>> box.shape, box.size
+    ((4, 10, 20), 800)
+    >>> box.grow((1, 1, 1), (0, 2, 2)).stop
+    (4, 22, 42)
+    """
+
+    start: Triple = attrs.field(converter=lambda v: as_triple(v, "Box start"))
+    """First voxel in the box, (z, y, x)."""
+    stop: Triple = attrs.field(
+        converter=lambda v: as_triple(v, "Box stop"), validator=_check_box
+    )
+    """One past the last voxel in the box, (z, y, x)."""
+
+    @classmethod
+    def from_shape(cls, shape: Sequence[int], start: Sequence[int] = (0, 0, 0)) -> "Box":
+        """The box of ``shape`` whose first voxel is ``start``."""
+        start_t = as_triple(start, "start")
+        shape_t = as_triple(shape, "shape", minimum=0)
+        return cls(start_t, tuple(a + s for a, s in zip(start_t, shape_t)))
+
+    @property
+    def shape(self) -> Triple:
+        """Extent along each axis, (z, y, x)."""
+        return tuple(b - a for a, b in zip(self.start, self.stop))  # type: ignore[return-value]
+
+    @property
+    def size(self) -> int:
+        """Number of voxels in the box."""
+        z, y, x = self.shape
+        return z * y * x
+
+    @property
+    def empty(self) -> bool:
+        """True when the box holds no voxel."""
+        return self.size == 0
+
+    def contains(self, other: "Box") -> bool:
+        """True when ``other`` lies entirely inside this box (an empty box at its edge counts)."""
+        return all(
+            a <= c and d <= b
+            for a, b, c, d in zip(self.start, self.stop, other.start, other.stop)
+        )
+
+    def intersect(self, other: "Box") -> "Box":
+        """The overlap of the two boxes; an empty box where they do not meet."""
+        start = tuple(max(a, c) for a, c in zip(self.start, other.start))
+        stop = tuple(max(s, min(b, d)) for s, b, d in zip(start, self.stop, other.stop))
+        return Box(start, stop)
+
+    def grow(self, before: Sequence[int], after: Sequence[int] | None = None) -> "Box":
+        """This box extended by ``before`` voxels below start and ``after`` above stop."""
+        before_t = as_triple(before, "before")
+        after_t = before_t if after is None else as_triple(after, "after")
+        return Box(
+            tuple(a - g for a, g in zip(self.start, before_t)),
+            tuple(b + g for b, g in zip(self.stop, after_t)),
+        )
+
+    def shift(self, offset: Sequence[int]) -> "Box":
+        """This box moved by ``offset`` voxels."""
+        offset_t = as_triple(offset, "offset")
+        return Box(
+            tuple(a + o for a, o in zip(self.start, offset_t)),
+            tuple(b + o for b, o in zip(self.stop, offset_t)),
+        )
+
+    def relative_to(self, origin: Box | Sequence[int]) -> "Box":
+        """This box in the coordinates of an array whose first voxel is ``origin``."""
+        start = origin.start if isinstance(origin, Box) else as_triple(origin, "origin")
+        return self.shift(tuple(-s for s in start))
+
+    def slices(self) -> tuple[slice, slice, slice]:
+        """Slices that cut this box out of an array whose first voxel is (0, 0, 0)."""
+        return tuple(slice(a, b) for a, b in zip(self.start, self.stop))  # type: ignore[return-value]
+
+    def __str__(self) -> str:
+        return "[" + ", ".join(f"{a}:{b}" for a, b in zip(self.start, self.stop)) + "]"
+
+
+@attrs.frozen
+class Block:
+    """One unit of work: the box it owns and writes, and the box it reads (with its halo).
+
+    >>> block = Block((0, 1, 0), Box((0, 64, 0), (16, 128, 64)), Box((0, 60, 0), (16, 132, 64)))
+    >>> block.key
+    '0_64_0'
+    >>> block.owned_slices()
+    (slice(0, 16, None), slice(4, 68, None), slice(0, 64, None))
+    """
+
+    index: Triple = attrs.field(converter=lambda v: as_triple(v, "Block index"))
+    """Position of the block in its tiling's grid, (z, y, x)."""
+    box: Box
+    """The region the block owns: it is processed and written by this block only."""
+    read_box: Box = attrs.field()
+    """``box`` grown by the halo and clipped to the source bounds: the region read."""
+
+    @read_box.validator
+    def _check_read_box(self, attribute: object, read_box: Box) -> None:
+        if not read_box.contains(self.box):
+            raise GeometryError(
+                f"read_box {read_box} must contain the owned box {self.box}", read_box
+            )
+
+    @property
+    def key(self) -> str:
+        """``"z_y_x"`` of the owned box's start: the Nd-Multicore block key."""
+        z, y, x = self.box.start
+        return f"{z}_{y}_{x}"
+
+    @property
+    def shape(self) -> Triple:
+        """Shape of the owned box."""
+        return self.box.shape
+
+    def owned_slices(self) -> tuple[slice, slice, slice]:
+        """Slices that cut the owned box out of an array covering ``read_box``."""
+        return self.box.relative_to(self.read_box).slices()
+
+    def crop(self, array):  # type: ignore[no-untyped-def]
+        """The owned part of ``array``, an array read over ``read_box`` (trailing ZYX axes)."""
+        return array[(Ellipsis, *self.owned_slices())]
+
+
+def _as_halo_pair(value: object) -> tuple[Triple, Triple]:
+    if isinstance(value, Halo):
+        return value.before, value.after
+    if (
+        isinstance(value, (tuple, list))
+        and len(value) == 2
+        and all(isinstance(v, (tuple, list)) for v in value)
+    ):
+        return (
+            as_triple(value[0], "halo (before)", minimum=0),
+            as_triple(value[1], "halo (after)", minimum=0),
+        )
+    triple = as_triple(value, "halo", minimum=0)  # type: ignore[arg-type]
+    return triple, triple
+
+
+@attrs.frozen
+class Halo:
+    """Context read around a block: voxels per axis below (``before``) and above (``after``).
+
+    Build it from one integer, a (z, y, x) triple (symmetric), or a pair of triples
+    ``((z, y, x) before, (z, y, x) after)``.
+
+    >>> Halo.of(2)
+    Halo(before=(2, 2, 2), after=(2, 2, 2))
+    >>> Halo.of(((0, 1, 1), (0, 2, 2))).after
+    (0, 2, 2)
+    """
+
+    before: Triple = (0, 0, 0)
+    """Voxels read below the owned box's start, (z, y, x)."""
+    after: Triple = (0, 0, 0)
+    """Voxels read above the owned box's stop, (z, y, x)."""
+
+    @classmethod
+    def of(cls, value: object) -> "Halo":
+        """Normalise an integer, a triple, a pair of triples or a `Halo`; validate it."""
+        if isinstance(value, Halo):
+            return value
+        before, after = _as_halo_pair(value)
+        return cls(before, after)
+
+    def union(self, other: "Halo") -> "Halo":
+        """The halo that is at least as large as both, axis by axis."""
+        return Halo(
+            tuple(max(a, b) for a, b in zip(self.before, other.before)),  # type: ignore[arg-type]
+            tuple(max(a, b) for a, b in zip(self.after, other.after)),  # type: ignore[arg-type]
+        )
+
+    @property
+    def is_zero(self) -> bool:
+        """True when no context is read."""
+        return not any(self.before) and not any(self.after)
+
+

@@ -1,0 +1,5 @@
+"""Built-in plugins."""
+
+from .progress import ProgressBar
+
+__all__ = ["ProgressBar"]

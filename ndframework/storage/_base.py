@@ -1,0 +1,148 @@
+"""The two storage ABCs: where blocks are read from and where outputs are written."""
+
+from __future__ import annotations
+
+import abc
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from ..errors import ChannelError, OutOfBoundsError, OutputError
+from ..geometry import Box, Triple
+
+__all__ = ["DataSource", "DataSink"]
+
+
+class _Volume(abc.ABC):
+    """What sources and sinks share: named channels over one bounding box."""
+
+    @property
+    @abc.abstractmethod
+    def channels(self) -> tuple[str, ...]:
+        """Names of the channels, in a fixed order."""
+
+    @property
+    @abc.abstractmethod
+    def bounds(self) -> Box:
+        """The region that holds data, in ZYX voxel coordinates."""
+
+    @abc.abstractmethod
+    def dtype(self, channel: str) -> np.dtype:
+        """The numpy dtype of ``channel``."""
+
+    @property
+    def chunk_shape(self) -> Triple | None:
+        """Storage alignment (z, y, x) that reads and writes should follow, or None."""
+        return None
+
+    def check_channels(self, channels: Sequence[str] | None) -> tuple[str, ...]:
+        """``channels`` as a tuple (all when None), or `ChannelError` naming an unknown one."""
+        available = self.channels
+        if channels is None:
+            return available
+        if isinstance(channels, str):
+            channels = (channels,)
+        chosen = tuple(channels)
+        for channel in chosen:
+            if channel not in available:
+                raise ChannelError(
+                    f"unknown channel {channel!r} in {self.describe()}; "
+                    f"valid channels: {', '.join(map(repr, available)) or 'none'}",
+                    channel,
+                )
+        if not chosen:
+            raise ChannelError(
+                f"no channel chosen; valid channels: {', '.join(map(repr, available))}", chosen
+            )
+        return chosen
+
+    def check_box(self, box: Box) -> Box:
+        """``box`` when it lies inside the bounds, else `OutOfBoundsError` naming both."""
+        if not self.bounds.contains(box):
+            raise OutOfBoundsError(
+                f"region {box} lies outside the bounds {self.bounds} of {self.describe()}", box
+            )
+        return box
+
+    def describe(self) -> str:
+        """A short human description, free of secrets."""
+        return type(self).__name__
+
+
+class DataSource(_Volume):
+    """Where blocks come from: a few named 3-D channels in one ZYX coordinate frame.
+
+    Subclasses implement ``channels``, ``bounds``, ``dtype`` and ``_read_box``; they may
+    override ``chunk_shape``. Sources must pickle, and open files or connections lazily in
+    the process that reads, so that each worker opens its own.
+    """
+
+    def read(self, box: Box, channels: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        """Read ``box`` of each channel (all when None) as ``{channel: ZYX array}``.
+
+        The arrays are writable, of the channel's dtype, and the caller's own.
+        """
+        chosen = self.check_channels(channels)
+        self.check_box(box)
+        return self._read_box(box, chosen)
+
+    @abc.abstractmethod
+    def _read_box(self, box: Box, channels: tuple[str, ...]) -> dict[str, np.ndarray]:
+        """Read ``box`` of ``channels``; both are already checked against this source."""
+
+
+class DataSink(_Volume):
+    """Where block outputs go: named 3-D channels, written one box at a time.
+
+    Subclasses implement ``channels``, ``bounds``, ``dtype`` and ``_write_box``, and declare
+    ``chunk_shape`` so that the pipeline can refuse, before a run, a tiling whose parallel
+    writes would share a storage chunk.
+    """
+
+    in_process_only: bool = False
+    """True for sinks that hold their data in this process's memory: writes made in another
+    process would be lost, so the pipeline refuses them with a process-based executor."""
+
+    def write(self, box: Box, arrays: Mapping[str, np.ndarray]) -> None:
+        """Write each ``{channel: ZYX array}`` over ``box``; arrays must match its shape."""
+        self.check_box(box)
+        self.check_channels(list(arrays))
+        for channel, array in arrays.items():
+            array = np.asarray(array)
+            if array.shape != box.shape:
+                raise OutputError(
+                    f"output {channel!r} has shape {array.shape}; the box {box} needs "
+                    f"shape {box.shape}"
+                )
+            _check_storable(channel, array, self.dtype(channel))
+        self._write_box(box, {name: np.asarray(array) for name, array in arrays.items()})
+
+    @abc.abstractmethod
+    def _write_box(self, box: Box, arrays: dict[str, np.ndarray]) -> None:
+        """Write ``arrays`` over ``box``; both are already checked against this sink."""
+
+
+def _check_storable(channel: str, array: np.ndarray, dtype: np.dtype) -> None:
+    """Refuse an output that would change its values when stored as ``dtype``.
+
+    A safe cast always passes; integers of a wider type pass when every value fits, as
+    labelling functions often return int32 or int64 for a uint16 channel.
+    """
+    if np.can_cast(array.dtype, dtype, casting="safe"):
+        return
+    both_integer = array.dtype.kind in "iub" and np.dtype(dtype).kind in "iu"
+    if both_integer and array.size:
+        info = np.iinfo(dtype)
+        low, high = array.min(), array.max()
+        if info.min <= low and high <= info.max:
+            return
+        raise OutputError(
+            f"output {channel!r} holds values from {low} to {high}, outside the range "
+            f"{info.min}..{info.max} of channel {channel!r} ({np.dtype(dtype)})"
+        )
+    if both_integer:
+        return
+    raise OutputError(
+        f"output {channel!r} has dtype {array.dtype}, which cannot be stored in channel "
+        f"{channel!r} of dtype {np.dtype(dtype)} without changing values"
+    )

@@ -1,0 +1,194 @@
+"""Volumes in a zarr group on local disk: one array per channel, all of one shape."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import zarr
+
+from ..errors import ConfigError, DataAccessError
+from ..geometry import Box, Triple, as_triple
+from ._base import DataSink, DataSource
+
+__all__ = ["ZarrSource", "ZarrSink"]
+
+ORIGIN_ATTRIBUTE = "ndframework_origin"
+"""Group attribute holding the (z, y, x) coordinates of the arrays' first voxel."""
+
+
+def _as_path(path_or_group: Any) -> str:
+    if isinstance(path_or_group, (str, os.PathLike)):
+        return os.fspath(path_or_group)
+    store = getattr(path_or_group, "store", None)
+    root = getattr(store, "root", None) or getattr(store, "path", None)
+    if root is None:
+        raise ConfigError(
+            f"expected a path or a zarr group on local disk, got {path_or_group!r}",
+            path_or_group,
+        )
+    return os.path.join(os.fspath(root), getattr(path_or_group, "path", "") or "")
+
+
+class _ZarrVolume:
+    """Lazily opened zarr group; pickles as its path and reopens where it is used."""
+
+    _mode = "r"
+
+    def __init__(self, path_or_group: Any, channels: Sequence[str] | None = None) -> None:
+        self.path = _as_path(path_or_group)
+        self._wanted = None if channels is None else tuple(channels)
+        self._group: Any = None
+        self._meta: tuple[tuple[str, ...], Box, dict[str, np.dtype], Triple] | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_group"] = None  # each process opens its own handle
+        return state
+
+    def _open(self) -> Any:
+        if self._group is None:
+            if not Path(self.path).exists():
+                raise ConfigError(f"no zarr store at {self.path!r}", self.path)
+            try:
+                self._group = zarr.open_group(self.path, mode=self._mode)
+            except Exception as error:
+                raise ConfigError(
+                    f"cannot open a zarr group at {self.path!r}: {error}", self.path
+                ) from error
+        return self._group
+
+    def _metadata(self) -> tuple[tuple[str, ...], Box, dict[str, np.dtype], Triple]:
+        if self._meta is None:
+            group = self._open()
+            names = tuple(sorted(group.array_keys()))
+            channels = names if self._wanted is None else self._wanted
+            missing = [name for name in channels if name not in names]
+            if missing or not channels:
+                raise ConfigError(
+                    f"zarr group {self.path!r} has no array {missing[0]!r}; arrays: "
+                    f"{', '.join(map(repr, names)) or 'none'}"
+                    if missing
+                    else f"zarr group {self.path!r} holds no arrays",
+                    missing,
+                )
+            arrays = {name: group[name] for name in channels}
+            shapes = {array.shape for array in arrays.values()}
+            if len(shapes) != 1 or len(next(iter(shapes))) != 3:
+                listing = ", ".join(f"{n!r}: {a.shape}" for n, a in arrays.items())
+                raise ConfigError(
+                    f"the arrays of zarr group {self.path!r} must be 3-D (z, y, x) and of one "
+                    f"shape, got {listing}",
+                    shapes,
+                )
+            origin = as_triple(group.attrs.get(ORIGIN_ATTRIBUTE, (0, 0, 0)), "origin")
+            bounds = Box.from_shape(next(iter(shapes)), origin)
+            dtypes = {name: np.dtype(array.dtype) for name, array in arrays.items()}
+            chunks = as_triple(next(iter(arrays.values())).chunks, "chunks")
+            self._meta = (channels, bounds, dtypes, chunks)
+        return self._meta
+
+    @property
+    def channels(self) -> tuple[str, ...]:
+        return self._metadata()[0]
+
+    @property
+    def bounds(self) -> Box:
+        return self._metadata()[1]
+
+    def dtype(self, channel: str) -> np.dtype:
+        self.check_channels([channel])  # type: ignore[attr-defined]
+        return self._metadata()[2][channel]
+
+    @property
+    def chunk_shape(self) -> Triple:
+        """Chunk shape of the channel arrays (the first channel's if they differ)."""
+        return self._metadata()[3]
+
+    def describe(self) -> str:
+        return f"{type(self).__name__}({self.path!r})"
+
+    def __repr__(self) -> str:
+        return self.describe()
+
+
+class ZarrSource(_ZarrVolume, DataSource):
+    """A source over a zarr group on local disk, one 3-D array per channel.
+
+    The group's ``ndframework_origin`` attribute, when present, places the arrays' first
+    voxel at (z, y, x); otherwise they start at the origin. Nothing is opened until the
+    source is first used, and each process opens its own handle.
+
+    Parameters
+    ----------
+    path_or_group:
+        Path of the group, or an open zarr group on local disk.
+    channels:
+        Arrays of the group to offer as channels (default: all, sorted by name).
+    """
+
+    def _read_box(self, box: Box, channels: tuple[str, ...]) -> dict[str, np.ndarray]:
+        group = self._open()
+        local = box.relative_to(self.bounds).slices()
+        try:
+            return {name: np.asarray(group[name][local]) for name in channels}
+        except Exception as error:
+            raise DataAccessError(
+                f"reading {box} from zarr store {self.path!r} failed: {error}"
+            ) from error
+
+
+class ZarrSink(_ZarrVolume, DataSink):
+    """A sink into an existing zarr group on local disk; `ZarrSink.create` makes one.
+
+    Parallel writes are safe when no two blocks share a chunk, which the pipeline checks
+    against ``chunk_shape`` before a run.
+    """
+
+    _mode = "r+"
+
+    @classmethod
+    def create(
+        cls,
+        path: str | os.PathLike[str],
+        dtypes: Mapping[str, object],
+        bounds: Box,
+        *,
+        chunk_shape: Sequence[int] = (64, 64, 64),
+        overwrite: bool = False,
+    ) -> "ZarrSink":
+        """Create a zarr group at ``path`` with one zero-filled array per ``{channel: dtype}``.
+
+        The arrays cover ``bounds`` (the group records its start as the origin) and are
+        chunked by ``chunk_shape``. An existing store is an error unless ``overwrite``.
+        """
+        chunks = as_triple(chunk_shape, "chunk_shape", minimum=1)
+        if not dtypes:
+            raise ConfigError("a zarr sink needs at least one channel, got none", dtypes)
+        if Path(path).exists() and not overwrite:
+            raise ConfigError(
+                f"a store already exists at {os.fspath(path)!r}; pass overwrite=True to "
+                f"replace it",
+                path,
+            )
+        group = zarr.open_group(os.fspath(path), mode="w")
+        group.attrs[ORIGIN_ATTRIBUTE] = list(bounds.start)
+        create = getattr(group, "create_array", None) or group.create_dataset
+        shape_chunks = tuple(min(c, max(s, 1)) for c, s in zip(chunks, bounds.shape))
+        for name, dtype in dtypes.items():
+            create(name, shape=bounds.shape, chunks=shape_chunks, dtype=np.dtype(dtype),
+                   fill_value=0)
+        return cls(path)
+
+    def _write_box(self, box: Box, arrays: dict[str, np.ndarray]) -> None:
+        group = self._open()
+        local = box.relative_to(self.bounds).slices()
+        try:
+            for name, array in arrays.items():
+                group[name][local] = array.astype(self.dtype(name), copy=False)
+        except Exception as error:
+            raise DataAccessError(
+                f"writing {box} to zarr store {self.path!r} failed: {error}"
+            ) from error
