@@ -1,0 +1,8 @@
+"""Test helpers for ndframework and for code that extends it: conformance test classes for
+sources and sinks, and the hypothesis strategies the project's own tests use. Needs the
+``test`` extra (pytest, hypothesis)."""
+
+from .conformance import SinkConformance, SourceConformance, sample_arrays
+from . import strategies
+
+__all__ = ["SourceConformance", "SinkConformance", "sample_arrays", "strategies"]

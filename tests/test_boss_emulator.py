@@ -1,0 +1,723 @@
+"""The BOSS emulator against the real intern BossRemote, over HTTP on loopback.
+
+No mocks of intern: every request goes through intern's own URL building, blosc encoding and
+error handling, and numpy slicing of the source arrays is the oracle.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from types import SimpleNamespace
+
+import blosc
+import numpy as np
+import pytest
+import requests
+from intern.remote.boss import BossRemote
+from intern.resource.boss.resource import (
+    ChannelResource,
+    CollectionResource,
+    CoordinateFrameResource,
+    ExperimentResource,
+)
+from requests import HTTPError
+
+from ndframework.boss.emulator import BossEmulator, EmulatorStats, Faults, demo_volume, main
+from ndframework.errors import ChannelError, ConfigError
+
+pytestmark = pytest.mark.timeout(60)
+
+TOKEN = "s3cr3t-emulator-token-value"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def boss():
+    with BossEmulator(token=TOKEN) as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def remote(boss):
+    return boss.remote()
+
+
+def volume(shape, dtype, seed=0):
+    """Random voxels over the dtype's full range."""
+    info = np.iinfo(dtype)
+    return np.random.default_rng(seed).integers(0, info.max, size=shape, dtype=dtype, endpoint=True)
+
+
+def http_error(call, *args, **kwargs) -> requests.Response:
+    """The response of the HTTPError that intern raises for ``call``."""
+    with pytest.raises(HTTPError) as info:
+        call(*args, **kwargs)
+    return info.value.response
+
+
+def assert_boss_error(response: requests.Response, status: int) -> dict:
+    assert response.status_code == status
+    body = response.json()
+    assert set(body) >= {"status", "code", "message"}
+    assert body["status"] == status
+    assert TOKEN not in response.text
+    return body
+
+
+def make_project(remote, coll="coll", exp="exp", frame="frame", time_samples=1):
+    remote.create_project(CollectionResource(coll, "a collection"))
+    remote.create_project(
+        CoordinateFrameResource(frame, "", 0, 64, 0, 48, 0, 16, 4, 4, 40, "nanometers")
+    )
+    return remote.create_project(
+        ExperimentResource(exp, coll, frame, "an experiment", num_time_samples=time_samples)
+    )
+
+
+# -- resources -------------------------------------------------------------------------------
+
+
+def test_collection_create_get_update_list_delete(remote):
+    created = remote.create_project(CollectionResource("coll", "first"))
+    assert (created.name, created.description, created.creator) == ("coll", "first", "emulator")
+    remote.create_project(CollectionResource("other"))
+    assert remote.list_collections() == ["coll", "other"]
+
+    updated = remote.update_project("coll", CollectionResource("renamed", "second"))
+    assert (updated.name, updated.description) == ("renamed", "second")
+    fetched = remote.get_project(CollectionResource("renamed"))
+    assert fetched.description == "second"
+    assert sorted(remote.list_collections()) == ["other", "renamed"]
+    assert_boss_error(http_error(remote.get_project, CollectionResource("coll")), 404)
+
+    remote.delete_project(CollectionResource("renamed"))
+    assert remote.list_collections() == ["other"]
+    assert_boss_error(http_error(remote.get_project, CollectionResource("renamed")), 404)
+
+
+def test_coordinate_frame_create_get_update_list_delete(remote):
+    frame = CoordinateFrameResource(
+        "cf", "frame", 10, 110, 0, 50, 5, 25, 4.5, 4.5, 40, "nanometers"
+    )
+    created = remote.create_project(frame)
+    assert (created.x_start, created.x_stop, created.z_start, created.z_stop) == (10, 110, 5, 25)
+    fetched = remote.get_coordinate_frame("cf")
+    assert (fetched.x_voxel_size, fetched.z_voxel_size, fetched.voxel_unit) == (
+        4.5,
+        40,
+        "nanometers",
+    )
+    assert remote.list_coordinate_frames() == ["cf"]
+
+    fetched.name, fetched.description = "cf2", "renamed"
+    updated = remote.update_project("cf", fetched)
+    assert (updated.name, updated.description, updated.y_stop) == ("cf2", "renamed", 50)
+    assert remote.list_coordinate_frames() == ["cf2"]
+
+    remote.delete_project(CoordinateFrameResource("cf2"))
+    assert remote.list_coordinate_frames() == []
+    assert_boss_error(http_error(remote.get_coordinate_frame, "cf2"), 404)
+
+
+def test_experiment_create_get_update_list_delete(remote):
+    created = make_project(remote, time_samples=3)
+    assert (created.coord_frame, created.num_time_samples, created.hierarchy_method) == (
+        "frame",
+        3,
+        "anisotropic",
+    )
+    fetched = remote.get_experiment("coll", "exp")
+    assert (fetched.coll_name, fetched.description, fetched.time_step_unit) == (
+        "coll",
+        "an experiment",
+        "seconds",
+    )
+    assert remote.list_experiments("coll") == ["exp"]
+    assert remote.get_project(CollectionResource("coll")).raw["experiments"] == ["exp"]
+
+    fetched.name, fetched.num_hierarchy_levels, fetched.hierarchy_method = "exp2", 3, "isotropic"
+    updated = remote.update_project("exp", fetched)
+    assert (updated.name, updated.num_hierarchy_levels, updated.hierarchy_method) == (
+        "exp2",
+        3,
+        "isotropic",
+    )
+    assert remote.list_experiments("coll") == ["exp2"]
+
+    remote.delete_project(ExperimentResource("exp2", "coll"))
+    assert remote.list_experiments("coll") == []
+    assert_boss_error(http_error(remote.get_experiment, "coll", "exp2"), 404)
+
+
+def test_channel_create_get_update_list_delete(remote):
+    make_project(remote)
+    remote.create_project(ChannelResource("raw", "coll", "exp", "image", datatype="uint16"))
+    created = remote.create_project(
+        ChannelResource(
+            "seg", "coll", "exp", "annotation", "labels", datatype="uint64", sources=["raw"]
+        )
+    )
+    assert (created.type, created.datatype, created.sources) == ("annotation", "uint64", ["raw"])
+    fetched = remote.get_channel("raw", "coll", "exp")
+    assert (fetched.datatype, fetched.type, fetched.base_resolution) == ("uint16", "image", 0)
+    assert fetched.downsample_status == "NOT_DOWNSAMPLED"
+    assert fetched.cutout_ready
+    assert remote.list_channels("coll", "exp") == ["raw", "seg"]
+
+    fetched.name, fetched.description = "image", "renamed"
+    updated = remote.update_project("raw", fetched)
+    assert (updated.name, updated.description, updated.datatype) == ("image", "renamed", "uint16")
+    assert remote.get_channel("seg", "coll", "exp").sources == ["image"]
+
+    assert_boss_error(http_error(remote.delete_project, updated), 409)  # "seg" derives from it
+    remote.delete_project(ChannelResource("seg", "coll", "exp"))
+    remote.delete_project(updated)
+    assert remote.list_channels("coll", "exp") == []
+    assert_boss_error(http_error(remote.get_channel, "image", "coll", "exp"), 404)
+
+
+def test_public_visibility_is_stored(remote):
+    make_project(remote)
+    remote.set_project_public_visibility(CollectionResource("coll"), True)
+    assert remote.get_project(CollectionResource("coll")).public is True
+
+
+def test_creating_what_exists_is_409(remote):
+    make_project(remote)
+    body = assert_boss_error(http_error(remote.create_project, CollectionResource("coll")), 409)
+    assert "coll" in body["message"]
+    assert_boss_error(
+        http_error(remote.create_project, ExperimentResource("exp", "coll", "frame")), 409
+    )
+    assert_boss_error(
+        http_error(remote.create_project, CoordinateFrameResource("frame", "", 0, 1, 0, 1, 0, 1)),
+        409,
+    )
+
+
+def test_deleting_what_is_in_use_is_409(remote):
+    make_project(remote)
+    assert_boss_error(http_error(remote.delete_project, CollectionResource("coll")), 409)
+    assert_boss_error(http_error(remote.delete_project, CoordinateFrameResource("frame")), 409)
+
+
+def test_bad_resource_arguments_are_400(remote):
+    make_project(remote)
+    body = assert_boss_error(
+        http_error(remote.create_project, ExperimentResource("e2", "coll", "no-such-frame")), 400
+    )
+    assert "no-such-frame" in body["message"]
+    empty_frame = CoordinateFrameResource("bad", "", 5, 5, 0, 1, 0, 1)
+    assert (
+        "x_stop"
+        in assert_boss_error(http_error(remote.create_project, empty_frame), 400)["message"]
+    )
+    bad_source = ChannelResource("c", "coll", "exp", datatype="uint8", sources=["missing"])
+    assert (
+        "missing"
+        in assert_boss_error(http_error(remote.create_project, bad_source), 400)["message"]
+    )
+
+
+def test_missing_parent_is_404(remote):
+    missing = ChannelResource("c", "coll", "exp", datatype="uint8")
+    body = assert_boss_error(http_error(remote.create_project, missing), 404)
+    assert "coll" in body["message"]
+    assert_boss_error(http_error(remote.list_experiments, "nope"), 404)
+
+
+# -- cutouts ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.uint64])
+def test_get_cutout_equals_numpy_slice(boss, remote, dtype):
+    data = volume((12, 40, 56), dtype)
+    boss.create_volume("coll", "exp", {"ch": data})
+    channel = remote.get_channel("ch", "coll", "exp")
+    assert channel.datatype == np.dtype(dtype).name
+
+    whole = remote.get_cutout(channel, 0, [0, 56], [0, 40], [0, 12], parallel=False)
+    assert whole.dtype == dtype and whole.shape == (12, 40, 56)
+    np.testing.assert_array_equal(whole, data)
+    part = remote.get_cutout(channel, 0, [13, 50], [7, 31], [3, 11], parallel=False)
+    np.testing.assert_array_equal(part, data[3:11, 7:31, 13:50])
+    voxel = remote.get_cutout(channel, 0, [55, 56], [39, 40], [11, 12], parallel=False)
+    np.testing.assert_array_equal(voxel, data[11:12, 39:40, 55:56])
+
+
+def test_get_cutout_with_an_origin_off_zero(boss, remote):
+    data = volume((10, 30, 20), np.uint16)
+    boss.create_volume("coll", "exp", {"ch": data}, origin=(5, 100, 60))
+    frame = remote.get_coordinate_frame("coll_exp")
+    assert (frame.z_start, frame.z_stop, frame.y_start, frame.x_stop) == (5, 15, 100, 80)
+    channel = remote.get_channel("ch", "coll", "exp")
+    cutout = remote.get_cutout(channel, 0, [62, 75], [110, 130], [6, 14], parallel=False)
+    np.testing.assert_array_equal(cutout, data[1:9, 10:30, 2:15])
+    response = http_error(
+        remote.get_cutout, channel, 0, [0, 10], [100, 110], [5, 6], parallel=False
+    )
+    assert_boss_error(response, 400)
+
+
+def test_get_cutout_with_a_time_range(boss, remote):
+    data = volume((4, 6, 20, 24), np.uint16)  # T, Z, Y, X
+    boss.create_volume("coll", "exp", {"ch": data, "mask": volume(data.shape, np.uint8, 1)})
+    assert remote.get_experiment("coll", "exp").num_time_samples == 4
+    channel = remote.get_channel("ch", "coll", "exp")
+    cutout = remote.get_cutout(
+        channel, 0, [3, 20], [2, 18], [1, 5], time_range=[1, 3], parallel=False
+    )
+    assert cutout.shape == (2, 4, 16, 17)
+    np.testing.assert_array_equal(cutout, data[1:3, 1:5, 2:18, 3:20])
+    # without a time range, the channel's default time sample (0)
+    default = remote.get_cutout(channel, 0, [0, 24], [0, 20], [0, 6], parallel=False)
+    np.testing.assert_array_equal(default, data[0])
+    out_of_range = http_error(
+        remote.get_cutout, channel, 0, [0, 4], [0, 4], [0, 4], time_range=[2, 5], parallel=False
+    )
+    assert "t range" in assert_boss_error(out_of_range, 400)["message"]
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.uint64])
+def test_create_cutout_then_get_cutout_round_trips(boss, remote, dtype):
+    boss.create_volume("coll", "exp", {"ch": np.zeros((16, 64, 64), dtype)})
+    channel = remote.get_channel("ch", "coll", "exp")
+    patch = volume((5, 20, 30), dtype, seed=3)
+    remote.create_cutout(channel, 0, [30, 60], [10, 30], [7, 12], patch)
+
+    np.testing.assert_array_equal(
+        remote.get_cutout(channel, 0, [30, 60], [10, 30], [7, 12], parallel=False), patch
+    )
+    expected = np.zeros((16, 64, 64), dtype)
+    expected[7:12, 10:30, 30:60] = patch
+    np.testing.assert_array_equal(boss.channel_array("coll", "exp", "ch")[0], expected)
+
+
+def test_create_cutout_with_a_time_range(boss, remote):
+    boss.create_volume("coll", "exp", {"ch": np.zeros((3, 8, 16, 16), np.uint8)})
+    channel = remote.get_channel("ch", "coll", "exp")
+    patch = volume((2, 4, 8, 8), np.uint8, seed=4)
+    remote.create_cutout(channel, 0, [8, 16], [0, 8], [2, 6], patch, time_range=[1, 3])
+    stored = boss.channel_array("coll", "exp", "ch")
+    np.testing.assert_array_equal(stored[1:3, 2:6, 0:8, 8:16], patch)
+    assert stored[0].sum() == 0
+    got = remote.get_cutout(channel, 0, [8, 16], [0, 8], [2, 6], time_range=[1, 3], parallel=False)
+    np.testing.assert_array_equal(got, patch)
+
+
+def test_create_cutout_to_black_zeroes_the_region(boss, remote):
+    data = volume((8, 32, 32), np.uint16, seed=5) | 1  # no zero voxel to begin with
+    boss.create_volume("coll", "exp", {"ch": data})
+    channel = remote.get_channel("ch", "coll", "exp")
+    remote.create_cutout_to_black(channel, 0, [4, 20], [8, 16], [2, 5])
+    expected = data.copy()
+    expected[2:5, 8:16, 4:20] = 0
+    np.testing.assert_array_equal(
+        remote.get_cutout(channel, 0, [0, 32], [0, 32], [0, 8], parallel=False), expected
+    )
+
+
+def test_intern_skips_uploading_an_all_zero_cutout(boss, remote):
+    # intern's create_cutout returns without a request when np.sum(data) == 0: zeroing a
+    # region needs create_cutout_to_black.
+    data = volume((4, 16, 16), np.uint8) | 1
+    boss.create_volume("coll", "exp", {"ch": data})
+    channel = remote.get_channel("ch", "coll", "exp")
+    boss.reset_stats()
+    remote.create_cutout(channel, 0, [0, 8], [0, 8], [0, 2], np.zeros((2, 8, 8), np.uint8))
+    assert boss.stats.requests == 0
+    np.testing.assert_array_equal(boss.channel_array("coll", "exp", "ch")[0], data)
+
+
+def test_parallel_get_cutout_uses_a_process_pool(boss, remote):
+    data = volume((20, 40, 40), np.uint16, seed=6)
+    boss.create_volume("coll", "exp", {"ch": data})
+    channel = remote.get_channel("ch", "coll", "exp")
+    boss.reset_stats()
+    # a chunk_size small enough that intern splits the cutout over a multiprocessing pool
+    # (with the default one, a cutout under ~30 M voxels is a single request)
+    cutout = remote.get_cutout(
+        channel, 0, [0, 40], [0, 40], [0, 20], parallel=True, chunk_size=(16, 16, 8)
+    )
+    np.testing.assert_array_equal(cutout, data)
+    assert boss.stats.requests == 3 * 3 * 3  # one request per 16 x 16 x 8 block
+
+
+def test_out_of_frame_and_empty_ranges_are_400(boss, remote):
+    boss.create_volume("coll", "exp", {"ch": np.ones((8, 16, 16), np.uint8)})
+    channel = remote.get_channel("ch", "coll", "exp")
+    body = assert_boss_error(
+        http_error(remote.get_cutout, channel, 0, [0, 17], [0, 16], [0, 8], parallel=False), 400
+    )
+    assert "x range 0:17" in body["message"]
+    body = assert_boss_error(
+        http_error(remote.get_cutout, channel, 0, [0, 4], [3, 3], [0, 8], parallel=False), 400
+    )
+    assert "y range 3:3" in body["message"]
+    response = http_error(
+        remote.create_cutout, channel, 0, [0, 4], [0, 4], [7, 9], np.ones((2, 4, 4), np.uint8)
+    )
+    assert_boss_error(response, 400)
+    response = http_error(remote.get_cutout, channel, 1, [0, 4], [0, 4], [0, 4], parallel=False)
+    assert "resolution" in assert_boss_error(response, 400)["message"]
+
+
+def test_missing_channel_is_404(boss, remote):
+    boss.create_volume("coll", "exp", {"ch": np.ones((4, 8, 8), np.uint8)})
+    missing = ChannelResource("nope", "coll", "exp", datatype="uint8")
+    body = assert_boss_error(
+        http_error(remote.get_cutout, missing, 0, [0, 4], [0, 4], [0, 4], parallel=False), 404
+    )
+    assert "nope" in body["message"]
+    assert_boss_error(http_error(remote.get_channel, "nope", "coll", "exp"), 404)
+
+
+def test_cutout_over_the_size_limit_is_413():
+    with BossEmulator(token=TOKEN, max_cutout_bytes=1000) as boss:
+        boss.create_volume("coll", "exp", {"ch": np.ones((8, 32, 32), np.uint16)})
+        remote = boss.remote()
+        channel = remote.get_channel("ch", "coll", "exp")
+        assert (
+            remote.get_cutout(channel, 0, [0, 10], [0, 10], [0, 5], parallel=False).sum() == 500
+        )  # 1000 B
+        body = assert_boss_error(
+            http_error(remote.get_cutout, channel, 0, [0, 11], [0, 10], [0, 5], parallel=False), 413
+        )
+        assert "1100 bytes" in body["message"] and "1000" in body["message"]
+        upload = np.ones((1, 32, 32), np.uint16)
+        assert_boss_error(
+            http_error(remote.create_cutout, channel, 0, [0, 32], [0, 32], [0, 1], upload), 413
+        )
+
+
+def test_wrong_or_missing_token_is_401(boss):
+    boss.create_volume("coll", "exp", {"ch": np.ones((4, 8, 8), np.uint8)})
+    channel = boss.remote().get_channel("ch", "coll", "exp")
+    wrong = BossRemote({"protocol": "http", "host": boss.host, "token": "not-the-token"})
+    body = assert_boss_error(http_error(wrong.list_collections), 401)
+    assert body["message"] == "Invalid token."
+    assert_boss_error(
+        http_error(wrong.get_cutout, channel, 0, [0, 4], [0, 4], [0, 4], parallel=False), 401
+    )
+    anonymous = requests.get(f"{boss.url}/v1/collection/", timeout=10)
+    assert_boss_error(anonymous, 401)
+    assert anonymous.headers["WWW-Authenticate"] == "Token"
+
+
+def test_raw_protocol_errors(boss):
+    boss.create_volume("coll", "exp", {"ch": np.ones((4, 8, 8), np.uint16)})
+    headers = {"Authorization": f"Token {TOKEN}", "Content-Type": "application/blosc"}
+    url = f"{boss.url}/v1/cutout/coll/exp/ch/0/0:8/0:8/0:4/"
+    short = blosc.compress(np.ones((4, 8, 7), np.uint16), typesize=2)  # one column short
+    body = assert_boss_error(requests.post(url, data=short, headers=headers, timeout=10), 400)
+    assert "512 bytes" in body["message"] and "448" in body["message"]
+    garbage = requests.post(url, data=b"not blosc at all", headers=headers, timeout=10)
+    assert_boss_error(garbage, 400)
+    as_json = requests.get(url, headers={**headers, "Accept": "application/json"}, timeout=10)
+    assert_boss_error(as_json, 406)
+    nowhere = requests.get(f"{boss.url}/v1/nothing/here/", headers=headers, timeout=10)
+    assert_boss_error(nowhere, 404)
+    wrong_verb = requests.delete(url, headers=headers, timeout=10)
+    assert_boss_error(wrong_verb, 405)
+    ok = requests.get(url, headers=headers, timeout=10)
+    assert ok.status_code == 200 and ok.headers["Content-Type"] == "application/blosc"
+    assert (np.frombuffer(blosc.decompress(ok.content), np.uint16) == 1).all()
+
+
+def test_annotation_cutout_filtered_by_ids(boss):
+    labels = np.arange(4 * 8 * 8, dtype=np.uint64).reshape(4, 8, 8) % 5
+    boss.create_volume("coll", "exp", {"seg": labels})
+    remote = boss.remote()
+    channel = remote.get_channel("seg", "coll", "exp")
+    assert channel.type == "annotation"
+    cutout = remote.get_cutout(channel, 0, [0, 8], [0, 8], [0, 4], id_list=[1, 3], parallel=False)
+    np.testing.assert_array_equal(cutout, np.where(np.isin(labels, [1, 3]), labels, 0))
+
+
+# -- fault injection, counters, concurrency -----------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [503, 429])
+def test_every_cutout_fails_at_error_rate_one(boss, remote, status):
+    boss.create_volume("coll", "exp", {"ch": np.ones((4, 8, 8), np.uint8)})
+    channel = remote.get_channel("ch", "coll", "exp")
+    boss.faults = Faults(error_rate=1.0, status=status)
+    boss.reset_stats()
+    for _ in range(5):
+        body = assert_boss_error(
+            http_error(remote.get_cutout, channel, 0, [0, 4], [0, 4], [0, 4], parallel=False),
+            status,
+        )
+        assert "fault injected" in body["message"]
+    assert_boss_error(
+        http_error(remote.create_cutout_to_black, channel, 0, [0, 4], [0, 4], [0, 4]), status
+    )
+    assert remote.list_channels("coll", "exp") == ["ch"]  # metadata requests are spared
+    assert boss.stats == EmulatorStats(7, 1, 6, 6, {200: 1, status: 6})
+
+
+def test_no_fault_at_error_rate_zero(boss, remote):
+    data = volume((4, 8, 8), np.uint8)
+    boss.create_volume("coll", "exp", {"ch": data})
+    channel = remote.get_channel("ch", "coll", "exp")
+    boss.faults = Faults(error_rate=0.0)
+    boss.reset_stats()
+    for _ in range(20):
+        np.testing.assert_array_equal(
+            remote.get_cutout(channel, 0, [0, 8], [0, 8], [0, 4], parallel=False), data
+        )
+    assert (boss.stats.requests, boss.stats.failed, boss.stats.injected) == (20, 0, 0)
+
+
+def test_faults_are_deterministic_for_a_seed(boss, remote):
+    boss.create_volume("coll", "exp", {"ch": np.ones((4, 8, 8), np.uint8)})
+    channel = remote.get_channel("ch", "coll", "exp")
+
+    def outcomes():
+        boss.faults = Faults(error_rate=0.5, status=503, seed=42)
+        result = []
+        for _ in range(30):
+            try:
+                remote.get_cutout(channel, 0, [0, 8], [0, 8], [0, 4], parallel=False)
+                result.append(200)
+            except HTTPError as error:
+                result.append(error.response.status_code)
+        return result
+
+    first = outcomes()
+    assert first == outcomes()
+    assert 0 < first.count(503) < 30 and set(first) == {200, 503}
+
+
+def test_latency_is_added_to_every_request(boss, remote, monkeypatch):
+    import ndframework.boss._emulator_api as api_module
+
+    slept = []
+    monkeypatch.setattr(api_module, "time", SimpleNamespace(sleep=slept.append))
+    boss.faults = Faults(latency=0.25)
+    remote.list_collections()
+    remote.list_coordinate_frames()
+    assert slept == [0.25, 0.25]
+
+
+def test_fault_settings_are_validated(boss):
+    with pytest.raises(ValueError, match="error_rate must be between 0 and 1, got 1.5"):
+        Faults(error_rate=1.5)
+    with pytest.raises(ValueError, match="status must be one of"):
+        Faults(status=404)
+    with pytest.raises(ValueError, match="latency"):
+        Faults(latency=-1)
+    with pytest.raises(TypeError, match="faults must be a Faults instance, got 0.5"):
+        boss.faults = 0.5
+    with pytest.raises(TypeError, match="faults"):
+        BossEmulator(token=TOKEN, faults=0.5)
+
+
+def test_concurrent_get_cutouts_return_correct_data(boss):
+    channels = {"a": volume((16, 64, 64), np.uint8, 1), "b": volume((16, 64, 64), np.uint64, 2)}
+    boss.create_volume("coll", "exp", channels)
+    rng = np.random.default_rng(9)
+    jobs = []
+    for _ in range(48):
+        name = str(rng.choice(["a", "b"]))
+        start = rng.integers(0, [15, 63, 63])
+        stop = [int(rng.integers(s + 1, n + 1)) for s, n in zip(start, (16, 64, 64), strict=True)]
+        jobs.append((name, [int(s) for s in start], stop))
+    local = threading.local()
+
+    def fetch(job):
+        name, (z0, y0, x0), (z1, y1, x1) = job
+        if not hasattr(local, "remote"):  # one intern session per thread
+            local.remote = boss.remote()
+            local.channels = {c: local.remote.get_channel(c, "coll", "exp") for c in channels}
+        got = local.remote.get_cutout(
+            local.channels[name], 0, [x0, x1], [y0, y1], [z0, z1], parallel=False
+        )
+        return got, channels[name][z0:z1, y0:y1, x0:x1]
+
+    with ThreadPoolExecutor(8) as pool:
+        for got, expected in pool.map(fetch, jobs):
+            np.testing.assert_array_equal(got, expected)
+
+
+def test_concurrent_writes_to_disjoint_regions(boss):
+    boss.create_volume("coll", "exp", {"ch": np.zeros((8, 64, 64), np.uint16)})
+    expected = np.zeros((8, 64, 64), np.uint16)
+    tiles = [(y, x) for y in range(0, 64, 16) for x in range(0, 64, 16)]
+
+    def write(tile):
+        y, x = tile
+        remote = boss.remote()
+        channel = remote.get_channel("ch", "coll", "exp")
+        patch = np.full((8, 16, 16), y * 64 + x + 1, np.uint16)
+        remote.create_cutout(channel, 0, [x, x + 16], [y, y + 16], [0, 8], patch)
+        return tile, patch
+
+    with ThreadPoolExecutor(8) as pool:
+        for (y, x), patch in pool.map(write, tiles):
+            expected[:, y : y + 16, x : x + 16] = patch
+    np.testing.assert_array_equal(boss.channel_array("coll", "exp", "ch")[0], expected)
+
+
+# -- secrets, lifecycle, Python API -----------------------------------------------------------
+
+
+def test_token_never_appears_in_logs_repr_or_errors(caplog, capfd):
+    caplog.set_level(logging.DEBUG)
+    with BossEmulator(token=TOKEN, max_cutout_bytes=100) as boss:
+        boss.create_volume("coll", "exp", {"ch": np.ones((4, 8, 8), np.uint8)})
+        remote = boss.remote()
+        channel = remote.get_channel("ch", "coll", "exp")
+        remote.get_cutout(channel, 0, [0, 4], [0, 4], [0, 4], parallel=False)
+        http_error(remote.get_cutout, channel, 0, [0, 8], [0, 8], [0, 4], parallel=False)  # 413
+        http_error(remote.get_channel, "nope", "coll", "exp")
+        wrong = BossRemote({"protocol": "http", "host": boss.host, "token": TOKEN + "x"})
+        http_error(wrong.list_collections)
+        requests.get(f"{boss.url}/v1/collection/", headers={"Authorization": TOKEN}, timeout=10)
+        assert TOKEN not in repr(boss) and boss.url in repr(boss)
+    messages = [
+        record.getMessage() for record in caplog.records if record.name.startswith("ndframework")
+    ]
+    assert any("GET /v1/cutout/coll/exp/ch/0/0:4/0:4/0:4/" in m for m in messages)
+    assert all(TOKEN not in m for m in messages)
+    assert TOKEN not in caplog.text
+    captured = capfd.readouterr()
+    assert TOKEN not in captured.out + captured.err
+    assert "GET /v1" not in captured.err  # BaseHTTPRequestHandler's stderr log is silenced
+
+
+def test_start_stop_and_restart_keep_the_data():
+    boss = BossEmulator(token=TOKEN)
+    with pytest.raises(RuntimeError, match="not running"):
+        _ = boss.url
+    boss.create_volume("coll", "exp", {"ch": np.full((2, 4, 4), 7, np.uint8)})  # before start
+    boss.start()
+    try:
+        with pytest.raises(RuntimeError, match="already running"):
+            boss.start()
+        assert boss.url == f"http://127.0.0.1:{boss.port}" and boss.host == f"127.0.0.1:{boss.port}"
+        assert boss.protocol == "http"
+        assert boss.remote().list_channels("coll", "exp") == ["ch"]
+    finally:
+        boss.stop()
+    boss.stop()  # twice is harmless
+    with boss:
+        channel = boss.remote().get_channel("ch", "coll", "exp")
+        assert (
+            boss.remote().get_cutout(channel, 0, [0, 4], [0, 4], [0, 2], parallel=False).sum()
+            == 7 * 32
+        )
+    assert not boss.running
+
+
+def test_constructor_and_create_volume_validate_their_arguments(boss):
+    with pytest.raises(ConfigError, match="token must be a non-empty string") as info:
+        BossEmulator(token="has space")
+    assert "has space" not in str(info.value)
+    with pytest.raises(ConfigError, match="port must be an integer"):
+        BossEmulator(token=TOKEN, port=70000)
+    with pytest.raises(ConfigError, match="max_cutout_bytes"):
+        BossEmulator(token=TOKEN, max_cutout_bytes=0)
+    with pytest.raises(ConfigError, match="dtype float32"):
+        boss.create_volume("c", "e", {"ch": np.zeros((2, 2, 2), np.float32)})
+    with pytest.raises(ConfigError, match="same"):
+        boss.create_volume(
+            "c", "e", {"a": np.zeros((2, 2, 2), np.uint8), "b": np.zeros((2, 2, 3), np.uint8)}
+        )
+    with pytest.raises(ConfigError, match="ZYX or TZYX"):
+        boss.create_volume("c", "e", {"a": np.zeros((2, 2), np.uint8)})
+    with pytest.raises(ConfigError, match="origin must be non-negative"):
+        boss.create_volume("c", "e", {"a": np.zeros((2, 2, 2), np.uint8)}, origin=(0, -1, 0))
+    with pytest.raises(ConfigError, match="channel name 'bad/name'"):
+        boss.create_volume("c", "e", {"bad/name": np.zeros((2, 2, 2), np.uint8)})
+    boss.create_volume("c", "e", {"a": np.zeros((2, 2, 2), np.uint8)})
+    with pytest.raises(ConfigError, match="already exists"):
+        boss.create_volume("c", "e", {"a": np.zeros((2, 2, 2), np.uint8)})
+    boss.create_volume("c", "e2", {"a": np.zeros((2, 2, 2), np.uint8)})  # same collection: fine
+    with pytest.raises(ChannelError, match="'missing'"):
+        boss.channel_array("c", "e", "missing")
+
+
+def test_demo_volume_is_deterministic():
+    first, second = (
+        demo_volume((10, 40, 40), cells=5, seed=3),
+        demo_volume((10, 40, 40), cells=5, seed=3),
+    )
+    assert first.keys() == {"em", "mask"}
+    for name in first:
+        np.testing.assert_array_equal(first[name], second[name])
+    assert first["em"].dtype == np.uint8 and first["mask"].dtype == np.uint16
+    assert set(np.unique(first["mask"])) <= set(range(6)) and first["mask"].max() > 0
+
+
+# -- command line ------------------------------------------------------------------------------
+
+
+def _start_cli(*args, env_token=None):
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
+    env.pop("NDFRAMEWORK_BOSS_TOKEN", None)
+    if env_token is not None:
+        env["NDFRAMEWORK_BOSS_TOKEN"] = env_token
+    return subprocess.Popen(
+        [sys.executable, "-m", "ndframework.boss.emulator", "--port", "0", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
+def _read_banner(process) -> str:
+    """What the emulator prints before it waits for Ctrl-C."""
+    lines = []
+    for line in process.stdout:
+        lines.append(line)
+        if line.startswith("Press Ctrl-C"):
+            return "".join(lines)
+    raise AssertionError(f"the emulator exited early: {process.wait()} {process.stderr.read()}")
+
+
+@pytest.mark.parametrize("token_from", ["flag", "env"])
+def test_command_line_serves_the_demo_until_interrupted(token_from):
+    args = ("--demo", "--token", TOKEN) if token_from == "flag" else ("--demo",)
+    process = _start_cli(*args, env_token=TOKEN if token_from == "env" else None)
+    try:
+        banner = _read_banner(process)
+        host = banner.split("BOSS emulator serving at http://")[1].split()[0]
+        remote = BossRemote({"protocol": "http", "host": host, "token": TOKEN})
+        assert remote.list_channels("demo", "synthetic") == ["em", "mask"]
+        mask = remote.get_channel("mask", "demo", "synthetic")
+        assert mask.datatype == "uint16"
+        cutout = remote.get_cutout(mask, 0, [0, 300], [0, 300], [40, 60], parallel=False)
+        np.testing.assert_array_equal(cutout, demo_volume()["mask"][40:60])
+    finally:
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+    assert process.returncode == 0
+    assert TOKEN not in banner + out + err
+    expected_source = "--token" if token_from == "flag" else "$NDFRAMEWORK_BOSS_TOKEN"
+    assert f"host = {host}, token = the value of {expected_source}" in banner
+
+
+def test_command_line_requires_a_token(capsys, monkeypatch):
+    monkeypatch.delenv("NDFRAMEWORK_BOSS_TOKEN", raising=False)
+    with pytest.raises(SystemExit) as info:
+        main(["--port", "0"])
+    assert info.value.code == 2
+    assert "--token or the NDFRAMEWORK_BOSS_TOKEN environment variable" in capsys.readouterr().err
+
+
+def test_channel_array_is_a_copy(boss):
+    boss.create_volume("coll", "exp", {"ch": np.full((2, 4, 4), 3, np.uint8)})
+    boss.channel_array("coll", "exp", "ch")[...] = 9
+    assert (boss.channel_array("coll", "exp", "ch") == 3).all()

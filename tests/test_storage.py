@@ -1,0 +1,109 @@
+"""Sources and sinks: the conformance kit on each, and their own constructors' errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import zarr
+
+import ndframework as ndf
+from ndframework.storage._zarr import ORIGIN_ATTRIBUTE
+from ndframework.testing import SinkConformance, SourceConformance
+
+
+def write_zarr(path, arrays, origin, chunks=(4, 4, 4)):
+    group = zarr.open_group(str(path), mode="w")
+    group.attrs[ORIGIN_ATTRIBUTE] = list(origin)
+    for name, array in arrays.items():
+        group.create_array(name, shape=array.shape, chunks=chunks, dtype=array.dtype)
+        group[name][...] = array
+    return path
+
+
+class TestInMemorySource(SourceConformance):
+    def make_source(self, arrays, origin, directory):
+        return ndf.InMemorySource(arrays, origin=origin)
+
+
+class TestZarrSource(SourceConformance):
+    def make_source(self, arrays, origin, directory):
+        return ndf.ZarrSource(write_zarr(directory / "volume.zarr", arrays, origin))
+
+
+class TestZarrSourceFromAGroup(SourceConformance):
+    def make_source(self, arrays, origin, directory):
+        path = write_zarr(directory / "volume.zarr", arrays, origin)
+        return ndf.ZarrSource(zarr.open_group(str(path), mode="r"))
+
+
+class TestInMemorySink(SinkConformance):
+    def make_sink(self, dtypes, bounds, directory):
+        return ndf.InMemorySink.zeros(bounds.shape, dtypes, origin=bounds.start)
+
+    def read_back(self, sink):
+        return sink.arrays
+
+
+class TestZarrSink(SinkConformance):
+    def make_sink(self, dtypes, bounds, directory):
+        return ndf.ZarrSink.create(directory / "out.zarr", dtypes, bounds, chunk_shape=(3, 4, 5))
+
+    def read_back(self, sink):
+        group = zarr.open_group(sink.path, mode="r")
+        return {name: group[name][...] for name in sink.channels}
+
+
+def test_in_memory_source_refuses_arrays_of_different_shapes():
+    with pytest.raises(ndf.ConfigError, match=r"one shape.*'a': \(2, 2, 2\).*'b': \(2, 2, 3\)"):
+        ndf.InMemorySource({"a": np.zeros((2, 2, 2)), "b": np.zeros((2, 2, 3))})
+
+
+def test_in_memory_source_refuses_arrays_that_are_not_3d():
+    with pytest.raises(ndf.ConfigError, match=r"'a' must be a 3-D .* got 2-D with shape \(2, 2\)"):
+        ndf.InMemorySource({"a": np.zeros((2, 2))})
+
+
+def test_in_memory_source_needs_a_channel():
+    with pytest.raises(ndf.ConfigError, match="at least one channel"):
+        ndf.InMemorySource({})
+
+
+def test_zarr_source_opens_nothing_until_used(tmp_path):
+    source = ndf.ZarrSource(tmp_path / "missing.zarr")  # no error: no I/O yet
+    with pytest.raises(ndf.ConfigError, match=r"no zarr store at '.*missing\.zarr'"):
+        source.channels
+
+
+def test_zarr_source_unknown_array_lists_the_arrays(tmp_path):
+    path = write_zarr(tmp_path / "v.zarr", {"em": np.zeros((2, 2, 2), np.uint8)}, (0, 0, 0))
+    with pytest.raises(ndf.ConfigError, match=r"no array 'raw'; arrays: 'em'"):
+        ndf.ZarrSource(path, channels=["raw"]).bounds
+
+
+def test_zarr_source_refuses_arrays_of_different_shapes(tmp_path):
+    arrays = {"a": np.zeros((2, 2, 2), np.uint8)}
+    path = write_zarr(tmp_path / "v.zarr", arrays, (0, 0, 0))
+    group = zarr.open_group(str(path), mode="r+")
+    group.create_array("b", shape=(3, 2, 2), chunks=(1, 1, 1), dtype="uint8")
+    with pytest.raises(ndf.ConfigError, match=r"one shape, got 'a': \(2, 2, 2\), 'b': \(3, 2, 2\)"):
+        ndf.ZarrSource(path).bounds
+
+
+def test_zarr_source_reports_its_chunk_shape(tmp_path):
+    path = write_zarr(tmp_path / "v.zarr", {"em": np.zeros((8, 8, 8), np.uint8)}, (0, 0, 0),
+                      chunks=(2, 4, 8))
+    assert ndf.ZarrSource(path).chunk_shape == (2, 4, 8)
+
+
+def test_zarr_sink_create_refuses_to_overwrite(tmp_path):
+    bounds = ndf.Box((0, 0, 0), (2, 2, 2))
+    ndf.ZarrSink.create(tmp_path / "o.zarr", {"a": "uint8"}, bounds)
+    with pytest.raises(ndf.ConfigError, match=r"already exists.*overwrite=True"):
+        ndf.ZarrSink.create(tmp_path / "o.zarr", {"a": "uint8"}, bounds)
+    sink = ndf.ZarrSink.create(tmp_path / "o.zarr", {"b": "uint16"}, bounds, overwrite=True)
+    assert sink.channels == ("b",)
+
+
+def test_in_memory_sink_reports_no_chunks_and_in_process_only():
+    sink = ndf.InMemorySink.zeros((2, 2, 2), {"a": "uint8"})
+    assert sink.chunk_shape is None and sink.in_process_only

@@ -1,0 +1,172 @@
+"""Tilers: exact coverage, halos and clipping, order, count, and invalid shapes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+import ndframework as ndf
+from ndframework.testing.strategies import block_shapes, boxes, halos, triples
+
+
+def coverage(blocks, bounds):
+    """How many blocks own each voxel of ``bounds`` grown by one voxel all round."""
+    frame = bounds.grow((1, 1, 1))
+    counts = np.zeros(frame.shape, np.int16)
+    for block in blocks:
+        counts[block.box.relative_to(frame).slices()] += 1
+    return counts, bounds.relative_to(frame).slices()
+
+
+def assert_exact_cover(blocks, bounds):
+    counts, inside = coverage(blocks, bounds)
+    assert (counts[inside] == 1).all(), "every voxel inside is owned exactly once"
+    counts[inside] = 0
+    assert not counts.any(), "no voxel outside the bounds is owned"
+
+
+@settings(max_examples=300, deadline=None)
+@given(bounds=boxes(), block_shape=block_shapes(), origin=triples(-9, 9))
+@example(bounds=ndf.Box((0, 0, 0), (0, 5, 5)), block_shape=(1, 1, 1), origin=(0, 0, 0))
+@example(bounds=ndf.Box((3, 3, 3), (4, 4, 4)), block_shape=(7, 7, 7), origin=(0, 0, 0))
+def test_regular_blocks_cover_the_bounds_exactly(bounds, block_shape, origin):
+    tiler = ndf.RegularTiler(block_shape, origin=origin)
+    blocks = list(tiler.blocks(bounds))
+    assert_exact_cover(blocks, bounds)
+    assert tiler.count(bounds) == len(blocks)
+    for block in blocks:
+        assert not block.box.empty
+        assert all(s <= b for s, b in zip(block.shape, block_shape))
+
+
+@settings(max_examples=300, deadline=None)
+@given(bounds=boxes(), block_shape=block_shapes(), origin=triples(-9, 9))
+def test_regular_block_edges_lie_on_the_grid_or_the_bounds(bounds, block_shape, origin):
+    for block in ndf.RegularTiler(block_shape, origin=origin).blocks(bounds):
+        for axis in range(3):
+            for edge, outer in ((block.box.start[axis], bounds.start[axis]),
+                                (block.box.stop[axis], bounds.stop[axis])):
+                assert edge == outer or (edge - origin[axis]) % block_shape[axis] == 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(bounds=boxes(min_extent=1), block_shape=block_shapes(), halo=halos(),
+       margin=st.tuples(triples(0, 4), triples(0, 4)))
+def test_read_boxes_are_the_owned_box_grown_by_the_halo_and_clipped(
+    bounds, block_shape, halo, margin
+):
+    within = bounds.grow(*margin)
+    for block in ndf.RegularTiler(block_shape, halo=halo).blocks(bounds, within=within):
+        expected = block.box.grow(halo.before, halo.after).intersect(within)
+        assert block.read_box == expected
+        assert block.read_box.contains(block.box)
+        assert within.contains(block.read_box)
+        # the owned part of an array read over read_box is the owned box itself
+        frame = np.arange(within.size).reshape(within.shape)
+        read = frame[block.read_box.relative_to(within).slices()]
+        np.testing.assert_array_equal(block.crop(read),
+                                      frame[block.box.relative_to(within).slices()])
+
+
+@settings(max_examples=200, deadline=None)
+@given(bounds=boxes(), block_shape=block_shapes(), halo=halos())
+def test_blocks_come_in_a_deterministic_c_order_with_grid_indices(bounds, block_shape, halo):
+    tiler = ndf.RegularTiler(block_shape, halo=halo)
+    first = list(tiler.blocks(bounds))
+    assert first == list(tiler.blocks(bounds))
+    assert [b.box.start for b in first] == sorted(b.box.start for b in first)
+    assert [b.index for b in first] == sorted(b.index for b in first)
+    assert len({b.key for b in first}) == len(first)
+    for block in first:
+        assert block.key == "_".join(map(str, block.box.start))
+
+
+cuboids = st.tuples(st.integers(1, 4), st.integers(1, 6), st.integers(1, 6))
+
+
+@settings(max_examples=300, deadline=None)
+@given(bounds=boxes(max_start=40, max_extent=30), cuboid=cuboids,
+       multiple=triples(1, 3), origin=triples(-5, 5), halo=halos(4))
+@example(bounds=ndf.Box((3, 0, 0), (40, 600, 1030)), cuboid=(16, 512, 512),
+         multiple=(1, 1, 1), origin=(0, 0, 0), halo=ndf.Halo.of(0))
+def test_cuboid_tiler_blocks_equal_a_regular_grid_on_the_cuboid_grid(
+    bounds, cuboid, multiple, origin, halo
+):
+    block_shape = tuple(c * m for c, m in zip(cuboid, multiple))
+    tiler = ndf.CuboidTiler(block_shape, halo=halo, origin=origin, cuboid=cuboid)
+    blocks = list(tiler.blocks(bounds))
+    assert blocks == list(ndf.RegularTiler(block_shape, halo=halo, origin=origin).blocks(bounds))
+    assert tiler.count(bounds) == len(blocks)
+    assert_exact_cover(blocks, bounds)
+
+
+def test_cuboid_tiler_default_is_boss_aligned():
+    tiler = ndf.CuboidTiler()
+    bounds = ndf.Box((5, 100, 1000), (40, 600, 2100))
+    blocks = list(tiler.blocks(bounds))
+    assert tiler.block_shape == (16, 1024, 1024)
+    assert_exact_cover(blocks, bounds)
+    inner_starts = {b.box.start for b in blocks} - {bounds.start}
+    for start in inner_starts:
+        for axis, value in enumerate(start):
+            assert value == bounds.start[axis] or value % ndf.BOSS_CUBOID[axis] == 0
+
+
+def test_halo_larger_than_the_block_reads_neighbours():
+    tiler = ndf.RegularTiler((1, 1, 1), halo=((2, 0, 0), (0, 0, 3)))
+    bounds = ndf.Box((0, 0, 0), (4, 1, 5))
+    block = next(b for b in tiler.blocks(bounds) if b.key == "2_0_1")
+    assert block.read_box == ndf.Box((0, 0, 1), (3, 1, 5))
+
+
+def test_empty_bounds_give_no_blocks():
+    for tiler in (ndf.RegularTiler((2, 2, 2)), ndf.CuboidTiler()):
+        bounds = ndf.Box((0, 0, 0), (0, 10, 10))
+        assert list(tiler.blocks(bounds)) == [] and tiler.count(bounds) == 0
+
+
+def test_a_one_voxel_volume_is_one_block():
+    bounds = ndf.Box((7, 7, 7), (8, 8, 8))
+    (block,) = ndf.CuboidTiler(halo=1).blocks(bounds)
+    assert block.box == block.read_box == bounds and block.index == (0, 0, 0)
+
+
+def test_within_must_contain_the_bounds():
+    with pytest.raises(ndf.GeometryError, match=r"must contain the bounds \[0:4, 0:4, 0:4\]"):
+        list(ndf.RegularTiler(2).blocks(ndf.Box((0, 0, 0), (4, 4, 4)),
+                                        within=ndf.Box((1, 0, 0), (4, 4, 4))))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"block_shape": (0, 512, 512)}, r"block_shape must be positive in every axis, got \(0, 512, 512\)"),
+        ({"block_shape": (-1, 2, 2)}, r"block_shape must be positive .* got \(-1, 2, 2\)"),
+        ({"block_shape": (1.5, 2, 2)}, r"block_shape must be integers, got \(1.5, 2, 2\)"),
+        ({"block_shape": (2, 2)}, r"block_shape must have 3 values \(z, y, x\), got 2: \(2, 2\)"),
+        ({"block_shape": None}, r"block_shape must be three integers .* got None"),
+        ({"block_shape": (True, 2, 2)}, r"block_shape must be integers"),
+        ({"block_shape": 2, "halo": (-1, 0, 0)}, r"halo must be non-negative .* got \(-1, 0, 0\)"),
+        ({"block_shape": 2, "halo": (0.5, 0, 0)}, r"halo must be integers, got \(0.5, 0, 0\)"),
+        ({"block_shape": 2, "halo": (1, 1)}, r"halo must have 3 values .* got 2: \(1, 1\)"),
+        ({"block_shape": 2, "halo": ((1, 1, 1), (1, -1, 1))}, r"halo \(after\) must be non-negative"),
+        ({"block_shape": 2, "origin": (0, 0)}, r"origin must have 3 values"),
+    ],
+)
+def test_regular_tiler_invalid_arguments_name_the_value(kwargs, message):
+    with pytest.raises(ndf.GeometryError, match=message):
+        ndf.RegularTiler(**kwargs)
+
+
+def test_cuboid_tiler_block_shape_must_be_a_multiple_of_the_cuboid():
+    with pytest.raises(ndf.GeometryError, match=r"multiple of the cuboid \(16, 512, 512\).*\(16, 500, 512\)"):
+        ndf.CuboidTiler((16, 500, 512))
+    with pytest.raises(ndf.GeometryError, match=r"block_shape must be positive"):
+        ndf.CuboidTiler((0, 512, 512))
+
+
+def test_geometry_errors_are_value_errors():
+    with pytest.raises(ValueError):
+        ndf.RegularTiler(0)
