@@ -1,9 +1,11 @@
 """What runs in a worker: read a block, process it, write its outputs, report an outcome.
 
 Only a block's coordinates go in and a small `BlockOutcome` comes out; voxel data stay in
-the worker. Each worker loads its own copy of the source, processor and sink from a
-cloudpickled payload once (so classes defined in ``__main__`` or a notebook travel too),
-runs ``setup`` then, and ``teardown`` when it stops.
+the worker. Each worker gets its payload once, when it starts: worker processes receive it
+cloudpickled (so classes defined in ``__main__`` or a notebook travel too) and open their
+own source and sink; worker threads share the coordinator's source and sink. Either way each
+worker has its own copy of the processor, runs its ``setup`` first and its ``teardown`` when
+it stops, so a processor behaves the same on every executor.
 """
 
 from __future__ import annotations
@@ -105,13 +107,20 @@ _workers_by_run: dict[str, list[_Worker]] = {}
 _registry_lock = threading.Lock()
 
 
-def initialize(payload: bytes, run_id: str, teardown_at_exit: bool) -> None:
-    """Load the payload and run ``setup`` in this worker (an executor initializer).
+def initialize(payload: WorkerPayload | bytes, run_id: str, teardown_at_exit: bool) -> None:
+    """Take the payload and run ``setup`` in this worker (an executor initializer).
 
+    ``payload`` is cloudpickled for worker processes, and the coordinator's own object for
+    workers in its process, which then share its source and sink but copy the processor.
     With ``teardown_at_exit`` (worker processes) ``teardown`` runs when the process exits;
     otherwise `teardown_local` runs it from the coordinating process.
     """
-    worker = _Worker(cloudpickle.loads(payload))
+    if isinstance(payload, bytes):
+        payload = cloudpickle.loads(payload)
+    else:
+        own = cloudpickle.loads(cloudpickle.dumps(payload.processor))
+        payload = attrs.evolve(payload, processor=own)
+    worker = _Worker(payload)
     _local.worker = worker
     _local.run_id = run_id
     if teardown_at_exit:

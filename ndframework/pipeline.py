@@ -117,8 +117,10 @@ class Pipeline:
     max_attempts:
         How often a block whose worker process died is tried before it counts as failed.
     max_in_flight:
-        Most blocks handed to workers at once (default: twice the workers), which bounds
-        memory whatever the size of the volume.
+        Most blocks handed to workers at once (default: twice the workers; one when
+        serial), which bounds memory whatever the size of the volume.
+    load_entrypoints:
+        Also register the plugins of the ``ndframework`` entry-point group.
 
     Examples
     --------
@@ -165,7 +167,7 @@ class Pipeline:
         self.channels = None if channels is None else tuple(channels)
         self.bounds = _as_box(bounds)
         self.max_attempts = max_attempts
-        self.max_in_flight = max_in_flight or 2 * self.executor.workers
+        self.max_in_flight = max_in_flight or self.executor.default_in_flight
         self.load_entrypoints = load_entrypoints
 
     # -- preparing -----------------------------------------------------------------------
@@ -275,9 +277,11 @@ class Pipeline:
         """
         prepared = self._prepare()
         hooks = Hooks(self.plugins, load_entrypoints=self.load_entrypoints)
-        payload = cloudpickle.dumps(
-            WorkerPayload(self.source, self.processor, prepared.channels, self.sink)
+        payload: WorkerPayload | bytes = WorkerPayload(
+            self.source, self.processor, prepared.channels, self.sink
         )
+        if not self.executor.shares_memory:
+            payload = cloudpickle.dumps(payload)
         run = _Run(self, prepared, hooks, payload)
         hooks.call("ndf_before_run", run=prepared.info)
         try:
@@ -300,7 +304,13 @@ class Pipeline:
 class _Run:
     """The coordinator's bookkeeping for one run."""
 
-    def __init__(self, pipeline: Pipeline, prepared: _Prepared, hooks: Hooks, payload: bytes):
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        prepared: _Prepared,
+        hooks: Hooks,
+        payload: WorkerPayload | bytes,
+    ) -> None:
         self.pipeline = pipeline
         self.prepared = prepared
         self.hooks = hooks

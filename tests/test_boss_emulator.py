@@ -49,7 +49,7 @@ def remote(boss):
     return boss.remote()
 
 
-def volume(shape, dtype, seed=0):
+def random_volume(shape, dtype, seed=0):
     """Random voxels over the dtype's full range."""
     info = np.iinfo(dtype)
     return np.random.default_rng(seed).integers(0, info.max, size=shape, dtype=dtype, endpoint=True)
@@ -238,7 +238,7 @@ def test_missing_parent_is_404(remote):
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.uint64])
 def test_get_cutout_equals_numpy_slice(boss, remote, dtype):
-    data = volume((12, 40, 56), dtype)
+    data = random_volume((12, 40, 56), dtype)
     boss.create_volume("coll", "exp", {"ch": data})
     channel = remote.get_channel("ch", "coll", "exp")
     assert channel.datatype == np.dtype(dtype).name
@@ -253,7 +253,7 @@ def test_get_cutout_equals_numpy_slice(boss, remote, dtype):
 
 
 def test_get_cutout_with_an_origin_off_zero(boss, remote):
-    data = volume((10, 30, 20), np.uint16)
+    data = random_volume((10, 30, 20), np.uint16)
     boss.create_volume("coll", "exp", {"ch": data}, origin=(5, 100, 60))
     frame = remote.get_coordinate_frame("coll_exp")
     assert (frame.z_start, frame.z_stop, frame.y_start, frame.x_stop) == (5, 15, 100, 80)
@@ -267,8 +267,8 @@ def test_get_cutout_with_an_origin_off_zero(boss, remote):
 
 
 def test_get_cutout_with_a_time_range(boss, remote):
-    data = volume((4, 6, 20, 24), np.uint16)  # T, Z, Y, X
-    boss.create_volume("coll", "exp", {"ch": data, "mask": volume(data.shape, np.uint8, 1)})
+    data = random_volume((4, 6, 20, 24), np.uint16)  # T, Z, Y, X
+    boss.create_volume("coll", "exp", {"ch": data, "mask": random_volume(data.shape, np.uint8, 1)})
     assert remote.get_experiment("coll", "exp").num_time_samples == 4
     channel = remote.get_channel("ch", "coll", "exp")
     cutout = remote.get_cutout(
@@ -289,7 +289,7 @@ def test_get_cutout_with_a_time_range(boss, remote):
 def test_create_cutout_then_get_cutout_round_trips(boss, remote, dtype):
     boss.create_volume("coll", "exp", {"ch": np.zeros((16, 64, 64), dtype)})
     channel = remote.get_channel("ch", "coll", "exp")
-    patch = volume((5, 20, 30), dtype, seed=3)
+    patch = random_volume((5, 20, 30), dtype, seed=3)
     remote.create_cutout(channel, 0, [30, 60], [10, 30], [7, 12], patch)
 
     np.testing.assert_array_equal(
@@ -303,7 +303,7 @@ def test_create_cutout_then_get_cutout_round_trips(boss, remote, dtype):
 def test_create_cutout_with_a_time_range(boss, remote):
     boss.create_volume("coll", "exp", {"ch": np.zeros((3, 8, 16, 16), np.uint8)})
     channel = remote.get_channel("ch", "coll", "exp")
-    patch = volume((2, 4, 8, 8), np.uint8, seed=4)
+    patch = random_volume((2, 4, 8, 8), np.uint8, seed=4)
     remote.create_cutout(channel, 0, [8, 16], [0, 8], [2, 6], patch, time_range=[1, 3])
     stored = boss.channel_array("coll", "exp", "ch")
     np.testing.assert_array_equal(stored[1:3, 2:6, 0:8, 8:16], patch)
@@ -313,7 +313,7 @@ def test_create_cutout_with_a_time_range(boss, remote):
 
 
 def test_create_cutout_to_black_zeroes_the_region(boss, remote):
-    data = volume((8, 32, 32), np.uint16, seed=5) | 1  # no zero voxel to begin with
+    data = random_volume((8, 32, 32), np.uint16, seed=5) | 1  # no zero voxel to begin with
     boss.create_volume("coll", "exp", {"ch": data})
     channel = remote.get_channel("ch", "coll", "exp")
     remote.create_cutout_to_black(channel, 0, [4, 20], [8, 16], [2, 5])
@@ -327,7 +327,7 @@ def test_create_cutout_to_black_zeroes_the_region(boss, remote):
 def test_intern_skips_uploading_an_all_zero_cutout(boss, remote):
     # intern's create_cutout returns without a request when np.sum(data) == 0: zeroing a
     # region needs create_cutout_to_black.
-    data = volume((4, 16, 16), np.uint8) | 1
+    data = random_volume((4, 16, 16), np.uint8) | 1
     boss.create_volume("coll", "exp", {"ch": data})
     channel = remote.get_channel("ch", "coll", "exp")
     boss.reset_stats()
@@ -337,7 +337,7 @@ def test_intern_skips_uploading_an_all_zero_cutout(boss, remote):
 
 
 def test_parallel_get_cutout_uses_a_process_pool(boss, remote):
-    data = volume((20, 40, 40), np.uint16, seed=6)
+    data = random_volume((20, 40, 40), np.uint16, seed=6)
     boss.create_volume("coll", "exp", {"ch": data})
     channel = remote.get_channel("ch", "coll", "exp")
     boss.reset_stats()
@@ -464,7 +464,7 @@ def test_every_cutout_fails_at_error_rate_one(boss, remote, status):
 
 
 def test_no_fault_at_error_rate_zero(boss, remote):
-    data = volume((4, 8, 8), np.uint8)
+    data = random_volume((4, 8, 8), np.uint8)
     boss.create_volume("coll", "exp", {"ch": data})
     channel = remote.get_channel("ch", "coll", "exp")
     boss.faults = Faults(error_rate=0.0)
@@ -521,7 +521,10 @@ def test_fault_settings_are_validated(boss):
 
 
 def test_concurrent_get_cutouts_return_correct_data(boss):
-    channels = {"a": volume((16, 64, 64), np.uint8, 1), "b": volume((16, 64, 64), np.uint64, 2)}
+    channels = {
+        "a": random_volume((16, 64, 64), np.uint8, 1),
+        "b": random_volume((16, 64, 64), np.uint64, 2),
+    }
     boss.create_volume("coll", "exp", channels)
     rng = np.random.default_rng(9)
     jobs = []

@@ -53,6 +53,12 @@ class Executor(abc.ABC):
         """A running pool whose every worker calls ``initializer(*initargs)`` once, before
         its first task. The caller shuts it down."""
 
+    @property
+    def default_in_flight(self) -> int:
+        """Blocks to keep handed out at once: enough to keep every worker busy while the
+        coordinator collects results, few enough to bound memory."""
+        return 2 * self.workers
+
     def describe(self) -> str:
         """``name`` and worker count, for reports."""
         return f"{self.name} ({self.workers} worker{'s' if self.workers != 1 else ''})"

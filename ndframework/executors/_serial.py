@@ -55,6 +55,10 @@ class SerialExecutor(Executor):
     def workers(self) -> int:  # type: ignore[override]
         return 1
 
+    @property
+    def default_in_flight(self) -> int:
+        return 1  # a block submitted runs at once: one at a time keeps the order exact
+
     def start(
         self, initializer: Callable[..., None], initargs: tuple[Any, ...]
     ) -> futures.Executor:

@@ -74,7 +74,8 @@ class DataSource(_Volume):
 
     Subclasses implement ``channels``, ``bounds``, ``dtype`` and ``_read_box``; they may
     override ``chunk_shape``. Sources must pickle, and open files or connections lazily in
-    the process that reads, so that each worker opens its own.
+    the process that reads, so that each worker process opens its own. Worker threads share
+    one source: reads from several threads at once must be safe.
     """
 
     def read(self, box: Box, channels: Sequence[str] | None = None) -> dict[str, np.ndarray]:
@@ -96,7 +97,8 @@ class DataSink(_Volume):
 
     Subclasses implement ``channels``, ``bounds``, ``dtype`` and ``_write_box``, and declare
     ``chunk_shape`` so that the pipeline can refuse, before a run, a tiling whose parallel
-    writes would share a storage chunk.
+    writes would share a storage chunk. Worker threads share one sink: writes of separate
+    boxes from several threads at once must be safe.
     """
 
     in_process_only: bool = False

@@ -1,0 +1,131 @@
+"""Processors and sources the tests run in worker processes (importable by name there)."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+import ndframework as ndf
+
+
+def neighbourhood_sum(array: np.ndarray) -> np.ndarray:
+    """Sum over each voxel's 3×3×3 neighbourhood, clipped to the array (the numpy oracle)."""
+    padded = np.pad(array.astype(np.int64), 1)
+    total = np.zeros(array.shape, np.int64)
+    z, y, x = array.shape
+    for dz in range(3):
+        for dy in range(3):
+            for dx in range(3):
+                total += padded[dz:dz + z, dy:dy + y, dx:dx + x]
+    return total
+
+
+class NeighbourhoodSum(ndf.BlockProcessor):
+    """Writes the 3×3×3 neighbourhood sum of ``em``; its value is the block's voxel sum."""
+
+    halo = 1
+    channels = ("em",)
+
+    def process(self, data, block):
+        summed = neighbourhood_sum(data["em"])
+        return ndf.BlockOutput({"total": block.crop(summed).astype(np.uint32)},
+                               value=int(block.crop(data["em"]).astype(np.int64).sum()))
+
+    def reduce(self, results):
+        return sum(results.values())
+
+
+class Identity(ndf.BlockProcessor):
+    """Copies every channel of the owned box to the sink."""
+
+    def process(self, data, block):
+        return {name: block.crop(array) for name, array in data.items()}
+
+
+class FailOn(ndf.BlockProcessor):
+    """Raises for the given block keys; otherwise returns the owned ``em`` sum."""
+
+    def __init__(self, keys):
+        self.keys = set(keys)
+
+    def process(self, data, block):
+        if block.key in self.keys:
+            raise ValueError(f"cannot handle block {block.key}")
+        return int(data["em"].astype(np.int64).sum())
+
+
+class RecordWorkers(ndf.BlockProcessor):
+    """Appends a line to files in ``folder`` at setup, at each block and at teardown."""
+
+    def __init__(self, folder, setup_error=None):
+        self.folder = str(folder)
+        self.setup_error = setup_error
+
+    def _note(self, what):
+        with open(os.path.join(self.folder, what), "a") as file:
+            file.write(f"{os.getpid()}-{id(self)}\n")
+
+    def setup(self):
+        if self.setup_error:
+            raise RuntimeError(self.setup_error)
+        self._note("setup")
+
+    def process(self, data, block):
+        self._note("process")
+        return os.getpid()
+
+    def teardown(self):
+        self._note("teardown")
+
+
+class CrashOn(ndf.BlockProcessor):
+    """Kills its worker process on ``always`` blocks every time, and on ``once`` blocks
+    the first time only (a marker file remembers)."""
+
+    def __init__(self, folder, once=(), always=()):
+        self.folder = str(folder)
+        self.once = set(once)
+        self.always = set(always)
+
+    def process(self, data, block):
+        marker = Path(self.folder, f"crashed-{block.key}")
+        if block.key in self.always or (block.key in self.once and not marker.exists()):
+            marker.touch()
+            os._exit(3)
+        return block.key
+
+
+class Rendezvous(ndf.BlockProcessor):
+    """Each block waits until ``parties`` blocks have arrived: it passes only when that many
+    run at once, and fails (times out) otherwise."""
+
+    def __init__(self, folder, parties, timeout=30.0):
+        self.folder = str(folder)
+        self.parties = parties
+        self.timeout = timeout
+
+    def process(self, data, block):
+        Path(self.folder, block.key).touch()
+        deadline = time.monotonic() + self.timeout
+        while len(os.listdir(self.folder)) < self.parties:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"only {len(os.listdir(self.folder))} blocks ran at once")
+            time.sleep(0.01)
+        return True
+
+
+class BrokenSource(ndf.InMemorySource):
+    """An in-memory source whose reads touching ``bad_box`` fail with an OSError, as a
+    lost connection or a missing file would."""
+
+    def __init__(self, arrays, bad_box, origin=(0, 0, 0)):
+        super().__init__(arrays, origin)
+        self.bad_box = bad_box
+
+    def _read_box(self, box, channels):
+        if not box.intersect(self.bad_box).empty:
+            raise ConnectionResetError(f"connection reset while reading {box}")
+        return super()._read_box(box, channels)
