@@ -34,6 +34,11 @@ class Hooks:
                 self.manager.register(plugin)
             except (ValueError, pluggy.PluginValidationError) as error:
                 raise PluginError(f"cannot register plugin {plugin!r}: {error}") from error
+        try:  # a misspelt hook name would otherwise never be called, silently
+            self.manager.check_pending()
+        except pluggy.PluginValidationError as error:
+            valid = ", ".join(sorted(name for name in dir(hookspecs) if name.startswith("ndf_")))
+            raise PluginError(f"{error}; the hooks are: {valid}") from error
 
     def call(self, name: str, **kwargs: Any) -> None:
         """Call hook ``name`` on every plugin that implements it."""

@@ -36,7 +36,7 @@ import numpy as np
 from ..errors import ChannelError, ConfigError
 from ..geometry import Box, as_triple
 from ._emulator_api import BossApi, EmulatorStats, Faults
-from ._emulator_demo import demo_volume
+from ..synthetic import demo_volume
 from ._emulator_http import EmulatorServer
 from ._emulator_model import DATATYPES, ApiError, check_name
 from ._emulator_store import Store

@@ -1,10 +1,10 @@
-"""A small synthetic two-channel volume for the emulator's ``--demo``."""
+"""Synthetic volumes for demos, tests and benchmarks: pure numpy, no I/O."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from ..geometry import as_triple
+from .geometry import as_triple
 
 __all__ = ["demo_volume"]
 

@@ -1,0 +1,212 @@
+"""The ``ndframework`` command: ``demo``, ``plan``, ``run`` and ``boss-emulator``.
+
+Bad input is reported in one line without a traceback, with exit status 2; a run in which
+blocks failed exits with status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from .errors import ConfigError, NDFrameworkError
+from .executors import EXECUTORS, get_executor
+from .geometry import Box
+from .pipeline import Pipeline
+from .plugins import ProgressBar
+from .processor import BlockProcessor
+from .storage import ZarrSink, ZarrSource
+from .tiling import RegularTiler
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _triple(text: str) -> tuple[int, int, int]:
+    try:
+        values = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected three integers z,y,x, got {text!r}") from None
+    if len(values) == 1:
+        values = values * 3
+    if len(values) != 3:
+        raise argparse.ArgumentTypeError(f"expected three integers z,y,x, got {text!r}")
+    return values  # type: ignore[return-value]
+
+
+def _bounds(text: str) -> Box:
+    try:
+        ranges = [tuple(int(v) for v in part.split(":")) for part in text.split(",")]
+        (z0, z1), (y0, y1), (x0, x1) = ranges  # type: ignore[misc]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected z0:z1,y0:y1,x0:x1, got {text!r}"
+        ) from None
+    return Box((z0, y0, x0), (z1, y1, x1))
+
+
+def _output_channel(text: str) -> tuple[str, str]:
+    name, sep, dtype = text.partition(":")
+    if not sep or not name or not dtype:
+        raise argparse.ArgumentTypeError(f"expected NAME:DTYPE, e.g. labels:uint16, got {text!r}")
+    return name, dtype
+
+
+def load_processor(spec: str) -> BlockProcessor | Any:
+    """The processor named by ``module:attribute`` or ``path/to/file.py:attribute``.
+
+    A `BlockProcessor` subclass is instantiated without arguments; an instance or a plain
+    function is used as it is.
+    """
+    target, sep, attribute = spec.rpartition(":")
+    if not sep or not target or not attribute:
+        raise ConfigError(
+            f"--processor must be MODULE:NAME or FILE.py:NAME, got {spec!r}", spec
+        )
+    try:
+        if target.endswith(".py"):
+            path = Path(target)
+            if not path.is_file():
+                raise ConfigError(f"--processor file {target!r} does not exist", spec)
+            module_spec = importlib.util.spec_from_file_location(path.stem, path)
+            module = importlib.util.module_from_spec(module_spec)  # type: ignore[arg-type]
+            module_spec.loader.exec_module(module)  # type: ignore[union-attr]
+        else:
+            module = importlib.import_module(target)
+    except ImportError as error:
+        raise ConfigError(f"--processor: cannot import {target!r}: {error}", spec) from error
+    try:
+        found = getattr(module, attribute)
+    except AttributeError:
+        raise ConfigError(
+            f"--processor: {target!r} has no attribute {attribute!r}", spec
+        ) from None
+    if isinstance(found, type) and issubclass(found, BlockProcessor):
+        return found()
+    return found
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ndframework",
+        description="Run your code over every block of a large 3-D volume, in parallel.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = commands.add_parser("demo", help="run the demo pipeline on a synthetic volume")
+    _executor_options(demo, default_workers=2)
+    demo.add_argument("--shape", type=_triple, default=(64, 256, 256),
+                      help="volume shape z,y,x (default: 64,256,256)")
+    demo.add_argument("--workdir", help="keep the demo's zarr stores here (default: a "
+                                        "temporary folder)")
+    demo.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+    for name, text in (("plan", "describe a run without running it"),
+                       ("run", "run a processor over every block of a volume")):
+        command = commands.add_parser(name, help=text)
+        command.add_argument("source", help="a zarr group (one 3-D array per channel)")
+        command.add_argument("--processor", required=True,
+                             help="MODULE:NAME or FILE.py:NAME of a BlockProcessor subclass, "
+                                  "an instance, or a function of the data dict")
+        command.add_argument("--block-shape", type=_triple,
+                             help="block shape z,y,x (default: whole chunks, ~32 MiB)")
+        command.add_argument("--halo", type=_triple, help="halo z,y,x added to the processor's")
+        command.add_argument("--channels", help="comma-separated channels to read")
+        command.add_argument("--bounds", type=_bounds, help="region z0:z1,y0:y1,x0:x1")
+        command.add_argument("--output", help="zarr group to write outputs to (created "
+                                              "when --output-channel is given)")
+        command.add_argument("--output-channel", type=_output_channel, action="append",
+                             default=[], metavar="NAME:DTYPE",
+                             help="an output channel to create, e.g. labels:uint16")
+        _executor_options(command)
+        if name == "run":
+            command.add_argument("--max-attempts", type=int, default=3,
+                                 help="tries for a block whose worker process died")
+            command.add_argument("--no-progress", action="store_true",
+                                 help="hide the progress bar")
+
+    emulator = commands.add_parser(
+        "boss-emulator", add_help=False,
+        help="serve the local BOSS API emulator (see: ndframework boss-emulator --help)",
+    )
+    emulator.add_argument("arguments", nargs=argparse.REMAINDER)
+    return parser
+
+
+def _executor_options(command: argparse.ArgumentParser, default_workers: int | None = None) -> None:
+    command.add_argument("--executor", default="processes", choices=sorted(EXECUTORS),
+                         help="how blocks run (default: processes)")
+    command.add_argument("--workers", type=int, default=default_workers,
+                         help="worker threads or processes (default: CPUs minus one"
+                              f"{'' if default_workers is None else f'; demo: {default_workers}'})")
+
+
+def _executor(args: argparse.Namespace) -> Any:
+    options = {} if args.workers is None or args.executor == "serial" else {
+        "workers": args.workers}
+    return get_executor(args.executor, **options)
+
+
+def _pipeline(args: argparse.Namespace) -> Pipeline:
+    source = ZarrSource(args.source)
+    processor = load_processor(args.processor)
+    tiler = None
+    if args.block_shape is not None:
+        tiler = RegularTiler(args.block_shape, halo=args.halo or 0, origin=source.bounds.start)
+    elif args.halo is not None:
+        raise ConfigError("--halo needs --block-shape", args.halo)
+    sink = None
+    if args.output_channel:
+        if args.output is None:
+            raise ConfigError("--output-channel needs --output PATH", args.output_channel)
+        chunks = args.block_shape or source.chunk_shape
+        sink = ZarrSink.create(args.output, dict(args.output_channel),
+                               args.bounds or source.bounds, chunk_shape=chunks,
+                               overwrite=False)
+    elif args.output is not None:
+        sink = ZarrSink(args.output)
+    progress = args.command == "run" and not args.no_progress
+    return Pipeline(
+        source, processor, tiler=tiler, executor=_executor(args), sink=sink,
+        channels=args.channels.split(",") if args.channels else None, bounds=args.bounds,
+        plugins=[ProgressBar()] if progress else [],
+        **({"max_attempts": args.max_attempts} if args.command == "run" else {}),
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``ndframework`` command; returns the exit status."""
+    args = _parser().parse_args(argv)
+    if args.command == "boss-emulator":
+        from .boss.emulator import main as emulator_main
+
+        return emulator_main(args.arguments)
+    try:
+        if args.command == "demo":
+            from .demo import run_demo
+
+            result, matches = run_demo(_executor(args), shape=args.shape,
+                                       workdir=args.workdir, progress=not args.no_progress)
+            return EXIT_OK if result.ok and matches else EXIT_FAILED
+        pipeline = _pipeline(args)
+        if args.command == "plan":
+            print(pipeline.plan())
+            return EXIT_OK
+        result = pipeline.run()
+        print(result.summary())
+        return EXIT_OK if result.ok else EXIT_FAILED
+    except (NDFrameworkError, ValueError, OSError) as error:
+        print(f"ndframework {args.command}: error: {error}", file=sys.stderr)
+        return EXIT_USAGE if not isinstance(error, OSError) else EXIT_FAILED
+    except KeyboardInterrupt:
+        print(f"ndframework {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

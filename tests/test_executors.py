@@ -1,0 +1,80 @@
+"""Executors: the registry, worker counts, and the serial pool's futures."""
+
+from __future__ import annotations
+
+import os
+from concurrent import futures
+
+import pytest
+
+import ndframework as ndf
+
+
+def test_get_executor_by_name():
+    assert isinstance(ndf.get_executor("serial"), ndf.SerialExecutor)
+    assert ndf.get_executor("threads", workers=3).workers == 3
+    assert ndf.get_executor("processes", workers=2) == ndf.ProcessExecutor(2)
+    given = ndf.ThreadExecutor(2)
+    assert ndf.get_executor(given) is given
+
+
+def test_an_unknown_executor_lists_the_valid_ones():
+    with pytest.raises(ndf.ConfigError, match=r"unknown executor 'mpi'; valid executors: "
+                                              r"'serial', 'threads', 'processes'"):
+        ndf.get_executor("mpi")
+
+
+@pytest.mark.parametrize("workers", [0, -2, 1.5, "4", True])
+def test_bad_worker_counts_are_refused(workers):
+    with pytest.raises(ndf.ConfigError, match=r"workers must be a positive integer, got "):
+        ndf.ThreadExecutor(workers)
+    with pytest.raises(ndf.ConfigError, match=r"workers must be a positive integer"):
+        ndf.get_executor("processes", workers=workers)
+
+
+def test_serial_with_several_workers_is_refused():
+    with pytest.raises(ndf.ConfigError, match=r"bad options for the 'serial' executor"):
+        ndf.get_executor("serial", workers=4)
+
+
+def test_unknown_options_are_refused():
+    with pytest.raises(ndf.ConfigError, match=r"bad options for the 'threads' executor"):
+        ndf.get_executor("threads", cores=4)
+
+
+def test_a_bad_start_method_lists_the_valid_ones():
+    with pytest.raises(ndf.ConfigError, match=r"start_method must be one of .*'spawn'.*got 'clone'"):
+        ndf.ProcessExecutor(2, start_method="clone")
+
+
+def test_default_workers_is_the_cpu_count_minus_one_at_least_one():
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    assert ndf.default_workers() == max(1, cpus - 1)
+    assert ndf.ProcessExecutor().workers == ndf.default_workers()
+    assert ndf.ThreadExecutor().workers == ndf.default_workers()
+
+
+def test_the_serial_pool_runs_the_initializer_once_and_returns_done_futures():
+    calls = []
+    pool = ndf.SerialExecutor().start(calls.append, ("init",))
+    first = pool.submit(pow, 2, 5)
+    second = pool.submit(divmod, 1, 0)
+    assert calls == ["init"]
+    assert first.done() and first.result() == 32
+    assert isinstance(second.exception(), ZeroDivisionError)
+    pool.shutdown()
+    with pytest.raises(RuntimeError, match="shut down"):
+        pool.submit(pow, 2, 2)
+
+
+@pytest.mark.parametrize("executor", [ndf.ThreadExecutor(2), ndf.ProcessExecutor(2)],
+                         ids=lambda e: e.name)
+def test_pools_are_standard_futures_executors(executor):
+    pool = executor.start(_noop, ())
+    with pool:
+        assert isinstance(pool, futures.Executor)
+        assert pool.submit(pow, 3, 3).result(timeout=60) == 27
+
+
+def _noop():
+    pass
