@@ -24,6 +24,15 @@ def as_triple(value: Iterable[int] | int, name: str, *, minimum: int | None = No
     >>> as_triple(4, "halo")
     (4, 4, 4)
     """
+    if (  # the common case, and a hot path: boxes are built for every block
+        type(value) is tuple
+        and len(value) == 3
+        and type(value[0]) is int
+        and type(value[1]) is int
+        and type(value[2]) is int
+        and (minimum is None or min(value) >= minimum)
+    ):
+        return value  # type: ignore[return-value]
     if isinstance(value, numbers.Integral) and not isinstance(value, bool):
         items: list[object] = [value] * 3
     else:
@@ -48,9 +57,10 @@ def as_triple(value: Iterable[int] | int, name: str, *, minimum: int | None = No
 
 
 def _check_box(instance: "Box", attribute: object, stop: Triple) -> None:
-    if any(b < a for a, b in zip(instance.start, stop)):
+    start = instance.start
+    if stop[0] < start[0] or stop[1] < start[1] or stop[2] < start[2]:
         raise GeometryError(
-            f"Box stop must not be below start in any axis, got start={instance.start}, "
+            f"Box stop must not be below start in any axis, got start={start}, "
             f"stop={stop}",
             (instance.start, stop),
         )

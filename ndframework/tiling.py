@@ -7,8 +7,6 @@ import math
 from typing import Iterator, Sequence
 
 import attrs
-from intern.utils.parallel import block_compute
-
 from .errors import GeometryError
 from .geometry import Block, Box, Halo, Triple, as_triple
 
@@ -162,6 +160,8 @@ class CuboidTiler(Tiler):
         return RegularTiler(self.block_shape, origin=self.origin).count(bounds)
 
     def blocks(self, bounds: Box, *, within: Box | None = None) -> Iterator[Block]:
+        from intern.utils.parallel import block_compute  # intern is slow to import: on use
+
         clip = _clip_within(bounds, within)
         if bounds.empty:
             return

@@ -11,11 +11,17 @@ from ndframework.storage._zarr import ORIGIN_ATTRIBUTE
 from ndframework.testing import SinkConformance, SourceConformance
 
 
+def create_array(group, name, shape, chunks, dtype):
+    """``group.create_array`` (zarr 3) or ``group.create_dataset`` (zarr 2, Python 3.10)."""
+    create = getattr(group, "create_array", None) or group.create_dataset
+    return create(name, shape=shape, chunks=chunks, dtype=dtype)
+
+
 def write_zarr(path, arrays, origin, chunks=(4, 4, 4)):
     group = zarr.open_group(str(path), mode="w")
     group.attrs[ORIGIN_ATTRIBUTE] = list(origin)
     for name, array in arrays.items():
-        group.create_array(name, shape=array.shape, chunks=chunks, dtype=array.dtype)
+        create_array(group, name, array.shape, chunks, array.dtype)
         group[name][...] = array
     return path
 
@@ -84,7 +90,7 @@ def test_zarr_source_refuses_arrays_of_different_shapes(tmp_path):
     arrays = {"a": np.zeros((2, 2, 2), np.uint8)}
     path = write_zarr(tmp_path / "v.zarr", arrays, (0, 0, 0))
     group = zarr.open_group(str(path), mode="r+")
-    group.create_array("b", shape=(3, 2, 2), chunks=(1, 1, 1), dtype="uint8")
+    create_array(group, "b", (3, 2, 2), (1, 1, 1), "uint8")
     with pytest.raises(ndf.ConfigError, match=r"one shape, got 'a': \(2, 2, 2\), 'b': \(3, 2, 2\)"):
         ndf.ZarrSource(path).bounds
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import IO, Any
 
-from tqdm.auto import tqdm
-
 from ..hookspecs import hookimpl
 
 __all__ = ["ProgressBar"]
@@ -32,6 +30,8 @@ class ProgressBar:
 
     @hookimpl
     def ndf_before_run(self, run: Any) -> None:
+        from tqdm.auto import tqdm  # a notebook widget in Jupyter, text elsewhere
+
         self.failed = 0
         self.bar = tqdm(total=run.block_count, desc="blocks", **self.options)
         self.bar.set_postfix(failed=0, refresh=False)

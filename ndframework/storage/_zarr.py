@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
-import zarr
 
 from ..errors import ConfigError, DataAccessError
 from ..geometry import Box, Triple, as_triple
@@ -49,6 +48,8 @@ class _ZarrVolume:
         return state
 
     def _open(self) -> Any:
+        import zarr  # slow to import: only where a zarr store is used
+
         if self._group is None:
             if not Path(self.path).exists():
                 raise ConfigError(f"no zarr store at {self.path!r}", self.path)
@@ -173,6 +174,8 @@ class ZarrSink(_ZarrVolume, DataSink):
                 f"replace it",
                 path,
             )
+        import zarr
+
         group = zarr.open_group(os.fspath(path), mode="w")
         group.attrs[ORIGIN_ATTRIBUTE] = list(bounds.start)
         create = getattr(group, "create_array", None) or group.create_dataset
