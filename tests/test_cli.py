@@ -1,0 +1,112 @@
+"""The ``ndframework`` command: demo, plan, run; bad input in one line, no traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import ndframework as ndf
+from ndframework.cli import main
+from test_storage import write_zarr
+
+
+@pytest.fixture
+def volume_path(tmp_path, volume):
+    return write_zarr(tmp_path / "volume.zarr", volume, (0, 0, 0), chunks=(5, 8, 10))
+
+
+@pytest.fixture
+def processor_file(tmp_path):
+    path = tmp_path / "analysis.py"
+    path.write_text(textwrap.dedent("""
+        import numpy as np
+        import ndframework as ndf
+
+        class Double(ndf.BlockProcessor):
+            channels = ("em",)
+
+            def process(self, data, block):
+                return {"double": data["em"].astype(np.uint16) * 2}
+
+        def fail_on_first(data):
+            raise RuntimeError("no good")
+    """))
+    return path
+
+
+def test_demo_runs_end_to_end_and_checks_itself(tmp_path, capsys):
+    status = main(["demo", "--shape", "32,128,128", "--executor", "processes", "--workers", "2",
+                   "--workdir", str(tmp_path), "--no-progress"])
+    out = capsys.readouterr().out
+    assert status == 0, out
+    assert "output and counts equal numpy's on the whole volume: yes" in out
+    assert "OK: 8 done, 0 failed" in out
+
+
+def test_plan_describes_the_run(volume_path, processor_file, capsys):
+    status = main(["plan", str(volume_path), "--processor", f"{processor_file}:Double",
+                   "--block-shape", "5,8,10", "--halo", "1", "--executor", "serial"])
+    out = capsys.readouterr().out
+    assert status == 0
+    assert "blocks:      12 of shape (5, 8, 10)" in out
+    assert "halo:        before (1, 1, 1), after (1, 1, 1)" in out
+
+
+def test_run_writes_outputs_and_reports(volume_path, processor_file, volume, tmp_path, capsys):
+    output = tmp_path / "double.zarr"
+    status = main(["run", str(volume_path), "--processor", f"{processor_file}:Double",
+                   "--block-shape", "5,8,10", "--output", str(output),
+                   "--output-channel", "double:uint16", "--executor", "threads",
+                   "--workers", "2", "--no-progress"])
+    assert status == 0, capsys.readouterr()
+    assert "OK: 12 done" in capsys.readouterr().out
+    written = ndf.ZarrSource(output).read(ndf.ZarrSource(output).bounds)["double"]
+    np.testing.assert_array_equal(written, volume["em"].astype(np.uint16) * 2)
+
+
+def test_failed_blocks_exit_with_status_one(volume_path, processor_file, capsys):
+    status = main(["run", str(volume_path), "--processor", f"{processor_file}:fail_on_first",
+                   "--block-shape", "10,24,20", "--executor", "serial", "--no-progress"])
+    out = capsys.readouterr().out
+    assert status == 1
+    assert "NOT OK: 0 done, 1 failed" in out and "RuntimeError: no good" in out
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["demo", "--workers", "0"], "workers must be a positive integer, got 0"),
+        (["plan", "{volume}", "--processor", "no_such_module_xyz:P"],
+         "cannot import 'no_such_module_xyz'"),
+        (["plan", "{volume}", "--processor", "{file}:Nope"], "has no attribute 'Nope'"),
+        (["plan", "{volume}", "--processor", "nocolon"], "--processor must be MODULE:NAME"),
+        (["plan", "{volume}", "--processor", "{file}:Double", "--channels", "dapi"],
+         "unknown channel 'dapi'"),
+        (["plan", "{volume}", "--processor", "{file}:Double", "--block-shape", "0,8,8"],
+         "block_shape must be positive in every axis, got (0, 8, 8)"),
+        (["plan", "{volume}", "--processor", "{file}:Double", "--bounds", "0:99,0:8,0:8"],
+         "lie outside the source bounds"),
+        (["plan", "{missing}", "--processor", "{file}:Double"], "no zarr store at"),
+    ],
+)
+def test_bad_input_is_one_line_without_a_traceback(arguments, message, volume_path,
+                                                     processor_file, tmp_path):
+    filled = [a.format(volume=volume_path, file=processor_file, missing=tmp_path / "nope.zarr")
+              for a in arguments]
+    completed = subprocess.run([sys.executable, "-m", "ndframework.cli", *filled],
+                               capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 2, completed.stderr
+    assert message in completed.stderr
+    assert "Traceback" not in completed.stderr
+    assert len(completed.stderr.strip().splitlines()) == 1
+
+
+def test_argument_syntax_errors_exit_with_status_two(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["plan", "v.zarr", "--processor", "m:P", "--block-shape", "a,b"])
+    assert info.value.code == 2
+    assert "expected three integers z,y,x, got 'a,b'" in capsys.readouterr().err
