@@ -22,13 +22,9 @@ from .geometry import Block, Box, Halo, Triple
 from .processor import BlockProcessor, FunctionProcessor
 from .result import BlockFailure, Plan, RunInfo, RunResult
 from .storage import DataSink, DataSource
-from .tiling import RegularTiler, Tiler
+from .tiling import Tiler
 
 __all__ = ["Pipeline"]
-
-DEFAULT_BLOCK_BYTES = 32 * 2**20
-"""Bytes a default block aims at, over all channels read."""
-
 
 def _as_box(bounds: Box | Sequence[Sequence[int]] | None) -> Box | None:
     if bounds is None or isinstance(bounds, Box):
@@ -58,28 +54,6 @@ def _as_processor(processor: BlockProcessor | Callable[..., Any]) -> BlockProces
     )
 
 
-def default_block_shape(
-    chunk_shape: Triple | None, bounds: Box, bytes_per_voxel: int
-) -> Triple:
-    """A block shape of whole storage chunks holding about `DEFAULT_BLOCK_BYTES`.
-
-    Starting from one chunk (or 64³ voxels), x, y and then z are doubled in turn until a
-    block holds enough bytes or covers the bounds.
-    """
-    shape = list(chunk_shape or (64, 64, 64))
-    limit = [max(extent, 1) for extent in bounds.shape]
-    while shape[0] * shape[1] * shape[2] * bytes_per_voxel < DEFAULT_BLOCK_BYTES:
-        grown = False
-        for axis in (2, 1, 0):
-            if shape[axis] < limit[axis]:
-                shape[axis] *= 2
-                grown = True
-                break
-        if not grown:
-            break
-    return (shape[0], shape[1], shape[2])
-
-
 @attrs.frozen
 class _Prepared:
     """A pipeline's parts, resolved and checked against each other."""
@@ -101,8 +75,9 @@ class Pipeline:
         A `BlockProcessor`, or a plain function of the data dict (wrapped in a
         `FunctionProcessor`).
     tiler:
-        How the bounds are split (default: a `RegularTiler` of whole storage chunks, about
-        32 MiB a block). The processor's ``halo`` is added to the tiler's.
+        How the bounds are split (default: the source's ``default_tiler()``; for most
+        sources whole storage chunks, about 32 MiB a block). The processor's ``halo`` is
+        added to the tiler's.
     executor:
         An `Executor` or its name (default: ``ProcessExecutor()``).
     sink:
@@ -183,11 +158,7 @@ class Pipeline:
         halo = self.processor.effective_halo
         tiler = self.tiler
         if tiler is None:
-            bytes_per_voxel = sum(source.dtype(name).itemsize for name in channels)
-            tiler = RegularTiler(
-                default_block_shape(source.chunk_shape, bounds, bytes_per_voxel),
-                origin=source.bounds.start,
-            )
+            tiler = source.default_tiler()
         if not halo.is_zero:
             tiler = tiler.with_halo(Halo.of(tiler.halo).union(halo))
         if self.sink is not None:

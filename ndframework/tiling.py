@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import itertools
 import math
 from typing import Iterator, Sequence
 
@@ -10,10 +11,13 @@ import attrs
 from .errors import GeometryError
 from .geometry import Block, Box, Halo, Triple, as_triple
 
-__all__ = ["Tiler", "RegularTiler", "CuboidTiler", "BOSS_CUBOID"]
+__all__ = ["Tiler", "RegularTiler", "CuboidTiler", "BOSS_CUBOID", "default_block_shape"]
 
 BOSS_CUBOID: Triple = (16, 512, 512)
 """The BOSS storage cuboid, (z, y, x): 512 × 512 × 16 voxels in x, y, z."""
+
+DEFAULT_BLOCK_BYTES = 32 * 2**20
+"""Bytes a default block aims at, over all channels."""
 
 
 class Tiler(abc.ABC):
@@ -186,3 +190,31 @@ class CuboidTiler(Tiler):
         for box in boxes:
             index = tuple(positions[axis][box.start[axis]] for axis in range(3))
             yield _make_block(index, box, self.halo, clip)  # type: ignore[arg-type]
+
+
+def default_block_shape(
+    chunk_shape: Triple | None,
+    bounds: Box,
+    bytes_per_voxel: int,
+    target_bytes: int = DEFAULT_BLOCK_BYTES,
+) -> Triple:
+    """A block shape of whole storage chunks holding about ``target_bytes``.
+
+    Starting from one chunk (or 64³ voxels), x, y and then z are doubled in turn until a
+    block holds enough bytes or covers the bounds.
+
+    >>> default_block_shape((16, 64, 64), Box((0, 0, 0), (100, 1000, 1000)), 1, 2**20)
+    (32, 128, 256)
+    """
+    shape = list(chunk_shape or (64, 64, 64))
+    limit = [max(extent, 1) for extent in bounds.shape]
+    axes = itertools.cycle((2, 1, 0))
+    stalled = 0
+    while shape[0] * shape[1] * shape[2] * bytes_per_voxel < target_bytes and stalled < 3:
+        axis = next(axes)
+        if shape[axis] < limit[axis]:
+            shape[axis] *= 2
+            stalled = 0
+        else:
+            stalled += 1
+    return (shape[0], shape[1], shape[2])

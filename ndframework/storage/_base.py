@@ -9,6 +9,7 @@ import numpy as np
 
 from ..errors import ChannelError, OutOfBoundsError, OutputError
 from ..geometry import Box, Triple
+from ..tiling import RegularTiler, Tiler, default_block_shape
 
 __all__ = ["DataSource", "DataSink"]
 
@@ -77,6 +78,14 @@ class DataSource(_Volume):
     the process that reads, so that each worker process opens its own. Worker threads share
     one source: reads from several threads at once must be safe.
     """
+
+    def default_tiler(self) -> Tiler:
+        """The tiler a pipeline uses when given none: whole storage chunks (64³ voxels when
+        there are none) on the grid of the bounds' start, about 32 MiB a block over all
+        channels."""
+        bytes_per_voxel = sum(self.dtype(name).itemsize for name in self.channels)
+        shape = default_block_shape(self.chunk_shape, self.bounds, bytes_per_voxel)
+        return RegularTiler(shape, origin=self.bounds.start)
 
     def read(self, box: Box, channels: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         """Read ``box`` of each channel (all when None) as ``{channel: ZYX array}``.

@@ -1,0 +1,569 @@
+"""``neurodata.cfg``: where a BOSS volume lives and which part of it a run reads.
+
+The file is Nd-Multicore's, in INI format::
+
+    [Default]
+    protocol = https
+    host = api.bossdb.io
+    token = <your API token, or leave it out and set INTERN_TOKEN>
+
+    [Parallel]
+    collection = my_collection
+    experiment = my_experiment
+    channels = em, mask
+    x_range = 0,1024
+    y_range = 0,1024
+    z_range = 0,32
+    # optional: resolution = 0, t_range = 0,1
+
+`BossConfig.from_file` reads and checks it without the network; `BossConfig.check_against`
+checks it against what the BOSS says about the experiment (`VolumeInfo`), which
+`BossSource.from_config` fetches. Every error names the file, the key and the bad value, and
+none contains the token.
+"""
+
+from __future__ import annotations
+
+import configparser
+import hmac
+import numbers
+import os
+import re
+import secrets
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import attrs
+
+from ..errors import ChannelError, ConfigError
+from ..geometry import Box
+
+__all__ = [
+    "BossConfig",
+    "VolumeInfo",
+    "ChannelInfo",
+    "Secret",
+    "DEFAULT_SECTION",
+    "PARALLEL_SECTION",
+    "TOKEN_ENV_VAR",
+    "PROTOCOLS",
+    "SUPPORTED_DATATYPES",
+]
+
+DEFAULT_SECTION = "Default"
+"""Section holding protocol, host and token (intern's own section name)."""
+PARALLEL_SECTION = "Parallel"
+"""Section holding the collection, experiment, channels and ranges."""
+TOKEN_ENV_VAR = "INTERN_TOKEN"
+"""Environment variable holding the token when the file leaves it out (intern's name)."""
+PROTOCOLS = ("http", "https")
+"""Protocols the BOSS API is served over."""
+SUPPORTED_DATATYPES = ("uint8", "uint16", "uint64")
+"""Channel datatypes ndframework reads and writes."""
+
+_SECTION_OF = {"protocol": DEFAULT_SECTION, "host": DEFAULT_SECTION, "token": DEFAULT_SECTION}
+_NAME = re.compile(r"[A-Za-z0-9_-]+")
+_AXES = ("z", "y", "x")
+
+
+class Secret:
+    """A string kept out of reprs, messages and pickles: the BOSS API token.
+
+    Its pickled form holds the value masked with a fresh random pad, so that the token never
+    appears as plain text in pickled bytes (a payload sent to workers, a dump, a journal).
+    This is not encryption: whoever holds the pickle can unmask it, as a worker must.
+
+    >>> token = Secret("abc123")
+    >>> token
+    Secret('***')
+    >>> token.reveal()
+    'abc123'
+    """
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str | Secret) -> None:
+        if isinstance(value, Secret):
+            value = value.reveal()
+        if not isinstance(value, str):
+            raise ConfigError(f"a token must be a string, got a {type(value).__name__}")
+        self._value = value
+
+    def reveal(self) -> str:
+        """The secret itself: pass it on, never print it."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Secret):
+            return NotImplemented
+        return hmac.compare_digest(self._value.encode(), other._value.encode())
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __reduce__(self) -> tuple[Any, tuple[bytes, bytes]]:
+        data = self._value.encode()
+        pad = secrets.token_bytes(len(data))
+        return _unmask, (pad, bytes(a ^ b for a, b in zip(data, pad)))
+
+
+def _unmask(pad: bytes, masked: bytes) -> Secret:
+    return Secret(bytes(a ^ b for a, b in zip(masked, pad)).decode())
+
+
+# -- what the BOSS says about a volume ----------------------------------------------------
+
+
+@attrs.frozen
+class ChannelInfo:
+    """What the BOSS says about one channel."""
+
+    name: str
+    """Channel name."""
+    datatype: str
+    """Voxel type, e.g. 'uint8'."""
+    type: str = "image"
+    """'image' or 'annotation'."""
+    base_resolution: int = 0
+    """Resolution level the data were uploaded at."""
+    default_time_sample: int = 0
+    """Time sample a cutout without a time range reads."""
+
+
+@attrs.frozen
+class VolumeInfo:
+    """What the BOSS says about an experiment, its coordinate frame and some of its channels.
+
+    Fetched once, in the coordinating process, and carried to the workers with the source.
+    """
+
+    collection: str
+    """Collection name."""
+    experiment: str
+    """Experiment name."""
+    coord_frame: str
+    """Name of the experiment's coordinate frame."""
+    frame: Box
+    """The coordinate frame's extent at resolution 0, ZYX."""
+    hierarchy_levels: int = 1
+    """Number of resolution levels (``num_hierarchy_levels``)."""
+    hierarchy_method: str = "anisotropic"
+    """How lower resolutions are made: 'anisotropic' (x and y) or 'isotropic'."""
+    time_samples: int = 1
+    """Length of the time axis (``num_time_samples``)."""
+    channel_names: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    """Every channel of the experiment."""
+    channels: Mapping[str, ChannelInfo] = attrs.field(factory=dict)
+    """The channels looked at, by name."""
+
+    def extent(self, resolution: int) -> Box:
+        """The frame's extent at ``resolution``: x and y halve at every level, and z too
+        for an isotropic hierarchy (an approximation the server has the last word on)."""
+        if resolution == 0:
+            return self.frame
+        scaled = (0, 1, 2) if self.hierarchy_method == "isotropic" else (1, 2)
+        factor = 2**resolution
+        start = tuple(s // factor if a in scaled else s for a, s in enumerate(self.frame.start))
+        stop = tuple(-(-s // factor) if a in scaled else s for a, s in enumerate(self.frame.stop))
+        return Box(start, stop)
+
+
+# -- the settings -------------------------------------------------------------------------
+
+
+def _as_range(value: object) -> tuple[int, int] | None:
+    """``(start, stop)`` as a tuple of two ints; anything else is left for the validator."""
+    if value is None or isinstance(value, str) or not isinstance(value, Sequence):
+        return value  # type: ignore[return-value]
+    pair = tuple(value)
+    if len(pair) == 2 and all(
+        isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in pair
+    ):
+        return int(pair[0]), int(pair[1])
+    return value  # type: ignore[return-value]
+
+
+def _as_channels(value: object) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = value.split(",")
+    if not isinstance(value, Sequence):
+        return value  # type: ignore[return-value]  # the validator names it
+    return tuple(str(name).strip() for name in value if str(name).strip())
+
+
+def _check_protocol(config: BossConfig, attribute: attrs.Attribute, value: str) -> None:
+    if value not in PROTOCOLS:
+        raise ConfigError(
+            f"{config.where('protocol')} = {value!r}: the protocol must be 'http' or 'https'",
+            value,
+        )
+
+
+def _check_host(config: BossConfig, attribute: attrs.Attribute, value: str) -> None:
+    if not isinstance(value, str) or not value or any(c.isspace() for c in value):
+        raise ConfigError(
+            f"{config.where('host')} = {value!r}: the host must be a host name such as "
+            f"'api.bossdb.io', optionally with ':port'",
+            value,
+        )
+    if "://" in value or "/" in value:
+        raise ConfigError(
+            f"{config.where('host')} = {value!r}: give the host name alone (e.g. "
+            f"'api.bossdb.io'); the protocol goes in 'protocol'",
+            value,
+        )
+
+
+def _check_token(config: BossConfig, attribute: attrs.Attribute, value: Secret) -> None:
+    token = value.reveal()  # never quoted below
+    if not token or any(c.isspace() for c in token):
+        raise ConfigError(
+            f"{config.where('token')}: the token ({config.token_from}) must be a non-empty "
+            f"string without spaces"
+        )
+
+
+def _check_name(config: BossConfig, attribute: attrs.Attribute, value: str) -> None:
+    if not isinstance(value, str) or not _NAME.fullmatch(value):
+        raise ConfigError(
+            f"{config.where(attribute.name)} = {value!r}: a BOSS {attribute.name} name is "
+            f"made of letters, digits, '_' and '-'",
+            value,
+        )
+
+
+def _check_channels(config: BossConfig, attribute: attrs.Attribute, value: tuple[str, ...]) -> None:
+    if not isinstance(value, tuple) or not value:
+        raise ConfigError(
+            f"{config.where('channels')} = {value!r}: name at least one channel, "
+            f"comma-separated, e.g. 'em, mask'",
+            value,
+        )
+    for name in value:
+        if not _NAME.fullmatch(name):
+            raise ConfigError(
+                f"{config.where('channels')}: {name!r} is not a channel name (letters, digits, "
+                f"'_' and '-')",
+                name,
+            )
+    duplicates = sorted({name for name in value if value.count(name) > 1})
+    if duplicates:
+        raise ConfigError(
+            f"{config.where('channels')}: channel {duplicates[0]!r} is named twice", value
+        )
+
+
+def _check_range(config: BossConfig, attribute: attrs.Attribute, value: Any) -> None:
+    if value is None:
+        return
+    key = attribute.name
+    ok = (
+        isinstance(value, tuple)
+        and len(value) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+    )
+    if not ok:
+        raise ConfigError(
+            f"{config.where(key)} = {value!r}: a range is two integers 'start,stop'", value
+        )
+    start, stop = value
+    if start < 0:
+        raise ConfigError(
+            f"{config.where(key)} = {start},{stop}: the start must be >= 0 (BOSS coordinates "
+            f"are never negative)",
+            value,
+        )
+    if start >= stop:
+        raise ConfigError(
+            f"{config.where(key)} = {start},{stop}: the start must be below the stop (ranges "
+            f"are half-open, [start, stop))",
+            value,
+        )
+
+
+def _check_resolution(config: BossConfig, attribute: attrs.Attribute, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(
+            f"{config.where('resolution')} = {value!r}: the resolution is an integer >= 0 "
+            f"(0 is the native resolution)",
+            value,
+        )
+
+
+@attrs.frozen
+class BossConfig:
+    """The settings of a BOSS volume to read (or write): server, experiment, channels, region.
+
+    Build it with `BossConfig.from_file` or from values; either way it is checked locally,
+    without the network. Ranges are half-open ``(start, stop)`` in x, y, z as in the file;
+    `box` gives the ZYX `Box`. The token is a `Secret`, and out of the repr.
+
+    >>> config = BossConfig("https", "api.bossdb.io", "t0ken", "coll", "exp", "em, mask",
+    ...                     x_range=(0, 1024), y_range=(0, 512), z_range=(0, 16))
+    >>> config.channels, config.box
+    (('em', 'mask'), Box(start=(0, 0, 0), stop=(16, 512, 1024)))
+    >>> "t0ken" in repr(config)
+    False
+    """
+
+    protocol: str = attrs.field(
+        converter=lambda v: v.strip().lower() if isinstance(v, str) else v,
+        validator=_check_protocol,
+    )
+    """'http' or 'https'."""
+    host: str = attrs.field(
+        converter=lambda v: v.strip().rstrip("/") if isinstance(v, str) else v,
+        validator=_check_host,
+    )
+    """Host name of the BOSS API, e.g. 'api.bossdb.io', optionally with ':port'."""
+    token: Secret = attrs.field(converter=Secret, validator=_check_token, repr=False)
+    """The API token."""
+    collection: str = attrs.field(validator=_check_name)
+    """Collection name."""
+    experiment: str = attrs.field(validator=_check_name)
+    """Experiment name."""
+    channels: tuple[str, ...] = attrs.field(converter=_as_channels, validator=_check_channels)
+    """Channels to read (or write), in order; a comma-separated string is split."""
+    x_range: tuple[int, int] | None = attrs.field(
+        default=None, converter=_as_range, validator=_check_range
+    )
+    """x range (start, stop), or None for the coordinate frame's."""
+    y_range: tuple[int, int] | None = attrs.field(
+        default=None, converter=_as_range, validator=_check_range
+    )
+    """y range (start, stop), or None for the coordinate frame's."""
+    z_range: tuple[int, int] | None = attrs.field(
+        default=None, converter=_as_range, validator=_check_range
+    )
+    """z range (start, stop), or None for the coordinate frame's."""
+    resolution: int = attrs.field(default=0, validator=_check_resolution)
+    """Resolution level, 0 (native) to the experiment's ``num_hierarchy_levels - 1``."""
+    t_range: tuple[int, int] | None = attrs.field(
+        default=None, converter=_as_range, validator=_check_range
+    )
+    """Time range (start, stop); with one, arrays are TZYX. None reads the default sample."""
+    path: str | None = attrs.field(default=None, kw_only=True)
+    """The file the settings were read from, for messages; None when built from values."""
+    token_from: str = attrs.field(default="the token argument", kw_only=True)
+    """Where the token came from, for messages (never the token itself)."""
+
+    # -- reading the file -------------------------------------------------------------
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str]) -> BossConfig:
+        """Read and check a ``neurodata.cfg`` file, without the network.
+
+        The token may be left out of the file (or empty) when the ``INTERN_TOKEN``
+        environment variable holds it, so that the file can be shared.
+
+        Raises
+        ------
+        ConfigError
+            If the file is missing or unreadable, a section or key is missing, or a value is
+            invalid; the message names the file, the key and the value.
+        """
+        path = os.fspath(path)
+        parser = _read_ini(path)
+        for section in (DEFAULT_SECTION, PARALLEL_SECTION):
+            if not parser.has_section(section):
+                present = ", ".join(f"[{name}]" for name in parser.sections()) or "none"
+                raise ConfigError(
+                    f"{path}: the section [{section}] is missing (sections found: {present}); "
+                    f"[Default] holds protocol, host and token, [Parallel] collection, "
+                    f"experiment, channels and the ranges",
+                    section,
+                )
+
+        def optional(key: str) -> str | None:
+            section = _SECTION_OF.get(key, PARALLEL_SECTION)
+            return parser.get(section, key, fallback="").strip() or None
+
+        def text(key: str) -> str:
+            value = optional(key)
+            if value is None:
+                section = _SECTION_OF.get(key, PARALLEL_SECTION)
+                raise ConfigError(f"{path}: [{section}] {key} is missing or empty", key)
+            return value
+
+        token = optional("token")
+        token_from = f"[{DEFAULT_SECTION}] token of {path}"
+        if token is None:
+            token = os.environ.get(TOKEN_ENV_VAR, "").strip()
+            token_from = f"the {TOKEN_ENV_VAR} environment variable"
+            if not token:
+                raise ConfigError(
+                    f"{path}: [{DEFAULT_SECTION}] token is missing and the {TOKEN_ENV_VAR} "
+                    f"environment variable is not set; put the token in one of them",
+                    "token",
+                )
+        return cls(
+            protocol=text("protocol"),
+            host=text("host"),
+            token=token,
+            collection=text("collection"),
+            experiment=text("experiment"),
+            channels=text("channels"),
+            x_range=_parse_range(optional("x_range"), "x_range", path),
+            y_range=_parse_range(optional("y_range"), "y_range", path),
+            z_range=_parse_range(optional("z_range"), "z_range", path),
+            resolution=_parse_int(optional("resolution"), "resolution", path, default=0),
+            t_range=_parse_range(optional("t_range"), "t_range", path),
+            path=path,
+            token_from=token_from,
+        )
+
+    # -- views --------------------------------------------------------------------------
+
+    def where(self, key: str) -> str:
+        """Where ``key`` is set, for messages: ``'neurodata.cfg: [Parallel] x_range'``."""
+        if self.path is None:
+            return key
+        return f"{self.path}: [{_SECTION_OF.get(key, PARALLEL_SECTION)}] {key}"
+
+    @property
+    def url(self) -> str:
+        """``protocol://host`` of the BOSS API."""
+        return f"{self.protocol}://{self.host}"
+
+    @property
+    def box(self) -> Box | None:
+        """The configured region as a ZYX `Box`, or None unless all three ranges are set."""
+        ranges = (self.z_range, self.y_range, self.x_range)
+        if any(r is None for r in ranges):
+            return None
+        return Box(tuple(r[0] for r in ranges), tuple(r[1] for r in ranges))  # type: ignore[index]
+
+    def box_within(self, extent: Box) -> Box:
+        """The configured region as a ZYX `Box`, taking unset ranges from ``extent``."""
+        ranges = (self.z_range, self.y_range, self.x_range)
+        start = tuple(r[0] if r else s for r, s in zip(ranges, extent.start))
+        stop = tuple(r[1] if r else s for r, s in zip(ranges, extent.stop))
+        return Box(start, stop)
+
+    def with_box(self, box: Box | None) -> BossConfig:
+        """These settings with the ranges of a ZYX ``box`` (None: the frame's)."""
+        if box is None:
+            return attrs.evolve(self, x_range=None, y_range=None, z_range=None)
+        (z0, y0, x0), (z1, y1, x1) = box.start, box.stop
+        return attrs.evolve(self, x_range=(x0, x1), y_range=(y0, y1), z_range=(z0, z1))
+
+    # -- against the server -------------------------------------------------------------
+
+    def check_against(self, info: VolumeInfo) -> Box:
+        """Check these settings against what the BOSS says; return the region to read, ZYX.
+
+        Raises
+        ------
+        ChannelError
+            If a channel does not exist (the message lists those that do).
+        ConfigError
+            If a channel's datatype is not supported, the resolution does not exist, or a
+            range lies outside the coordinate frame or the time axis.
+        """
+        source = f"{self.collection}/{self.experiment}"
+        for name in self.channels:
+            if name not in info.channel_names:
+                valid = ", ".join(map(repr, info.channel_names)) or "none"
+                raise ChannelError(
+                    f"{self.where('channels')} = {', '.join(self.channels)!r}: {source} has no "
+                    f"channel {name!r}; its channels: {valid}",
+                    name,
+                )
+            datatype = info.channels[name].datatype if name in info.channels else None
+            if datatype not in SUPPORTED_DATATYPES:
+                raise ConfigError(
+                    f"{self.where('channels')}: channel {name!r} of {source} holds {datatype}, "
+                    f"which ndframework does not read; supported datatypes: "
+                    f"{', '.join(SUPPORTED_DATATYPES)}",
+                    datatype,
+                )
+        if self.resolution >= info.hierarchy_levels:
+            raise ConfigError(
+                f"{self.where('resolution')} = {self.resolution}: {source} has resolutions 0 "
+                f"to {info.hierarchy_levels - 1} (num_hierarchy_levels = "
+                f"{info.hierarchy_levels})",
+                self.resolution,
+            )
+        extent = info.extent(self.resolution)
+        for index, axis in enumerate(_AXES):
+            key = f"{axis}_range"
+            given: tuple[int, int] | None = getattr(self, key)
+            low, high = extent.start[index], extent.stop[index]
+            if given is not None and not (low <= given[0] and given[1] <= high):
+                raise ConfigError(
+                    f"{self.where(key)} = {given[0]},{given[1]}: outside the coordinate frame "
+                    f"{info.coord_frame!r} of {source}, whose {axis} range at resolution "
+                    f"{self.resolution} is {low},{high}",
+                    given,
+                )
+        if self.t_range is not None and self.t_range[1] > info.time_samples:
+            raise ConfigError(
+                f"{self.where('t_range')} = {self.t_range[0]},{self.t_range[1]}: {source} has "
+                f"{info.time_samples} time sample(s), so the t range must lie within "
+                f"0,{info.time_samples}",
+                self.t_range,
+            )
+        return self.box_within(extent)
+
+
+def _read_ini(path: str) -> configparser.ConfigParser:
+    # No interpolation: a '%' in a token must stay a '%'.
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            parser.read_file(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"no BOSS configuration file at {path!r}", path) from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(
+            f"cannot read the BOSS configuration file {path!r}: {error}", path
+        ) from None
+    except configparser.Error as error:
+        # configparser quotes the offending line, which may hold the token: give its number.
+        lines = [str(n) for n, _ in getattr(error, "errors", ())]
+        if getattr(error, "lineno", None):
+            lines.append(str(error.lineno))  # type: ignore[attr-defined]
+        at = f" (line {', '.join(lines)})" if lines else ""
+        raise ConfigError(
+            f"{path}: not a valid INI file{at}: {type(error).__name__}; expected [Section] "
+            f"headers and 'key = value' lines",
+            path,
+        ) from None
+    return parser
+
+
+def _parse_int(text: str | None, key: str, path: str, *, default: int) -> int:
+    if text is None:
+        return default
+    try:
+        return int(text)
+    except ValueError:
+        section = _SECTION_OF.get(key, PARALLEL_SECTION)
+        raise ConfigError(f"{path}: [{section}] {key} = {text!r}: not an integer", text) from None
+
+
+def _parse_range(text: str | None, key: str, path: str) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    parts = [part.strip() for part in text.split(",")]
+    where = f"{path}: [{PARALLEL_SECTION}] {key} = {text!r}"
+    if len(parts) != 2:
+        raise ConfigError(f"{where}: a range is two integers 'start,stop', e.g. '0,512'", text)
+    try:
+        return int(parts[0]), int(parts[1])
+    except ValueError:
+        bad = next(part for part in parts if not _is_int(part))
+        raise ConfigError(f"{where}: {bad!r} is not an integer", text) from None
+
+
+def _is_int(text: str) -> bool:
+    try:
+        int(text)
+    except ValueError:
+        return False
+    return True

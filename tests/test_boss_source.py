@@ -1,0 +1,352 @@
+"""BossSource with the real intern client against the BOSS API emulator on loopback.
+
+No mocks of intern: every read goes through intern's URL building, blosc decoding and error
+handling, over HTTP, and numpy slicing of the arrays loaded into the emulator is the oracle.
+"""
+
+from __future__ import annotations
+
+import pickle
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import attrs
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import ndframework as ndf
+from ndframework.boss._retry import RetryPolicy
+from ndframework.boss.emulator import BossEmulator, Faults
+from ndframework.boss.source import BossSource, split_box
+from ndframework.geometry import Box
+from ndframework.testing import SourceConformance
+from ndframework.tiling import BOSS_CUBOID, CuboidTiler, RegularTiler
+
+pytestmark = pytest.mark.timeout(60)
+
+TOKEN = "ndf-boss-test-token-5f0c2a9e"
+FAST = RetryPolicy(max_attempts=8, base_delay=0.001, max_delay=0.005)
+"""Millisecond backoff, and enough tries that a 20 % failure rate never exhausts them."""
+SHAPE = (20, 40, 48)
+
+
+def random_volume(shape=SHAPE, seed=0, time_samples=None):
+    """Random uint8 'em' and uint16 'mask' channels over their full ranges."""
+    rng = np.random.default_rng(seed)
+    lead = () if time_samples is None else (time_samples,)
+    return {
+        "em": rng.integers(0, 256, lead + shape, dtype=np.uint8),
+        "mask": rng.integers(0, 2**16, lead + shape, dtype=np.uint16),
+    }
+
+
+def boss_source(boss, channels=("em", "mask"), **options):
+    options.setdefault("retry", FAST)
+    options.setdefault("timeout", 5.0)
+    return BossSource(
+        boss.host, TOKEN, "coll", "exp", channels, protocol=boss.protocol, **options
+    )
+
+
+def expected_block(arrays, box, origin=(0, 0, 0)):
+    local = box.relative_to(origin).slices()
+    return {name: array[(Ellipsis, *local)] for name, array in arrays.items()}
+
+
+@pytest.fixture
+def boss():
+    with BossEmulator(token=TOKEN) as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def volume(boss):
+    arrays = random_volume()
+    boss.create_volume("coll", "exp", arrays)
+    return arrays
+
+
+# -- the conformance kit ----------------------------------------------------------------------
+
+
+class TestBossSource(SourceConformance):
+    """The kit against the emulator. The kit places its arrays at (3, -2, 5); BOSS coordinate
+    frames have no negative coordinates, so the arrays start at (3, 2, 5) here, inside a
+    frame two voxels larger on every side after them: reads just outside the source's bounds
+    are then inside the frame, and must still be refused by the source itself."""
+
+    origin = (3, 2, 5)
+
+    @pytest.fixture(autouse=True)
+    def _emulator(self, boss):
+        self.boss = boss
+
+    def make_source(self, arrays, origin, directory):
+        shape = next(iter(arrays.values())).shape
+        frame = tuple(o + s + 2 for o, s in zip(origin, shape))
+        padded = {}
+        for name, array in arrays.items():
+            padded[name] = np.zeros(frame, array.dtype)
+            padded[name][Box.from_shape(shape, origin).slices()] = array
+        self.boss.create_volume("coll", "exp", padded)
+        return boss_source(self.boss, list(arrays), bounds=Box.from_shape(shape, origin))
+
+    @pytest.fixture
+    def source(self, arrays, tmp_path):
+        return self.make_source(arrays, self.origin, tmp_path)
+
+    def test_metadata(self, source, arrays):
+        assert sorted(source.channels) == sorted(arrays)
+        assert source.bounds == Box.from_shape(arrays["em"].shape, self.origin)
+        for name, array in arrays.items():
+            assert source.dtype(name) == array.dtype
+        assert source.chunk_shape == BOSS_CUBOID == (16, 512, 512)
+
+
+# -- reading ----------------------------------------------------------------------------------
+
+
+def test_multichannel_volume_read_block_by_block_equals_numpy(boss, volume):
+    source = boss_source(boss).validate()
+    assert source.bounds == Box.from_shape(SHAPE)
+    tiler = RegularTiler((8, 16, 20), halo=(1, 2, 3))
+    for block in tiler.blocks(source.bounds):
+        data = source.read(block.read_box)
+        for name, expected in expected_block(volume, block.read_box).items():
+            assert data[name].dtype == expected.dtype
+            assert data[name].flags.writeable
+            np.testing.assert_array_equal(data[name], expected)
+
+
+def test_configured_bounds_and_an_origin_off_zero(boss):
+    arrays = random_volume((6, 20, 24), seed=1)
+    boss.create_volume("coll", "exp", arrays, origin=(10, 512, 1000))
+    source = boss_source(boss, bounds=Box((11, 515, 1002), (16, 530, 1020))).validate()
+    assert source.bounds == Box((11, 515, 1002), (16, 530, 1020))
+    box = Box((12, 516, 1005), (15, 529, 1019))
+    for name, expected in expected_block(arrays, box, (10, 512, 1000)).items():
+        np.testing.assert_array_equal(source.read(box)[name], expected)
+
+
+def test_time_range_gives_tzyx_arrays_and_a_3d_bounds(boss):
+    arrays = random_volume((4, 12, 16), seed=2, time_samples=5)
+    boss.create_volume("coll", "exp", arrays)
+    source = boss_source(boss, t_range=(1, 4)).validate()
+    assert source.bounds == Box.from_shape((4, 12, 16))
+    box = Box((1, 2, 3), (4, 10, 15))
+    data = source.read(box)
+    for name, array in arrays.items():
+        assert data[name].shape == (3, 3, 8, 12)
+        np.testing.assert_array_equal(data[name], array[1:4, 1:4, 2:10, 3:15])
+    assert source.read(Box((1, 2, 3), (1, 2, 3)))["em"].shape == (3, 0, 0, 0)
+    # Without a time range the channel's default time sample (0) is read, ZYX.
+    plain = boss_source(boss).read(box)
+    np.testing.assert_array_equal(plain["mask"], arrays["mask"][0, 1:4, 2:10, 3:15])
+
+
+def test_reads_from_many_threads_at_once(boss, volume):
+    source = boss_source(boss).validate()
+    boxes = [block.box for block in RegularTiler((5, 10, 12)).blocks(source.bounds)]
+    remotes = {}
+
+    def read(box):
+        remotes[threading.get_ident()] = source._remote()
+        return box, source.read(box)
+
+    with ThreadPoolExecutor(4) as pool:
+        for box, data in pool.map(read, boxes):
+            for name, expected in expected_block(volume, box).items():
+                np.testing.assert_array_equal(data[name], expected)
+    assert len({id(remote) for remote in remotes.values()}) == len(remotes) > 1
+
+
+def test_metadata_is_fetched_once_and_travels_with_the_pickle(boss, volume):
+    source = boss_source(boss).validate()
+    boss.reset_stats()
+    copy = pickle.loads(pickle.dumps(source))
+    box = Box((0, 0, 0), (4, 5, 6))
+    copy.read(box)
+    copy.read(box, ["em"])
+    assert boss.stats.requests == 3  # three cutouts, no metadata request
+    assert "remote" not in pickle.dumps(source).decode("latin-1")
+
+
+def test_default_tiler_is_the_cuboid_tiler(boss, volume):
+    assert boss_source(boss).default_tiler() == CuboidTiler()
+
+
+# -- transient and persistent failures ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [503, 429])
+def test_transient_failures_are_retried_and_every_block_is_right(boss, volume, status):
+    source = boss_source(boss).validate()
+    boss.reset_stats()
+    boss.faults = Faults(error_rate=0.2, status=status, seed=7)
+    for block in RegularTiler((10, 20, 24)).blocks(source.bounds):
+        data = source.read(block.box)
+        for name, expected in expected_block(volume, block.box).items():
+            np.testing.assert_array_equal(data[name], expected)
+    stats = boss.stats
+    assert stats.injected > 0 and stats.by_status[status] == stats.injected
+    assert stats.by_status[200] == 16  # 8 blocks, 2 channels: each cutout succeeded once
+
+
+def test_a_persistent_failure_is_a_data_access_error_naming_the_box(boss, volume):
+    source = boss_source(boss, retry=RetryPolicy(3, base_delay=0.001)).validate()
+    boss.reset_stats()
+    boss.faults = Faults(error_rate=1.0, status=503)
+    box = Box((2, 3, 4), (6, 9, 12))
+    with pytest.raises(ndf.DataAccessError) as info:
+        source.read(box, ["em"])
+    message = str(info.value)
+    assert str(box) in message and "'em'" in message and "coll/exp" in message
+    assert "3 attempt(s)" in message and "503" in message
+    assert TOKEN not in message
+    assert boss.stats.injected == 3
+
+
+def test_a_request_that_outlasts_the_timeout_is_retried_then_reported(boss, volume):
+    source = boss_source(
+        boss, timeout=(2.0, 0.2), retry=RetryPolicy(2, base_delay=0.001)
+    ).validate()
+    boss.faults = Faults(latency=0.6)
+    box = Box((0, 0, 0), (2, 2, 2))
+    with pytest.raises(ndf.DataAccessError, match=r"2 attempt\(s\): timed out waiting"):
+        source.read(box, ["em"])
+    boss.faults = Faults()
+    np.testing.assert_array_equal(source.read(box)["em"], volume["em"][:2, :2, :2])
+
+
+def test_a_wrong_token_at_read_time_says_authentication_failed(boss, volume):
+    source = pickle.loads(pickle.dumps(boss_source(boss).validate()))
+    source.config = attrs.evolve(source.config, token="not-the-token")
+    with pytest.raises(ndf.DataAccessError, match=r"authentication failed \(HTTP 401\)") as info:
+        source.read(Box((0, 0, 0), (1, 1, 1)))
+    assert "not-the-token" not in str(info.value)
+    assert boss.stats.by_status[401] == 1  # a refused token is not retried
+
+
+# -- the request size limit ---------------------------------------------------------------------
+
+
+def test_a_block_over_the_request_limit_is_split_and_equals_numpy():
+    limit = 3000  # bytes: a 20 x 40 x 48 uint16 block is 76800
+    with BossEmulator(token=TOKEN, max_cutout_bytes=limit) as boss:
+        arrays = random_volume(seed=3)
+        boss.create_volume("coll", "exp", arrays)
+        source = boss_source(boss, max_request_bytes=limit).validate()
+        boss.reset_stats()
+        data = source.read(source.bounds)
+        for name, array in arrays.items():
+            np.testing.assert_array_equal(data[name], array)
+        stats = boss.stats
+    assert 413 not in stats.by_status
+    assert stats.requests > 2 * 76800 // limit
+
+
+def test_a_server_with_a_lower_limit_gets_smaller_requests_after_a_413():
+    with BossEmulator(token=TOKEN, max_cutout_bytes=5000) as boss:
+        arrays = random_volume((4, 40, 48), seed=4)
+        boss.create_volume("coll", "exp", arrays)
+        source = boss_source(boss).validate()  # assumes the BOSS's own 520 MiB
+        data = source.read(source.bounds)
+        for name, array in arrays.items():
+            np.testing.assert_array_equal(data[name], array)
+        assert boss.stats.by_status[413] >= 2
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    start=st.tuples(*[st.integers(0, 40)] * 3),
+    shape=st.tuples(*[st.integers(1, 30)] * 3),
+    bytes_per_voxel=st.sampled_from([1, 2, 8]),
+    max_bytes=st.integers(8, 5000),
+)
+def test_split_box_covers_the_box_with_pieces_under_the_limit(
+    start, shape, bytes_per_voxel, max_bytes
+):
+    cuboid = (2, 4, 8)
+    box = Box.from_shape(shape, start)
+    pieces = split_box(box, bytes_per_voxel, max_bytes, cuboid=cuboid)
+    covered = np.zeros(shape, np.uint8)
+    for piece in pieces:
+        assert box.contains(piece) and not piece.empty
+        assert piece.size * bytes_per_voxel <= max_bytes or piece == box
+        covered[piece.relative_to(box).slices()] += 1
+    assert (covered == 1).all()
+    if max_bytes >= 2 * 4 * 8 * bytes_per_voxel:
+        # a whole cuboid fits in one request: pieces meet on cuboid lines only
+        for piece in pieces:
+            for axis in range(3):
+                for edge, outer in ((piece.start[axis], box.start[axis]),
+                                    (piece.stop[axis], box.stop[axis])):
+                    assert edge == outer or edge % cuboid[axis] == 0
+    assert len(pieces) == 1 or box.size * bytes_per_voxel > max_bytes
+
+
+def test_split_box_cuts_along_z_first_on_cuboid_lines():
+    box = Box((0, 0, 0), (64, 512, 1024))
+    pieces = split_box(box, 2, 32 * 512 * 1024 * 2)
+    assert [str(p) for p in pieces] == ["[0:32, 0:512, 0:1024]", "[32:64, 0:512, 0:1024]"]
+    offset = split_box(Box((8, 100, 0), (40, 600, 512)), 1, 16 * 512 * 512)
+    assert [str(p) for p in offset] == [
+        "[8:16, 100:600, 0:512]", "[16:32, 100:600, 0:512]", "[32:40, 100:600, 0:512]"
+    ]
+    # intern splits a cutout over 512 x 512 x 192 voxels itself, one request after another,
+    # and drops the time axis when it does: no request is ever that large.
+    assert all(p.size <= 512 * 512 * 192 for p in split_box(Box.from_shape((400, 600, 600)), 1))
+
+
+# -- pipelines on every executor ----------------------------------------------------------------
+
+
+def block_sums(data):
+    return {name: int(array.astype(np.int64).sum()) for name, array in data.items()}
+
+
+@pytest.mark.parametrize(
+    "executor",
+    [ndf.SerialExecutor(), ndf.ThreadExecutor(2), ndf.ProcessExecutor(2)],
+    ids=lambda e: e.name,
+)
+def test_pipeline_over_a_boss_source_equals_numpy_on_every_executor(boss, volume, executor):
+    source = boss_source(boss).validate()
+    boss.reset_stats()
+    tiler = RegularTiler((8, 16, 24))
+    result = ndf.Pipeline(
+        source, block_sums, tiler=tiler, executor=executor, load_entrypoints=False
+    ).run()
+    assert result.ok and not result.failed
+    blocks = list(tiler.blocks(source.bounds))
+    assert len(result.done) == len(blocks)
+    for block in blocks:
+        expected = expected_block(volume, block.box)
+        assert result.values[block.key] == {
+            name: int(array.astype(np.int64).sum()) for name, array in expected.items()
+        }
+    # Workers read with the metadata carried from here: cutout requests only.
+    assert boss.stats.requests == 2 * len(blocks)
+
+
+def test_a_persistent_failure_stops_the_run_cleanly(boss, volume):
+    source = boss_source(boss, retry=RetryPolicy(2, base_delay=0.001)).validate()
+    boss.faults = Faults(error_rate=1.0, status=503)
+    pipeline = ndf.Pipeline(source, block_sums, tiler=RegularTiler((10, 40, 48)),
+                            executor=ndf.SerialExecutor(), load_entrypoints=False)
+    with pytest.raises(ndf.DataAccessError, match=r"block 0_0_0.*503") as info:
+        pipeline.run()
+    assert not info.value.result.ok and TOKEN not in str(info.value)
+    assert all(TOKEN not in failure.error for failure in info.value.result.failed.values())
+
+
+def test_a_token_with_a_percent_sign_works():
+    # intern's BossRemote parses a config dict as INI with interpolation, where '%' breaks
+    # (and its error quotes the token); the source hands intern the token by its setters.
+    with BossEmulator(token="abc%def") as boss:
+        arrays = random_volume((2, 3, 4))
+        boss.create_volume("coll", "exp", arrays)
+        source = BossSource(boss.host, "abc%def", "coll", "exp", "em", protocol="http")
+        np.testing.assert_array_equal(source.read(source.bounds)["em"], arrays["em"])
