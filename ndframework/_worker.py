@@ -1,15 +1,17 @@
 """What runs in a worker: read a block, process it, write its outputs, report an outcome.
 
 Only a block's coordinates go in and a small `BlockOutcome` comes out; voxel data stay in
-the worker. Each worker gets its payload once, when it starts: worker processes receive it
-cloudpickled (so classes defined in ``__main__`` or a notebook travel too) and open their
-own source and sink; worker threads share the coordinator's source and sink. Either way each
-worker has its own copy of the processor, runs its ``setup`` first and its ``teardown`` when
-it stops, so a processor behaves the same on every executor.
+the worker. A worker is set up once per run by `initialize` and torn down by `finalize`, in
+the same thread: it loads its own copy of the processor (cloudpickled, so classes defined in
+``__main__`` or a notebook travel too) and runs its ``setup``. Worker processes also receive
+the source and sink cloudpickled and open their own; worker threads share the coordinator's.
+Workers are kept per thread and per run, so a pipeline run inside ``process`` (a nested run)
+does not disturb the run around it.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -19,26 +21,28 @@ from typing import Any, Mapping
 import attrs
 import cloudpickle
 
-from .errors import ChannelError, OutputError, SetupError, WorkerError
+from .errors import ChannelError, OutputError, WorkerError
 from .geometry import Block
 from .processor import BlockOutput, BlockProcessor
 from .storage import DataSink, DataSource
 
-__all__ = ["WorkerPayload", "BlockOutcome", "BlockTimings", "initialize", "run_block"]
+__all__ = ["WorkerContext", "BlockOutcome", "BlockTimings", "initialize", "finalize",
+           "run_block"]
+
+logger = logging.getLogger("ndframework.worker")
 
 DONE = "done"
 FAILED = "failed"
 DATA_ERROR = "data_error"
+SETUP_ERROR = "setup_error"
 
 
 @attrs.frozen
-class WorkerPayload:
-    """Everything a worker needs, sent once per worker."""
+class WorkerContext:
+    """What a worker reads from and writes to: the same for every worker of a run."""
 
     source: DataSource
     """Where the worker reads its blocks."""
-    processor: BlockProcessor
-    """The worker's own copy of the processor."""
     channels: tuple[str, ...]
     """Channels to read."""
     sink: DataSink | None = None
@@ -69,7 +73,8 @@ class BlockOutcome:
     key: str
     """The block's key."""
     status: str
-    """``"done"``, ``"failed"`` (the processor or its outputs) or ``"data_error"``."""
+    """``"done"``, ``"failed"`` (the processor or its outputs), ``"data_error"`` (the source
+    or the sink) or ``"setup_error"`` (the worker could not be set up)."""
     value: Any = None
     """The per-block value, for blocks done."""
     error: str | None = None
@@ -88,84 +93,86 @@ class BlockOutcome:
 
 
 class _Worker:
-    def __init__(self, payload: WorkerPayload) -> None:
-        self.payload = payload
+    """One worker's state for one run: its context, its own processor, and how setup went."""
+
+    def __init__(self, processor: bytes, context: WorkerContext | bytes) -> None:
         self.name = f"{os.getpid()}/{threading.current_thread().name}"
-        self.setup_error: str | None = None
+        self.setup_error: tuple[str, str] | None = None
+        self.processor: BlockProcessor | None = None
         try:
-            payload.processor.setup()
+            self.context: WorkerContext = (
+                cloudpickle.loads(context) if isinstance(context, bytes) else context
+            )
+            self.processor = cloudpickle.loads(processor)
+            self.processor.setup()
         except Exception as error:
-            self.setup_error = _describe(error) + "\n" + traceback.format_exc()
+            self.setup_error = (_describe(error), "".join(traceback.format_exception(error)))
 
     def teardown(self) -> None:
-        if self.setup_error is None:
-            self.payload.processor.teardown()
+        if self.setup_error is not None or self.processor is None:
+            return
+        try:
+            self.processor.teardown()
+        except Exception:  # the blocks are done: report, and let the other workers stop
+            logger.warning("teardown() failed in worker %s", self.name, exc_info=True)
 
 
 _local = threading.local()
-_workers_by_run: dict[str, list[_Worker]] = {}
-_registry_lock = threading.Lock()
 
 
-def initialize(payload: WorkerPayload | bytes, run_id: str, teardown_at_exit: bool) -> None:
-    """Take the payload and run ``setup`` in this worker (an executor initializer).
+def _workers() -> dict[str, _Worker]:
+    try:
+        return _local.workers  # type: ignore[no-any-return]
+    except AttributeError:
+        _local.workers = {}
+        return _local.workers  # type: ignore[no-any-return]
 
-    ``payload`` is cloudpickled for worker processes, and the coordinator's own object for
-    workers in its process, which then share its source and sink but copy the processor.
-    With ``teardown_at_exit`` (worker processes) ``teardown`` runs when the process exits;
-    otherwise `teardown_local` runs it from the coordinating process.
+
+def initialize(run_id: str, processor: bytes, context: WorkerContext | bytes) -> None:
+    """Set this worker up for run ``run_id`` (an executor's initializer).
+
+    ``processor`` is the cloudpickled processor: each worker loads its own copy and runs its
+    ``setup``. ``context`` is cloudpickled for worker processes and the coordinator's own
+    object for worker threads. A failure is kept and reported by `run_block`.
     """
-    if isinstance(payload, bytes):
-        payload = cloudpickle.loads(payload)
-    else:
-        own = cloudpickle.loads(cloudpickle.dumps(payload.processor))
-        payload = attrs.evolve(payload, processor=own)
-    worker = _Worker(payload)
-    _local.worker = worker
-    _local.run_id = run_id
-    if teardown_at_exit:
-        from multiprocessing import util
-
-        util.Finalize(worker, worker.teardown, exitpriority=10)
-    else:
-        with _registry_lock:
-            _workers_by_run.setdefault(run_id, []).append(worker)
+    _workers()[run_id] = _Worker(processor, context)
 
 
-def teardown_local(run_id: str) -> None:
-    """Run ``teardown`` for the workers of ``run_id`` that live in this process."""
-    with _registry_lock:
-        workers = _workers_by_run.pop(run_id, [])
-    for worker in workers:
+def finalize(run_id: str) -> None:
+    """Run ``teardown`` for this worker's run ``run_id`` (an executor's finalizer)."""
+    worker = _workers().pop(run_id, None)
+    if worker is not None:
         worker.teardown()
 
 
-def run_block(block: Block) -> BlockOutcome:
+def run_block(run_id: str, block: Block) -> BlockOutcome:
     """Read, process and write one block in the current worker; report what happened."""
-    worker: _Worker | None = getattr(_local, "worker", None)
+    worker = _workers().get(run_id)
     if worker is None:
-        raise WorkerError("run_block was called in a worker that was never initialised")
+        raise WorkerError(f"no worker was set up for run {run_id} in this thread")
     if worker.setup_error is not None:
-        raise SetupError(f"the processor's setup() failed in worker {worker.name}: "
-                          f"{worker.setup_error}")
-    payload = worker.payload
+        error, trace = worker.setup_error
+        return BlockOutcome(block.key, SETUP_ERROR, error=error, traceback=trace,
+                            worker=worker.name)
+    context, processor = worker.context, worker.processor
+    assert processor is not None
     clock = time.perf_counter
     started = clock()
     try:
-        data = payload.source.read(block.read_box, payload.channels)
+        data = context.source.read(block.read_box, context.channels)
     except Exception as error:
         return _failure(block, DATA_ERROR, error, worker, BlockTimings(read=clock() - started))
     read_done = clock()
     try:
-        arrays, value = _split(payload.processor.process(data, block), payload.sink)
+        arrays, value = _split(processor.process(data, block), context.sink)
     except Exception as error:
         timings = BlockTimings(read_done - started, clock() - read_done)
         return _failure(block, FAILED, error, worker, timings)
     del data
     processed = clock()
-    if payload.sink is not None and arrays:
+    if context.sink is not None and arrays:
         try:
-            payload.sink.write(block.box, arrays)
+            context.sink.write(block.box, arrays)
         except (OutputError, ChannelError) as error:
             timings = BlockTimings(read_done - started, processed - read_done)
             return _failure(block, FAILED, error, worker, timings)

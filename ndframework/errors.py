@@ -23,7 +23,14 @@ __all__ = [
 
 
 class NDFrameworkError(Exception):
-    """Base class of every error ndframework raises on purpose."""
+    """Base class of every error ndframework raises on purpose.
+
+    An error that stopped a run carries the run's partial ``RunResult`` as ``result`` and,
+    when a worker raised it, the worker's formatted ``traceback``.
+    """
+
+    result: Any = None
+    traceback: str | None = None
 
 
 class ConfigError(NDFrameworkError, ValueError):
@@ -75,7 +82,6 @@ class DataAccessError(NDFrameworkError, IOError):
     def __init__(self, message: str, key: str | None = None) -> None:
         super().__init__(message)
         self.key = key
-        self.result: Any = None
 
 
 class WorkerError(NDFrameworkError, RuntimeError):

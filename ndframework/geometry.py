@@ -195,20 +195,15 @@ class Block:
         return array[(Ellipsis, *self.owned_slices())]
 
 
-def _as_halo_pair(value: object) -> tuple[Triple, Triple]:
-    if isinstance(value, Halo):
-        return value.before, value.after
+def _halo_pair(value: object) -> tuple[object, object]:
+    """``value`` as (before, after): a pair of triples is split, anything else repeated."""
     if (
         isinstance(value, (tuple, list))
         and len(value) == 2
         and all(isinstance(v, (tuple, list)) for v in value)
     ):
-        return (
-            as_triple(value[0], "halo (before)", minimum=0),
-            as_triple(value[1], "halo (after)", minimum=0),
-        )
-    triple = as_triple(value, "halo", minimum=0)  # type: ignore[arg-type]
-    return triple, triple
+        return value[0], value[1]
+    return value, value
 
 
 @attrs.frozen
@@ -224,9 +219,13 @@ class Halo:
     (0, 2, 2)
     """
 
-    before: Triple = (0, 0, 0)
+    before: Triple = attrs.field(
+        default=(0, 0, 0), converter=lambda v: as_triple(v, "halo (before)", minimum=0)
+    )
     """Voxels read below the owned box's start, (z, y, x)."""
-    after: Triple = (0, 0, 0)
+    after: Triple = attrs.field(
+        default=(0, 0, 0), converter=lambda v: as_triple(v, "halo (after)", minimum=0)
+    )
     """Voxels read above the owned box's stop, (z, y, x)."""
 
     @classmethod
@@ -234,8 +233,11 @@ class Halo:
         """Normalise an integer, a triple, a pair of triples or a `Halo`; validate it."""
         if isinstance(value, Halo):
             return value
-        before, after = _as_halo_pair(value)
-        return cls(before, after)
+        before, after = _halo_pair(value)
+        if before is after:  # one value for both sides: name it plainly in errors
+            triple = as_triple(before, "halo", minimum=0)  # type: ignore[arg-type]
+            return cls(triple, triple)
+        return cls(before, after)  # type: ignore[arg-type]
 
     def union(self, other: "Halo") -> "Halo":
         """The halo that is at least as large as both, axis by axis."""

@@ -3,24 +3,20 @@ every block with an honest account of what happened."""
 
 from __future__ import annotations
 
-import collections
-import time
 import uuid
-from concurrent import futures
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import attrs
 import cloudpickle
-import numpy as np
 
-from . import _worker
 from ._hooks import Hooks
-from ._worker import BlockOutcome, WorkerPayload
-from .errors import ConfigError, DataAccessError, GeometryError, OutOfBoundsError, SetupError
+from ._run import Run
+from ._worker import WorkerContext
+from .errors import ConfigError, GeometryError, OutOfBoundsError
 from .executors import Executor, ProcessExecutor, get_executor
-from .geometry import Block, Box, Halo, Triple
+from .geometry import Box, Halo
 from .processor import BlockProcessor, FunctionProcessor
-from .result import BlockFailure, Plan, RunInfo, RunResult
+from .result import Plan, RunInfo, RunResult
 from .storage import DataSink, DataSource
 from .tiling import Tiler
 
@@ -131,7 +127,9 @@ class Pipeline:
         if tiler is not None and not isinstance(tiler, Tiler):
             raise ConfigError(f"tiler must be a Tiler or None, got {tiler!r}", tiler)
         for name, value in (("max_attempts", max_attempts), ("max_in_flight", max_in_flight)):
-            if value is not None and (not isinstance(value, int) or value < 1):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or value < 1
+            ):
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}", value)
         self.source = source
         self.processor = _as_processor(processor)
@@ -139,6 +137,8 @@ class Pipeline:
         self.executor = ProcessExecutor() if executor is None else get_executor(executor)
         self.sink = sink
         self.plugins = tuple(plugins)
+        if isinstance(channels, str):
+            channels = (channels,)
         self.channels = None if channels is None else tuple(channels)
         self.bounds = _as_box(bounds)
         self.max_attempts = max_attempts
@@ -149,7 +149,8 @@ class Pipeline:
 
     def _prepare(self) -> _Prepared:
         source = self.source
-        channels = source.check_channels(self.channels or self.processor.channels)
+        wanted = self.channels if self.channels is not None else self.processor.channels
+        channels = source.check_channels(wanted)
         bounds = self.bounds or source.bounds
         if not source.bounds.contains(bounds):
             raise OutOfBoundsError(
@@ -158,7 +159,7 @@ class Pipeline:
         halo = self.processor.effective_halo
         tiler = self.tiler
         if tiler is None:
-            tiler = source.default_tiler()
+            tiler = source.default_tiler(bounds, channels)
         if not halo.is_zero:
             tiler = tiler.with_halo(Halo.of(tiler.halo).union(halo))
         if self.sink is not None:
@@ -194,7 +195,7 @@ class Pipeline:
         chunks = sink.chunk_shape
         if chunks is None or self.executor.workers == 1:
             return
-        origin = sink.bounds.start
+        origin = sink.chunk_origin
         axes = "zyx"
         for block in tiler.blocks(bounds, within=self.source.bounds):
             for axis in range(3):
@@ -209,7 +210,7 @@ class Pipeline:
                             f"block {block.key} {verb} at {axes[axis]}={edge}, inside a chunk "
                             f"of the sink (chunk shape {chunks}, z, y, x): parallel writes "
                             f"would share chunks. Use block shapes that are multiples of the "
-                            f"chunk shape on a grid aligned to the sink's origin {origin}",
+                            f"chunk shape on a grid through the sink's chunk origin {origin}",
                             block,
                         )
 
@@ -244,196 +245,57 @@ class Pipeline:
         An exception in ``process`` fails that block only and the run goes on. A data-access
         error (reading the source, writing the sink) stops the run cleanly: blocks in flight
         finish, and `DataAccessError` names the block, with the partial result attached as
-        ``error.result``.
+        ``error.result``. A ``setup()`` that fails in a worker stops the run likewise with
+        `SetupError`, and worker processes that keep dying with `WorkerError`.
         """
         prepared = self._prepare()
+        processor, context = self._payload(prepared.channels)
         hooks = Hooks(self.plugins, load_entrypoints=self.load_entrypoints)
-        payload: WorkerPayload | bytes = WorkerPayload(
-            self.source, self.processor, prepared.channels, self.sink
+        run = Run(
+            prepared.info,
+            blocks=prepared.tiler.blocks(prepared.bounds, within=self.source.bounds),
+            executor=self.executor,
+            processor=self.processor,
+            initargs=(prepared.info.run_id, processor, context),
+            hooks=hooks,
+            max_attempts=self.max_attempts,
+            max_in_flight=self.max_in_flight,
         )
-        if not self.executor.shares_memory:
-            payload = cloudpickle.dumps(payload)
-        run = _Run(self, prepared, hooks, payload)
         hooks.call("ndf_before_run", run=prepared.info)
         try:
             result = run.execute()
         except BaseException as error:  # interrupted: still tell the plugins what was done
             stopped = f"stopped by {type(error).__name__}"
-            hooks.call("ndf_after_run", run=prepared.info,
-                       result=run.result(time.perf_counter(), stopped=stopped))
+            hooks.call("ndf_after_run", run=prepared.info, result=run.result(stopped))
             raise
         hooks.call("ndf_after_run", run=prepared.info, result=result)
-        if run.data_error is not None:
-            error = DataAccessError(run.data_error[1], key=run.data_error[0])
-            error.result = result
-            raise error
-        if run.setup_error is not None:
-            raise SetupError(run.setup_error)
+        if run.stop_error is not None:
+            run.stop_error.result = result
+            raise run.stop_error
         return result
 
-
-class _Run:
-    """The coordinator's bookkeeping for one run."""
-
-    def __init__(
-        self,
-        pipeline: Pipeline,
-        prepared: _Prepared,
-        hooks: Hooks,
-        payload: WorkerPayload | bytes,
-    ) -> None:
-        self.pipeline = pipeline
-        self.prepared = prepared
-        self.hooks = hooks
-        self.payload = payload
-        self.info = prepared.info
-        self.order: list[str] = []
-        self.outcomes: dict[str, BlockOutcome] = {}
-        self.attempts: dict[str, int] = collections.Counter()
-        self.failures: dict[str, BlockFailure] = {}
-        self.retry: collections.deque[Block] = collections.deque()
-        self.data_error: tuple[str, str] | None = None
-        self.setup_error: str | None = None
-        self.started = time.perf_counter()
-        self.blocks: Iterator[Block] = iter(())
-
-    def _start_pool(self) -> futures.Executor:
-        executor = self.pipeline.executor
-        return executor.start(
-            _worker.initialize, (self.payload, self.info.run_id, executor.tears_down_at_exit)
-        )
-
-    @property
-    def stopping(self) -> bool:
-        return self.data_error is not None or self.setup_error is not None
-
-    def execute(self) -> RunResult:
-        prepared = self.prepared
-        self.blocks = prepared.tiler.blocks(prepared.bounds, within=self.pipeline.source.bounds)
-        pending: dict[futures.Future, Block] = {}
-        pool = self._start_pool()
+    def _payload(self, channels: tuple[str, ...]) -> tuple[bytes, WorkerContext | bytes]:
+        """The processor, cloudpickled for every worker to load its own copy, and the
+        context (source, channels, sink): pickled for worker processes, shared by threads.
+        Whatever cannot travel is refused here, before any work starts."""
         try:
-            while True:
-                pool = self._fill(pool, pending)
-                if not pending:
-                    break
-                finished, _ = futures.wait(pending, return_when=futures.FIRST_COMPLETED)
-                broken = False
-                for future in finished:
-                    block = pending.pop(future)
-                    broken |= self._collect(block, future)
-                if broken:
-                    pool = self._restart(pool, pending)
-        except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
-        else:
-            pool.shutdown(wait=True)
-        finally:
-            _worker.teardown_local(self.info.run_id)
-        stopped = None
-        if self.data_error is not None:
-            stopped = f"data access failed for block {self.data_error[0]}"
-        elif self.setup_error is not None:
-            stopped = "the processor's setup() failed"
-        return self.result(time.perf_counter(), stopped=stopped)
-
-    def _fill(self, pool: futures.Executor, pending: dict[futures.Future, Block]) -> futures.Executor:
-        """Hand blocks to workers until ``max_in_flight`` are out. A block retried after its
-        worker died runs alone, so that a block that kills its worker is found for sure."""
-        limit = self.pipeline.max_in_flight
-        while not self.stopping and len(pending) < limit:
-            if self.retry:
-                if pending:
-                    return pool
-                block = self.retry.popleft()
-                limit = 1
-            else:
-                block = next(self.blocks, None)
-                if block is None:
-                    return pool
-                self.order.append(block.key)
-                self.hooks.call("ndf_before_block", run=self.info, block=block)
-            self.attempts[block.key] += 1
-            try:
-                pending[pool.submit(_worker.run_block, block)] = block
-            except futures.BrokenExecutor:
-                self.attempts[block.key] -= 1
-                self.retry.appendleft(block)
-                pool = self._restart(pool, pending)
-        return pool
-
-    def _collect(self, block: Block, future: futures.Future) -> bool:
-        """Record a finished future; True when it reports a broken pool."""
+            processor = cloudpickle.dumps(self.processor)
+        except Exception as error:
+            raise ConfigError(
+                f"the processor {self.processor.describe()} cannot be copied to the workers "
+                f"({type(error).__name__}: {error}); create open files, connections, locks "
+                f"and the like in setup(), not in __init__",
+                self.processor,
+            ) from error
+        context = WorkerContext(self.source, channels, self.sink)
+        if self.executor.shares_memory:
+            return processor, context
         try:
-            outcome = future.result()
-        except futures.BrokenExecutor:
-            self._worker_died(block)
-            return True
-        except SetupError as error:
-            self.setup_error = str(error)
-            return False
-        except Exception as error:  # e.g. a value that cannot be pickled back
-            outcome = BlockOutcome(
-                block.key, _worker.FAILED, error=f"{type(error).__name__}: {error}",
-                traceback=None,
-            )
-        self._record(block, outcome)
-        return False
-
-    def _worker_died(self, block: Block) -> None:
-        if self.attempts[block.key] < self.pipeline.max_attempts:
-            self.retry.append(block)
-            return
-        self._record(block, BlockOutcome(
-            block.key, _worker.FAILED,
-            error=(f"WorkerError: the worker process running block {block.key} died "
-                   f"(killed, crashed or out of memory), {self.attempts[block.key]} times"),
-        ))
-
-    def _restart(self, pool: futures.Executor, pending: dict[futures.Future, Block]) -> futures.Executor:
-        """Replace a broken pool; every block it held becomes a suspect to retry alone."""
-        for future, block in list(pending.items()):
-            del pending[future]
-            self._worker_died(block)
-        pool.shutdown(wait=True, cancel_futures=True)
-        return self._start_pool()
-
-    def _record(self, block: Block, outcome: BlockOutcome) -> None:
-        self.outcomes[block.key] = outcome
-        if outcome.ok:
-            self.hooks.call("ndf_after_block", run=self.info, block=block, outcome=outcome)
-            return
-        self.failures[block.key] = BlockFailure(
-            outcome.error or "unknown error", outcome.traceback, self.attempts[block.key]
-        )
-        if outcome.status == _worker.DATA_ERROR and self.data_error is None:
-            self.data_error = (
-                block.key,
-                f"data access failed for block {block.key} (box {block.box}, read box "
-                f"{block.read_box}): {outcome.error}",
-            )
-        self.hooks.call("ndf_on_block_error", run=self.info, block=block, outcome=outcome)
-
-    def result(self, now: float, stopped: str | None) -> RunResult:
-        not_run = [key for key in self.order if key not in self.outcomes]
-        not_run += [block.key for block in self.blocks]
-        done = tuple(key for key in self.order if key in self.outcomes and self.outcomes[key].ok)
-        values = {key: self.outcomes[key].value for key in done}
-        reduced = None
-        if stopped is None:
-            reduced = self.pipeline.processor.reduce(values)
-        return RunResult(
-            run=self.info,
-            done=done,
-            failed={key: self.failures[key] for key in self.order if key in self.failures},
-            skipped=(),
-            not_run=tuple(not_run),
-            attempts={key: self.attempts[key] for key in self.order if self.attempts[key]},
-            timings={key: self.outcomes[key].timings for key in self.order
-                     if key in self.outcomes},
-            values=values,
-            reduced=reduced,
-            elapsed=now - self.started,
-            stopped=stopped,
-        )
+            return processor, cloudpickle.dumps(context)
+        except Exception as error:
+            raise ConfigError(
+                f"the source or sink cannot be sent to worker processes "
+                f"({type(error).__name__}: {error}); use the 'threads' or 'serial' executor, "
+                f"or a source and sink that pickle",
+                context,
+            ) from error

@@ -8,6 +8,7 @@ from typing import Any, Callable, ClassVar, Mapping, Sequence
 import attrs
 import numpy as np
 
+from .errors import ConfigError
 from .geometry import Block, Halo
 
 __all__ = ["BlockProcessor", "FunctionProcessor", "BlockOutput"]
@@ -124,7 +125,7 @@ class FunctionProcessor(BlockProcessor):
         pass_block: bool = False,
     ) -> None:
         if not callable(function):
-            raise TypeError(f"FunctionProcessor needs a callable, got {function!r}")
+            raise ConfigError(f"FunctionProcessor needs a callable, got {function!r}", function)
         self.function = function
         self.halo = Halo.of(halo)  # type: ignore[misc]
         self.channels = None if channels is None else tuple(channels)  # type: ignore[misc]

@@ -47,7 +47,7 @@ def _axis_edges(start: int, stop: int, step: int, origin: int) -> list[int]:
     """Block boundaries along one axis: ``start``, grid lines strictly inside, ``stop``."""
     if stop <= start:
         return []
-    first = origin + math.floor((start - origin) / step) * step + step
+    first = origin + (start - origin) // step * step + step
     return [start, *range(first, stop, step), stop]
 
 
@@ -172,7 +172,7 @@ class CuboidTiler(Tiler):
         # Anchor block_compute's grid at the grid line at or below the start, so that starts
         # below the origin (and far above it) are aligned without a long walk.
         anchor = tuple(
-            o + math.floor((s - o) / b) * b
+            o + (s - o) // b * b
             for s, o, b in zip(bounds.start, self.origin, self.block_shape)
         )
         (z0, y0, x0), (z1, y1, x1) = bounds.start, bounds.stop

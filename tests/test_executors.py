@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from concurrent import futures
 
 import pytest
@@ -54,15 +55,16 @@ def test_default_workers_is_the_cpu_count_minus_one_at_least_one():
     assert ndf.ThreadExecutor().workers == ndf.default_workers()
 
 
-def test_the_serial_pool_runs_the_initializer_once_and_returns_done_futures():
+def test_the_serial_pool_initialises_once_returns_done_futures_and_finalises():
     calls = []
-    pool = ndf.SerialExecutor().start(calls.append, ("init",))
+    pool = ndf.SerialExecutor().start(calls.append, ("init",), calls.append, ("final",))
     first = pool.submit(pow, 2, 5)
     second = pool.submit(divmod, 1, 0)
     assert calls == ["init"]
     assert first.done() and first.result() == 32
     assert isinstance(second.exception(), ZeroDivisionError)
     pool.shutdown()
+    assert calls == ["init", "final"]
     with pytest.raises(RuntimeError, match="shut down"):
         pool.submit(pow, 2, 2)
 
@@ -70,7 +72,7 @@ def test_the_serial_pool_runs_the_initializer_once_and_returns_done_futures():
 @pytest.mark.parametrize("executor", [ndf.ThreadExecutor(2), ndf.ProcessExecutor(2)],
                          ids=lambda e: e.name)
 def test_pools_are_standard_futures_executors(executor):
-    pool = executor.start(_noop, ())
+    pool = executor.start(_noop, (), _noop, ())
     with pool:
         assert isinstance(pool, futures.Executor)
         assert pool.submit(pow, 3, 3).result(timeout=60) == 27
@@ -78,3 +80,38 @@ def test_pools_are_standard_futures_executors(executor):
 
 def _noop():
     pass
+
+
+def test_worker_threads_initialise_and_finalise_in_their_own_thread():
+    seen = []
+    lock = threading.Lock()
+
+    def note(what):
+        with lock:
+            seen.append((what, threading.current_thread().name))
+
+    pool = ndf.ThreadExecutor(3).start(note, ("init",), note, ("final",))
+    results = [pool.submit(lambda: threading.current_thread().name) for _ in range(30)]
+    names = {future.result(timeout=60) for future in results}
+    pool.shutdown(wait=True)
+    inits = sorted(name for what, name in seen if what == "init")
+    finals = sorted(name for what, name in seen if what == "final")
+    assert len(inits) == 3 and inits == finals
+    assert names <= set(inits)
+
+
+def test_a_thread_pool_shut_down_with_cancel_cancels_queued_work():
+    started, gate = threading.Event(), threading.Event()
+
+    def hold():
+        started.set()
+        return gate.wait(30)
+
+    pool = ndf.ThreadExecutor(1).start(_noop, (), _noop, ())
+    running = pool.submit(hold)
+    queued = [pool.submit(pow, 2, 2) for _ in range(5)]
+    assert started.wait(30)
+    pool.shutdown(wait=False, cancel_futures=True)
+    gate.set()
+    assert running.result(timeout=60) is True
+    assert all(future.cancelled() for future in queued)

@@ -7,14 +7,8 @@ import pytest
 import zarr
 
 import ndframework as ndf
-from ndframework.storage._zarr import ORIGIN_ATTRIBUTE
+from ndframework.storage._zarr import ORIGIN_ATTRIBUTE, create_array
 from ndframework.testing import SinkConformance, SourceConformance
-
-
-def create_array(group, name, shape, chunks, dtype):
-    """``group.create_array`` (zarr 3) or ``group.create_dataset`` (zarr 2, Python 3.10)."""
-    create = getattr(group, "create_array", None) or group.create_dataset
-    return create(name, shape=shape, chunks=chunks, dtype=dtype)
 
 
 def write_zarr(path, arrays, origin, chunks=(4, 4, 4)):

@@ -10,7 +10,7 @@ import attrs
 import numpy as np
 
 from ..errors import ChannelError, ConfigError
-from ..geometry import Box
+from ..geometry import Box, Triple
 from ..storage import DataSink
 from ._retry import RetryPolicy
 from .config import SUPPORTED_DATATYPES, BossConfig, Secret
@@ -242,6 +242,11 @@ class BossSink(BossVolume, DataSink):
                 )
                 self._ask(functools.partial(remote.create_project, resource))
         return self.validate()
+
+    @property
+    def chunk_origin(self) -> Triple:
+        """The BOSS cuboid grid starts at 0 whatever the bounds of the sink."""
+        return (0, 0, 0)
 
     def _write_box(self, box: Box, arrays: dict[str, np.ndarray]) -> None:
         for name, array in arrays.items():

@@ -613,7 +613,9 @@ class BossSource(BossVolume, DataSource):
         )
         return source.validate()
 
-    def default_tiler(self) -> CuboidTiler:
+    def default_tiler(
+        self, bounds: Box | None = None, channels: Sequence[str] | None = None
+    ) -> CuboidTiler:
         """The tiler a pipeline uses when given none: blocks of whole BOSS cuboids,
         (16, 1024, 1024) in z, y, x, on the BOSS's own cuboid grid."""
         return CuboidTiler()

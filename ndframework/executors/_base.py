@@ -42,16 +42,20 @@ class Executor(abc.ABC):
     """The registry name (``"serial"``, ``"threads"``, ...)."""
     shares_memory: ClassVar[bool]
     """True when workers run in the coordinating process (in-memory sinks work)."""
-    tears_down_at_exit: ClassVar[bool] = False
-    """True when workers are processes that run ``teardown`` as they exit."""
     workers: int
 
     @abc.abstractmethod
     def start(
-        self, initializer: Callable[..., None], initargs: tuple[Any, ...]
+        self,
+        initializer: Callable[..., None],
+        initargs: tuple[Any, ...],
+        finalizer: Callable[..., None],
+        finalargs: tuple[Any, ...],
     ) -> futures.Executor:
-        """A running pool whose every worker calls ``initializer(*initargs)`` once, before
-        its first task. The caller shuts it down."""
+        """A running pool whose every worker calls ``initializer(*initargs)`` once before its
+        first task, and ``finalizer(*finalargs)`` once when it stops, in the same thread.
+        The caller shuts the pool down. A worker that dies (a killed process) runs no
+        finalizer."""
 
     @property
     def default_in_flight(self) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import sys
+from multiprocessing import util
 from concurrent import futures
 from typing import Any, Callable
 
@@ -46,16 +47,34 @@ class ProcessExecutor(Executor):
 
     name = "processes"
     shares_memory = False
-    tears_down_at_exit = True
     workers: int = attrs.field(default=None, converter=check_workers)
     """Number of worker processes."""
     start_method: str | None = attrs.field(default=None, validator=_check_start_method)
     """How worker processes start (see `multiprocessing`)."""
 
     def start(
-        self, initializer: Callable[..., None], initargs: tuple[Any, ...]
+        self,
+        initializer: Callable[..., None],
+        initargs: tuple[Any, ...],
+        finalizer: Callable[..., None],
+        finalargs: tuple[Any, ...],
     ) -> futures.Executor:
         context = multiprocessing.get_context(self.start_method or _default_start_method())
         return futures.ProcessPoolExecutor(
-            self.workers, mp_context=context, initializer=initializer, initargs=initargs
+            self.workers,
+            mp_context=context,
+            initializer=_start_worker,
+            initargs=(initializer, initargs, finalizer, finalargs),
         )
+
+
+def _start_worker(
+    initializer: Callable[..., None],
+    initargs: tuple[Any, ...],
+    finalizer: Callable[..., None],
+    finalargs: tuple[Any, ...],
+) -> None:
+    """Initialise a worker process, and have it finalise as it exits normally (the pool's
+    workers return from their loop at shutdown and run multiprocessing's exit finalizers)."""
+    initializer(*initargs)
+    util.Finalize(None, finalizer, args=finalargs, exitpriority=10)

@@ -15,9 +15,15 @@ __all__ = ["SerialExecutor"]
 class _InlinePool(futures.Executor):
     """A `concurrent.futures.Executor` that runs each call at once and returns it done."""
 
-    def __init__(self, initializer: Callable[..., None], initargs: tuple[Any, ...]) -> None:
-        self._initializer = initializer
-        self._initargs = initargs
+    def __init__(
+        self,
+        initializer: Callable[..., None],
+        initargs: tuple[Any, ...],
+        finalizer: Callable[..., None],
+        finalargs: tuple[Any, ...],
+    ) -> None:
+        self._initializer, self._initargs = initializer, initargs
+        self._finalizer, self._finalargs = finalizer, finalargs
         self._started = False
         self._shutdown = False
 
@@ -36,6 +42,8 @@ class _InlinePool(futures.Executor):
         return future
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        if self._started and not self._shutdown:
+            self._finalizer(*self._finalargs)
         self._shutdown = True
 
 
@@ -60,6 +68,10 @@ class SerialExecutor(Executor):
         return 1  # a block submitted runs at once: one at a time keeps the order exact
 
     def start(
-        self, initializer: Callable[..., None], initargs: tuple[Any, ...]
+        self,
+        initializer: Callable[..., None],
+        initargs: tuple[Any, ...],
+        finalizer: Callable[..., None],
+        finalargs: tuple[Any, ...],
     ) -> futures.Executor:
-        return _InlinePool(initializer, initargs)
+        return _InlinePool(initializer, initargs, finalizer, finalargs)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import queue
+import threading
 from concurrent import futures
 from typing import Any, Callable
 
@@ -10,6 +12,87 @@ import attrs
 from ._base import Executor, check_workers
 
 __all__ = ["ThreadExecutor"]
+
+
+class _WorkerThreadPool(futures.Executor):
+    """A `concurrent.futures.Executor` of threads that each run an initializer before their
+    first task and a finalizer after their last, in that thread.
+
+    `concurrent.futures.ThreadPoolExecutor` has no finalizer, and a processor's ``teardown``
+    must run in the thread that ran its ``setup`` (thread-bound handles such as SQLite
+    connections). All threads start at once.
+    """
+
+    def __init__(
+        self,
+        workers: int,
+        initializer: Callable[..., None],
+        initargs: tuple[Any, ...],
+        finalizer: Callable[..., None],
+        finalargs: tuple[Any, ...],
+    ) -> None:
+        self._tasks: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._shutdown = False
+        self._threads = [
+            threading.Thread(
+                target=self._work,
+                args=(initializer, initargs, finalizer, finalargs),
+                name=f"ndframework-worker-{number}",
+                daemon=True,
+            )
+            for number in range(workers)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def _work(
+        self,
+        initializer: Callable[..., None],
+        initargs: tuple[Any, ...],
+        finalizer: Callable[..., None],
+        finalargs: tuple[Any, ...],
+    ) -> None:
+        initializer(*initargs)
+        try:
+            while (task := self._tasks.get()) is not None:
+                future, fn, args, kwargs = task
+                if not future.set_running_or_notify_cancel():
+                    continue
+                try:
+                    result = fn(*args, **kwargs)
+                except BaseException as error:  # the future carries it, as pools do
+                    future.set_exception(error)
+                else:
+                    future.set_result(result)
+        finally:
+            finalizer(*finalargs)
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> futures.Future:
+        with self._lock:
+            if self._shutdown:
+                raise RuntimeError("cannot submit to a pool that was shut down")
+            future: futures.Future = futures.Future()
+            self._tasks.put((future, fn, args, kwargs))
+            return future
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        with self._lock:
+            if not self._shutdown:
+                self._shutdown = True
+                if cancel_futures:
+                    while True:
+                        try:
+                            task = self._tasks.get_nowait()
+                        except queue.Empty:
+                            break
+                        if task is not None:
+                            task[0].cancel()
+                for _ in self._threads:
+                    self._tasks.put(None)
+        if wait:
+            for thread in self._threads:
+                thread.join()
 
 
 @attrs.frozen
@@ -28,11 +111,10 @@ class ThreadExecutor(Executor):
     """Number of worker threads."""
 
     def start(
-        self, initializer: Callable[..., None], initargs: tuple[Any, ...]
+        self,
+        initializer: Callable[..., None],
+        initargs: tuple[Any, ...],
+        finalizer: Callable[..., None],
+        finalargs: tuple[Any, ...],
     ) -> futures.Executor:
-        return futures.ThreadPoolExecutor(
-            self.workers,
-            thread_name_prefix="ndframework",
-            initializer=initializer,
-            initargs=initargs,
-        )
+        return _WorkerThreadPool(self.workers, initializer, initargs, finalizer, finalargs)

@@ -69,6 +69,9 @@ class _Volume(abc.ABC):
         """A short human description, free of secrets."""
         return type(self).__name__
 
+    def __repr__(self) -> str:
+        return self.describe()
+
 
 class DataSource(_Volume):
     """Where blocks come from: a few named 3-D channels in one ZYX coordinate frame.
@@ -79,12 +82,14 @@ class DataSource(_Volume):
     one source: reads from several threads at once must be safe.
     """
 
-    def default_tiler(self) -> Tiler:
-        """The tiler a pipeline uses when given none: whole storage chunks (64³ voxels when
-        there are none) on the grid of the bounds' start, about 32 MiB a block over all
-        channels."""
-        bytes_per_voxel = sum(self.dtype(name).itemsize for name in self.channels)
-        shape = default_block_shape(self.chunk_shape, self.bounds, bytes_per_voxel)
+    def default_tiler(
+        self, bounds: Box | None = None, channels: Sequence[str] | None = None
+    ) -> Tiler:
+        """The tiler a pipeline uses over ``bounds`` of ``channels`` (default: all) when
+        given none: whole storage chunks (64³ voxels when there are none) on the grid of the
+        source's start, about 32 MiB a block."""
+        bytes_per_voxel = sum(self.dtype(name).itemsize for name in self.check_channels(channels))
+        shape = default_block_shape(self.chunk_shape, bounds or self.bounds, bytes_per_voxel)
         return RegularTiler(shape, origin=self.bounds.start)
 
     def read(self, box: Box, channels: Sequence[str] | None = None) -> dict[str, np.ndarray]:
@@ -110,6 +115,11 @@ class DataSink(_Volume):
     boxes from several threads at once must be safe.
     """
 
+    @property
+    def chunk_origin(self) -> Triple:
+        """A corner of the storage chunk grid, (z, y, x): by default the bounds' start."""
+        return self.bounds.start
+
     in_process_only: bool = False
     """True for sinks that hold their data in this process's memory: writes made in another
     process would be lost, so the pipeline refuses them with a process-based executor."""
@@ -118,15 +128,22 @@ class DataSink(_Volume):
         """Write each ``{channel: ZYX array}`` over ``box``; arrays must match its shape."""
         self.check_box(box)
         self.check_channels(list(arrays))
+        converted = {}
         for channel, array in arrays.items():
-            array = np.asarray(array)
+            try:
+                array = np.asarray(array)
+            except Exception as error:
+                raise OutputError(
+                    f"output {channel!r} cannot be made into an array: {error}"
+                ) from error
             if array.shape != box.shape:
                 raise OutputError(
                     f"output {channel!r} has shape {array.shape}; the box {box} needs "
                     f"shape {box.shape}"
                 )
             _check_storable(channel, array, self.dtype(channel))
-        self._write_box(box, {name: np.asarray(array) for name, array in arrays.items()})
+            converted[channel] = array
+        self._write_box(box, converted)
 
     @abc.abstractmethod
     def _write_box(self, box: Box, arrays: dict[str, np.ndarray]) -> None:

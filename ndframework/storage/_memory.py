@@ -59,9 +59,6 @@ class _InMemoryVolume:
         channels = ", ".join(f"{n}:{a.dtype}" for n, a in self._arrays.items())
         return f"{type(self).__name__}({channels}; bounds {self._bounds})"
 
-    def __repr__(self) -> str:
-        return self.describe()
-
 
 class InMemorySource(_InMemoryVolume, DataSource):
     """A source over numpy arrays, one per channel, all of one ZYX shape.

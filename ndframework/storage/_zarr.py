@@ -31,6 +31,16 @@ def _as_path(path_or_group: Any) -> str:
     return os.path.join(os.fspath(root), getattr(path_or_group, "path", "") or "")
 
 
+def create_array(
+    group: Any, name: str, shape: Sequence[int], chunks: Sequence[int], dtype: Any
+) -> Any:
+    """A zero-filled array in ``group``: ``create_array`` in zarr 3, ``create_dataset`` in
+    zarr 2 (the zarr of Python 3.10)."""
+    create = getattr(group, "create_array", None) or group.create_dataset
+    return create(name, shape=tuple(shape), chunks=tuple(chunks), dtype=np.dtype(dtype),
+                  fill_value=0)
+
+
 class _ZarrVolume:
     """Lazily opened zarr group; pickles as its path and reopens where it is used."""
 
@@ -87,7 +97,10 @@ class _ZarrVolume:
             origin = as_triple(group.attrs.get(ORIGIN_ATTRIBUTE, (0, 0, 0)), "origin")
             bounds = Box.from_shape(next(iter(shapes)), origin)
             dtypes = {name: np.dtype(array.dtype) for name, array in arrays.items()}
-            chunks = as_triple(next(iter(arrays.values())).chunks, "chunks")
+            first = next(iter(arrays.values()))
+            # A sharded array is written a whole shard at a time: that is the unit that
+            # parallel writes must not share.
+            chunks = as_triple(getattr(first, "shards", None) or first.chunks, "chunks")
             self._meta = (channels, bounds, dtypes, chunks)
         return self._meta
 
@@ -105,14 +118,12 @@ class _ZarrVolume:
 
     @property
     def chunk_shape(self) -> Triple:
-        """Chunk shape of the channel arrays (the first channel's if they differ)."""
+        """Chunk shape of the channel arrays (their shard shape when sharded; the first
+        channel's when they differ)."""
         return self._metadata()[3]
 
     def describe(self) -> str:
         return f"{type(self).__name__}({self.path!r})"
-
-    def __repr__(self) -> str:
-        return self.describe()
 
 
 class ZarrSource(_ZarrVolume, DataSource):
@@ -144,8 +155,8 @@ class ZarrSource(_ZarrVolume, DataSource):
 class ZarrSink(_ZarrVolume, DataSink):
     """A sink into an existing zarr group on local disk; `ZarrSink.create` makes one.
 
-    Parallel writes are safe when no two blocks share a chunk, which the pipeline checks
-    against ``chunk_shape`` before a run.
+    Parallel writes are safe when no two blocks share a chunk (or, for a sharded array, a
+    shard), which the pipeline checks against ``chunk_shape`` before a run.
     """
 
     _mode = "r+"
@@ -178,11 +189,9 @@ class ZarrSink(_ZarrVolume, DataSink):
 
         group = zarr.open_group(os.fspath(path), mode="w")
         group.attrs[ORIGIN_ATTRIBUTE] = list(bounds.start)
-        create = getattr(group, "create_array", None) or group.create_dataset
         shape_chunks = tuple(min(c, max(s, 1)) for c, s in zip(chunks, bounds.shape))
         for name, dtype in dtypes.items():
-            create(name, shape=bounds.shape, chunks=shape_chunks, dtype=np.dtype(dtype),
-                   fill_value=0)
+            create_array(group, name, bounds.shape, shape_chunks, dtype)
         return cls(path)
 
     def _write_box(self, box: Box, arrays: dict[str, np.ndarray]) -> None:
