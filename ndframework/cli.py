@@ -13,9 +13,11 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
+
 from .errors import ConfigError, NDFrameworkError
 from .executors import EXECUTORS, get_executor
-from .geometry import Box
+from .geometry import Box, as_triple
 from .pipeline import Pipeline
 from .plugins import ProgressBar
 from .processor import BlockProcessor
@@ -28,26 +30,25 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def _triple(text: str) -> tuple[int, int, int]:
+    """``z,y,x`` (or one number for all three) as a triple."""
     try:
-        values = tuple(int(part) for part in text.split(","))
-    except ValueError:
+        values = [int(part) for part in text.split(",")]
+        return as_triple(values[0] if len(values) == 1 else values, "value")
+    except (ValueError, ConfigError):
         raise argparse.ArgumentTypeError(f"expected three integers z,y,x, got {text!r}") from None
-    if len(values) == 1:
-        values = values * 3
-    if len(values) != 3:
-        raise argparse.ArgumentTypeError(f"expected three integers z,y,x, got {text!r}")
-    return values  # type: ignore[return-value]
 
 
 def _bounds(text: str) -> Box:
+    """``z0:z1,y0:y1,x0:x1`` as a box."""
     try:
         ranges = [tuple(int(v) for v in part.split(":")) for part in text.split(",")]
         (z0, z1), (y0, y1), (x0, x1) = ranges  # type: ignore[misc]
     except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected z0:z1,y0:y1,x0:x1, got {text!r}"
-        ) from None
-    return Box((z0, y0, x0), (z1, y1, x1))
+        raise argparse.ArgumentTypeError(f"expected z0:z1,y0:y1,x0:x1, got {text!r}") from None
+    try:
+        return Box((z0, y0, x0), (z1, y1, x1))
+    except ConfigError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _output_channel(text: str) -> tuple[str, str]:
@@ -68,7 +69,7 @@ def load_processor(spec: str) -> BlockProcessor | Any:
         raise ConfigError(
             f"--processor must be MODULE:NAME or FILE.py:NAME, got {spec!r}", spec
         )
-    try:
+    try:  # the user's module may fail in any way as it is imported
         if target.endswith(".py"):
             path = Path(target)
             if not path.is_file():
@@ -78,8 +79,12 @@ def load_processor(spec: str) -> BlockProcessor | Any:
             module_spec.loader.exec_module(module)  # type: ignore[union-attr]
         else:
             module = importlib.import_module(target)
-    except ImportError as error:
-        raise ConfigError(f"--processor: cannot import {target!r}: {error}", spec) from error
+    except ConfigError:
+        raise
+    except Exception as error:
+        raise ConfigError(
+            f"--processor: cannot import {target!r}: {type(error).__name__}: {error}", spec
+        ) from error
     try:
         found = getattr(module, attribute)
     except AttributeError:
@@ -115,11 +120,13 @@ def _parser() -> argparse.ArgumentParser:
                                   "an instance, or a function of the data dict")
         command.add_argument("--block-shape", type=_triple,
                              help="block shape z,y,x (default: whole chunks, ~32 MiB)")
-        command.add_argument("--halo", type=_triple, help="halo z,y,x added to the processor's")
+        command.add_argument("--halo", type=_triple,
+                             help="halo z,y,x (the larger of this and the processor's own)")
         command.add_argument("--channels", help="comma-separated channels to read")
         command.add_argument("--bounds", type=_bounds, help="region z0:z1,y0:y1,x0:x1")
-        command.add_argument("--output", help="zarr group to write outputs to (created "
-                                              "when --output-channel is given)")
+        command.add_argument("--output", help="zarr group to write outputs to; created "
+                                              "by run, over the whole source, when it does "
+                                              "not exist")
         command.add_argument("--output-channel", type=_output_channel, action="append",
                              default=[], metavar="NAME:DTYPE",
                              help="an output channel to create, e.g. labels:uint16")
@@ -160,16 +167,11 @@ def _pipeline(args: argparse.Namespace) -> Pipeline:
         tiler = RegularTiler(args.block_shape, halo=args.halo or 0, origin=source.bounds.start)
     elif args.halo is not None:
         raise ConfigError("--halo needs --block-shape", args.halo)
+    if args.output_channel and args.output is None:
+        raise ConfigError("--output-channel needs --output PATH", args.output_channel)
     sink = None
-    if args.output_channel:
-        if args.output is None:
-            raise ConfigError("--output-channel needs --output PATH", args.output_channel)
-        chunks = args.block_shape or source.chunk_shape
-        sink = ZarrSink.create(args.output, dict(args.output_channel),
-                               args.bounds or source.bounds, chunk_shape=chunks,
-                               overwrite=False)
-    elif args.output is not None:
-        sink = ZarrSink(args.output)
+    if args.output is not None and (Path(args.output).exists() or args.command == "run"):
+        sink = _output_sink(args, source, tiler)
     progress = args.command == "run" and not args.no_progress
     return Pipeline(
         source, processor, tiler=tiler, executor=_executor(args), sink=sink,
@@ -177,6 +179,32 @@ def _pipeline(args: argparse.Namespace) -> Pipeline:
         plugins=[ProgressBar()] if progress else [],
         **({"max_attempts": args.max_attempts} if args.command == "run" else {}),
     )
+
+
+def _output_sink(args: argparse.Namespace, source: ZarrSource, tiler: Any) -> ZarrSink:
+    """The ``--output`` store: opened when it exists (its channels must match any
+    ``--output-channel``), else created over the whole source, chunked like the blocks."""
+    wanted = dict(args.output_channel)
+    if Path(args.output).exists():
+        sink = ZarrSink(args.output)
+        for name, dtype in wanted.items():
+            if name not in sink.channels or sink.dtype(name) != np.dtype(dtype):
+                have = ", ".join(f"{n}:{sink.dtype(n)}" for n in sink.channels)
+                raise ConfigError(
+                    f"--output {args.output!r} exists with channels {have}, not "
+                    f"{name}:{dtype}; choose another --output path",
+                    args.output,
+                )
+        return sink
+    if not wanted:
+        raise ConfigError(
+            f"--output {args.output!r} does not exist; give --output-channel NAME:DTYPE to "
+            f"create it",
+            args.output,
+        )
+    chunks = getattr(tiler, "block_shape", None) or source.chunk_shape
+    # over the whole source, on the grid the blocks follow, so that any --bounds fits it
+    return ZarrSink.create(args.output, wanted, source.bounds, chunk_shape=chunks)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -202,7 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK if result.ok else EXIT_FAILED
     except (NDFrameworkError, ValueError, OSError) as error:
         print(f"ndframework {args.command}: error: {error}", file=sys.stderr)
-        return EXIT_USAGE if not isinstance(error, OSError) else EXIT_FAILED
+        return EXIT_USAGE if isinstance(error, ValueError) else EXIT_FAILED
     except KeyboardInterrupt:
         print(f"ndframework {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -129,3 +129,53 @@ class BrokenSource(ndf.InMemorySource):
         if not box.intersect(self.bad_box).empty:
             raise ConnectionResetError(f"connection reset while reading {box}")
         return super()._read_box(box, channels)
+
+
+class NestedRun(ndf.BlockProcessor):
+    """Runs a small serial pipeline of its own inside ``process``."""
+
+    def process(self, data, block):
+        inner = ndf.Pipeline(ndf.InMemorySource({"x": np.ones((2, 2, 2), np.uint8)}),
+                             lambda d: int(d["x"].sum()), executor="serial",
+                             tiler=ndf.RegularTiler(2), load_entrypoints=False).run()
+        return ("outer", int(data["em"].astype(np.int64).sum()), inner.reduced)
+
+
+class ThreadBoundResource(ndf.BlockProcessor):
+    """Opens an SQLite connection in setup and closes it in teardown: both must run in the
+    same thread, as SQLite insists."""
+
+    def setup(self):
+        import sqlite3
+
+        self.connection = sqlite3.connect(":memory:")
+
+    def process(self, data, block):
+        return self.connection.execute("select 1").fetchone()[0]
+
+    def teardown(self):
+        self.connection.execute("select 1")
+        self.connection.close()
+
+
+class FailingTeardown(ndf.BlockProcessor):
+    def process(self, data, block):
+        return 1
+
+    def teardown(self):
+        raise RuntimeError("could not release the model")
+
+
+class DieInSetup(ndf.BlockProcessor):
+    def setup(self):
+        os._exit(5)
+
+    def process(self, data, block):
+        return 1
+
+
+class BrokenSink(ndf.InMemorySink):
+    """An in-memory sink whose writes fail like a full disk."""
+
+    def _write_box(self, box, arrays):
+        raise OSError(28, "No space left on device")

@@ -34,6 +34,13 @@ def processor_file(tmp_path):
 
         def fail_on_first(data):
             raise RuntimeError("no good")
+
+        class NeedsModel(ndf.BlockProcessor):
+            def setup(self):
+                raise FileNotFoundError("model.pt")
+
+            def process(self, data, block):
+                return 1
     """))
     return path
 
@@ -91,12 +98,21 @@ def test_failed_blocks_exit_with_status_one(volume_path, processor_file, capsys)
         (["plan", "{volume}", "--processor", "{file}:Double", "--bounds", "0:99,0:8,0:8"],
          "lie outside the source bounds"),
         (["plan", "{missing}", "--processor", "{file}:Double"], "no zarr store at"),
+        (["plan", "{volume}", "--processor", "{broken}:P"],
+         "cannot import '{broken}': SyntaxError"),
+        (["run", "{volume}", "--processor", "{file}:Double", "--output", "{missing}"],
+         "does not exist; give --output-channel NAME:DTYPE to create it"),
+        (["run", "{volume}", "--processor", "{file}:Double", "--output-channel", "a:uint8"],
+         "--output-channel needs --output PATH"),
     ],
 )
 def test_bad_input_is_one_line_without_a_traceback(arguments, message, volume_path,
                                                      processor_file, tmp_path):
-    filled = [a.format(volume=volume_path, file=processor_file, missing=tmp_path / "nope.zarr")
-              for a in arguments]
+    broken = tmp_path / "broken.py"
+    broken.write_text("def oops(:\n")
+    filled = [a.format(volume=volume_path, file=processor_file, missing=tmp_path / "nope.zarr",
+                       broken=broken) for a in arguments]
+    message = message.format(broken=broken)
     completed = subprocess.run([sys.executable, "-m", "ndframework.cli", *filled],
                                capture_output=True, text=True, timeout=120)
     assert completed.returncode == 2, completed.stderr
@@ -105,8 +121,51 @@ def test_bad_input_is_one_line_without_a_traceback(arguments, message, volume_pa
     assert len(completed.stderr.strip().splitlines()) == 1
 
 
-def test_argument_syntax_errors_exit_with_status_two(capsys):
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--block-shape", "a,b"], "expected three integers z,y,x, got 'a,b'"),
+        (["--bounds", "5:0,0:8,0:8"], "argument --bounds: Box stop must not be below start "
+                                      "in any axis, got start=(5, 0, 0), stop=(0, 8, 8)"),
+        (["--bounds", "0:5"], "expected z0:z1,y0:y1,x0:x1, got '0:5'"),
+    ],
+)
+def test_argument_syntax_errors_show_usage_and_exit_with_status_two(arguments, message, capsys):
     with pytest.raises(SystemExit) as info:
-        main(["plan", "v.zarr", "--processor", "m:P", "--block-shape", "a,b"])
+        main(["plan", "v.zarr", "--processor", "m:P", *arguments])
     assert info.value.code == 2
-    assert "expected three integers z,y,x, got 'a,b'" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1].endswith(message) and "Traceback" not in err
+
+
+def test_plan_creates_nothing_on_disk(volume_path, processor_file, tmp_path, capsys):
+    output = tmp_path / "out.zarr"
+    status = main(["plan", str(volume_path), "--processor", f"{processor_file}:Double",
+                   "--output", str(output), "--output-channel", "double:uint16"])
+    assert status == 0 and not output.exists()
+
+
+def test_run_over_unaligned_bounds_then_again_into_the_same_output(
+    volume_path, processor_file, volume, tmp_path, capsys
+):
+    output = tmp_path / "out.zarr"
+    common = [str(volume_path), "--processor", f"{processor_file}:Double", "--block-shape",
+              "5,8,10", "--output", str(output), "--executor", "processes", "--workers", "2",
+              "--no-progress"]
+    assert main(["run", *common, "--output-channel", "double:uint16",
+                 "--bounds", "0:10,4:24,0:20"]) == 0
+    assert main(["run", *common, "--bounds", "0:10,0:4,0:20"]) == 0  # reuses the store
+    written = ndf.ZarrSource(output).read(ndf.ZarrSource(output).bounds)["double"]
+    np.testing.assert_array_equal(written, volume["em"].astype(np.uint16) * 2)
+    status = main(["run", *common, "--output-channel", "double:uint8"])
+    assert status == 2
+    assert "exists with channels double:uint16, not double:uint8" in capsys.readouterr().err
+
+
+def test_a_failing_setup_exits_with_status_one(volume_path, processor_file, capsys):
+    status = main(["run", str(volume_path), "--processor", f"{processor_file}:NeedsModel",
+                   "--executor", "serial", "--no-progress"])
+    err = capsys.readouterr().err
+    assert status == 1
+    assert "setup() failed" in err and "FileNotFoundError: model.pt" in err
+    assert "Traceback" not in err

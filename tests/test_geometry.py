@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 
+import numpy as np
 import pytest
 from hypothesis import given
 
@@ -19,8 +20,6 @@ def test_box_shape_size_and_slices():
 
 
 def test_box_normalises_numpy_integers_and_lists():
-    import numpy as np
-
     box = ndf.Box([np.int64(1), 2, 3], np.array([2, 3, 4]))
     assert box.start == (1, 2, 3) and type(box.start[0]) is int
 
@@ -30,12 +29,18 @@ def test_box_refuses_stop_below_start():
         ndf.Box((1, 0, 0), (0, 5, 5))
 
 
-@given(a=boxes(), b=boxes())
-def test_intersection_is_contained_in_both(a, b):
+def _mask(box, frame):
+    mask = np.zeros(frame.shape, bool)
+    mask[box.intersect(frame).relative_to(frame).slices()] = True
+    return mask
+
+
+@given(a=boxes(max_start=8, max_extent=8), b=boxes(max_start=8, max_extent=8))
+def test_intersection_equals_the_overlap_of_numpy_masks(a, b):
+    frame = ndf.Box((-10, -10, -10), (18, 18, 18))
     overlap = a.intersect(b)
-    if not overlap.empty:
-        assert a.contains(overlap) and b.contains(overlap)
-    assert overlap.size <= min(a.size, b.size)
+    np.testing.assert_array_equal(_mask(overlap, frame), _mask(a, frame) & _mask(b, frame))
+    assert overlap.empty or (a.contains(overlap) and b.contains(overlap))
 
 
 @given(box=boxes())
@@ -65,3 +70,22 @@ def test_block_read_box_must_contain_the_owned_box():
     with pytest.raises(ndf.GeometryError, match=r"read_box \[0:5, 12:20, 20:30\] must contain"):
         ndf.Block((0, 0, 0), ndf.Box((0, 10, 20), (5, 20, 30)),
                   ndf.Box((0, 12, 20), (5, 20, 30)))
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ((-1, 0, 0), r"halo must be non-negative in every axis, got \(-1, 0, 0\)"),
+        ((1, 1), r"halo must have 3 values \(z, y, x\), got 2"),
+        (((1, 1, 1), (0, -2, 0)), r"halo \(after\) must be non-negative"),
+        (1.5, r"halo must be three integers|halo must be integers"),
+    ],
+)
+def test_bad_halos_are_refused_when_built(value, message):
+    with pytest.raises(ndf.GeometryError, match=message):
+        ndf.Halo.of(value)
+
+
+def test_halo_constructor_validates_too():
+    with pytest.raises(ndf.GeometryError, match=r"halo \(before\) must be non-negative"):
+        ndf.Halo((-1, 0, 0))

@@ -207,9 +207,11 @@ class SinkConformance(abc.ABC):
 
     def test_pickle_round_trip(self, sink: DataSink) -> None:
         copy = pickle.loads(pickle.dumps(sink))
+        assert copy.channels == sink.channels and copy.bounds == sink.bounds
         box = Box.from_shape((1, 2, 2), self.bounds.start)
         copy.write(box, {"labels": np.full(box.shape, 5, np.uint16)})
-        if not sink.in_process_only:  # an in-memory copy holds its own arrays
+        assert self.read_back(copy)["labels"][0, 0, 0] == 5
+        if not sink.in_process_only:  # both name the same storage; in memory, each its own
             assert self.read_back(sink)["labels"][0, 0, 0] == 5
 
     def test_wrong_shape_names_both_shapes(self, sink: DataSink) -> None:
