@@ -5,7 +5,7 @@ from __future__ import annotations
 import abc
 import itertools
 import math
-from typing import Iterator, Sequence
+from typing import Iterator
 
 import attrs
 from .errors import GeometryError

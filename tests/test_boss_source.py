@@ -93,15 +93,8 @@ class TestBossSource(SourceConformance):
         self.boss.create_volume("coll", "exp", padded)
         return boss_source(self.boss, list(arrays), bounds=Box.from_shape(shape, origin))
 
-    @pytest.fixture
-    def source(self, arrays, tmp_path):
-        return self.make_source(arrays, self.origin, tmp_path)
-
     def test_metadata(self, source, arrays):
-        assert sorted(source.channels) == sorted(arrays)
-        assert source.bounds == Box.from_shape(arrays["em"].shape, self.origin)
-        for name, array in arrays.items():
-            assert source.dtype(name) == array.dtype
+        super().test_metadata(source, arrays)
         assert source.chunk_shape == BOSS_CUBOID == (16, 512, 512)
 
 

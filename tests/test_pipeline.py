@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import zarr
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 import ndframework as ndf
 from ndframework.testing.strategies import halos, triples, volumes

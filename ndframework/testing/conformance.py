@@ -58,6 +58,14 @@ def sample_arrays(shape: tuple[int, int, int] = SHAPE, seed: int = 0) -> dict[st
     }
 
 
+def _random(rng: np.random.Generator, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """Random values over the whole range of ``dtype`` (in [0, 1) for floats)."""
+    if dtype.kind == "f":
+        return rng.random(shape).astype(dtype)
+    info = np.iinfo(dtype)
+    return rng.integers(info.min, info.max, shape, dtype=dtype, endpoint=True)
+
+
 def _read_in_child(source: DataSource, box: Box) -> dict[str, np.ndarray]:
     return source.read(box)
 
@@ -72,7 +80,11 @@ _shared_settings = settings(
 
 
 class SourceConformance(abc.ABC):
-    """The behaviour every `DataSource` must show. Subclass and implement `make_source`."""
+    """The behaviour every `DataSource` must show. Subclass and implement `make_source`;
+    set ``origin`` where a store cannot hold the default (e.g. no negative coordinates)."""
+
+    origin: tuple[int, int, int] = ORIGIN
+    """Where the kit places the first voxel of its arrays, (z, y, x)."""
 
     @abc.abstractmethod
     def make_source(
@@ -87,11 +99,11 @@ class SourceConformance(abc.ABC):
 
     @pytest.fixture
     def source(self, arrays: dict[str, np.ndarray], tmp_path: Path) -> DataSource:
-        return self.make_source(arrays, ORIGIN, tmp_path)
+        return self.make_source(arrays, self.origin, tmp_path)
 
     def test_metadata(self, source: DataSource, arrays: dict[str, np.ndarray]) -> None:
         assert sorted(source.channels) == sorted(arrays)
-        assert source.bounds == Box.from_shape(arrays["em"].shape, ORIGIN)
+        assert source.bounds == Box.from_shape(arrays["em"].shape, self.origin)
         for name, array in arrays.items():
             assert source.dtype(name) == array.dtype
         chunks = source.chunk_shape
@@ -171,7 +183,10 @@ class SinkConformance(abc.ABC):
         """Everything ``sink`` holds, as ``{channel: ZYX array}`` over its bounds."""
 
     bounds = Box.from_shape(SHAPE, ORIGIN)
+    """The region the kit's sinks cover."""
     dtypes = {"labels": "uint16", "prob": "float32"}
+    """The kit's output channels. Keep a uint16 ``labels``; set the other to a dtype the
+    store holds."""
 
     @pytest.fixture
     def sink(self, tmp_path: Path) -> DataSink:
@@ -188,8 +203,8 @@ class SinkConformance(abc.ABC):
     def test_writing_every_block_round_trips(self, sink: DataSink, block_shape, seed) -> None:
         rng = np.random.default_rng(seed)
         expected = {
-            "labels": rng.integers(0, 2**16, self.bounds.shape, dtype=np.uint16),
-            "prob": rng.random(self.bounds.shape, dtype=np.float32),
+            name: _random(rng, self.bounds.shape, np.dtype(dtype))
+            for name, dtype in self.dtypes.items()
         }
         tiler = RegularTiler(block_shape)
         for block in tiler.blocks(self.bounds):
