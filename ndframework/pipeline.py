@@ -72,8 +72,8 @@ class Pipeline:
         `FunctionProcessor`).
     tiler:
         How the bounds are split (default: the source's ``default_tiler()``; for most
-        sources whole storage chunks, about 32 MiB a block). The processor's ``halo`` is
-        added to the tiler's.
+        sources whole storage chunks, about 32 MiB a block). Blocks are read with the
+        larger of the tiler's and the processor's ``halo``, axis by axis.
     executor:
         An `Executor` or its name (default: ``ProcessExecutor()``).
     sink:

@@ -123,7 +123,8 @@ class RunResult:
     skipped: tuple[str, ...]
     """Keys of blocks not run because an earlier run had done them."""
     not_run: tuple[str, ...]
-    """Keys of blocks never attempted because the run stopped early."""
+    """Keys of blocks with no outcome because the run stopped early: never handed out, in
+    flight when it was interrupted, or waiting to be retried."""
     attempts: Mapping[str, int]
     """How many times each attempted block was tried."""
     timings: Mapping[str, BlockTimings]
