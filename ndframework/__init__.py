@@ -41,6 +41,33 @@ from .tiling import BOSS_CUBOID, CuboidTiler, RegularTiler, Tiler
 
 __version__ = "0.1.0"
 
+# BOSS access and the Nd-Multicore functions load intern and requests, which take a while to
+# import: they are imported on first use, so that local runs and worker processes start fast.
+_LAZY = {
+    "BossConfig": "ndframework.boss",
+    "BossSource": "ndframework.boss",
+    "BossSink": "ndframework.boss",
+    "RetryPolicy": "ndframework.boss",
+    "run_parallel": "ndframework.compat",
+    "compute_blocks": "ndframework.compat",
+    "get_boss_resource": "ndframework.compat",
+}
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'ndframework' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
 __all__ = [
     "Box", "Block", "Halo",
     "Tiler", "RegularTiler", "CuboidTiler", "BOSS_CUBOID",
@@ -52,4 +79,6 @@ __all__ = [
     "hookimpl", "ProgressBar",
     "NDFrameworkError", "ConfigError", "GeometryError", "ChannelError", "OutOfBoundsError",
     "OutputError", "DataAccessError", "WorkerError", "SetupError", "PluginError",
+    "BossConfig", "BossSource", "BossSink", "RetryPolicy",
+    "run_parallel", "compute_blocks", "get_boss_resource",
 ]
