@@ -103,8 +103,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    demo = commands.add_parser("demo", help="run the demo pipeline on a synthetic volume")
+    demo = commands.add_parser(
+        "demo", help="run the demo: a synthetic volume in a local BOSS emulator, read "
+                     "through neurodata.cfg and BossSource in worker processes")
     _executor_options(demo, default_workers=2)
+    demo.add_argument("--source", choices=("boss", "zarr"), default="boss",
+                      help="where the synthetic volume lives (default: boss, the emulator)")
     demo.add_argument("--shape", type=_triple, default=(64, 256, 256),
                       help="volume shape z,y,x (default: 64,256,256)")
     demo.add_argument("--workdir", help="keep the demo's zarr stores here (default: a "
@@ -218,7 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "demo":
             from .demo import run_demo
 
-            result, matches = run_demo(_executor(args), shape=args.shape,
+            result, matches = run_demo(_executor(args), source=args.source, shape=args.shape,
                                        workdir=args.workdir, progress=not args.no_progress)
             return EXIT_OK if result.ok and matches else EXIT_FAILED
         pipeline = _pipeline(args)

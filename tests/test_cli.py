@@ -45,13 +45,25 @@ def processor_file(tmp_path):
     return path
 
 
-def test_demo_runs_end_to_end_and_checks_itself(tmp_path, capsys):
+def test_demo_reads_a_boss_emulator_with_worker_processes_and_checks_itself(tmp_path, capsys):
     status = main(["demo", "--shape", "32,128,128", "--executor", "processes", "--workers", "2",
                    "--workdir", str(tmp_path), "--no-progress"])
     out = capsys.readouterr().out
     assert status == 0, out
+    assert "BOSS emulator: http://127.0.0.1:" in out and "source:      BossSource(" in out
     assert "output and counts equal numpy's on the whole volume: yes" in out
-    assert "OK: 8 done, 0 failed" in out
+    assert "OK: 2 done, 0 failed" in out
+    token = [line for line in (tmp_path / "neurodata.cfg").read_text().splitlines()
+             if line.startswith("token = ")][0].split(" = ")[1]
+    assert token not in out
+
+
+def test_demo_on_a_zarr_store(tmp_path, capsys):
+    status = main(["demo", "--source", "zarr", "--shape", "16,128,128", "--executor", "threads",
+                   "--no-progress"])
+    out = capsys.readouterr().out
+    assert status == 0, out
+    assert "zarr store:" in out and "equal numpy's on the whole volume: yes" in out
 
 
 def test_plan_describes_the_run(volume_path, processor_file, capsys):
