@@ -118,7 +118,8 @@ def _parser() -> argparse.ArgumentParser:
     for name, text in (("plan", "describe a run without running it"),
                        ("run", "run a processor over every block of a volume")):
         command = commands.add_parser(name, help=text)
-        command.add_argument("source", help="a zarr group (one 3-D array per channel)")
+        command.add_argument("source", help="a zarr group (one 3-D array per channel), or a "
+                                            "neurodata.cfg file naming a BOSS volume")
         command.add_argument("--processor", required=True,
                              help="MODULE:NAME or FILE.py:NAME of a BlockProcessor subclass, "
                                   "an instance, or a function of the data dict")
@@ -141,11 +142,11 @@ def _parser() -> argparse.ArgumentParser:
             command.add_argument("--no-progress", action="store_true",
                                  help="hide the progress bar")
 
-    emulator = commands.add_parser(
+    # Listed for --help; main() hands its arguments to the emulator's own parser.
+    commands.add_parser(
         "boss-emulator", add_help=False,
         help="serve the local BOSS API emulator (see: ndframework boss-emulator --help)",
     )
-    emulator.add_argument("arguments", nargs=argparse.REMAINDER)
     return parser
 
 
@@ -163,8 +164,17 @@ def _executor(args: argparse.Namespace) -> Any:
     return get_executor(args.executor, **options)
 
 
+def _source(path: str) -> Any:
+    """A `BossSource` for a ``neurodata.cfg`` file, a `ZarrSource` for anything else."""
+    if Path(path).is_file():
+        from .boss import BossSource
+
+        return BossSource.from_config(path)
+    return ZarrSource(path)
+
+
 def _pipeline(args: argparse.Namespace) -> Pipeline:
-    source = ZarrSource(args.source)
+    source = _source(args.source)
     processor = load_processor(args.processor)
     tiler = None
     if args.block_shape is not None:
@@ -185,7 +195,7 @@ def _pipeline(args: argparse.Namespace) -> Pipeline:
     )
 
 
-def _output_sink(args: argparse.Namespace, source: ZarrSource, tiler: Any) -> ZarrSink:
+def _output_sink(args: argparse.Namespace, source: Any, tiler: Any) -> ZarrSink:
     """The ``--output`` store: opened when it exists (its channels must match any
     ``--output-channel``), else created over the whole source, chunked like the blocks."""
     wanted = dict(args.output_channel)
@@ -206,18 +216,19 @@ def _output_sink(args: argparse.Namespace, source: ZarrSource, tiler: Any) -> Za
             f"create it",
             args.output,
         )
-    chunks = getattr(tiler, "block_shape", None) or source.chunk_shape
+    chunks = getattr(tiler or source.default_tiler(), "block_shape", None) or source.chunk_shape
     # over the whole source, on the grid the blocks follow, so that any --bounds fits it
     return ZarrSink.create(args.output, wanted, source.bounds, chunk_shape=chunks)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ndframework`` command; returns the exit status."""
-    args = _parser().parse_args(argv)
-    if args.command == "boss-emulator":
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["boss-emulator"]:
         from .boss.emulator import main as emulator_main
 
-        return emulator_main(args.arguments)
+        return emulator_main(argv[1:])
+    args = _parser().parse_args(argv)
     try:
         if args.command == "demo":
             from .demo import run_demo

@@ -15,15 +15,15 @@ import attrs
 import cloudpickle
 import numpy as np
 import pytest
+import requests
 
 import ndframework as ndf
+from ndframework.boss import BossConfig, BossSink, BossSource, RetryPolicy, Secret
 from ndframework.boss import _emulator_model
-from ndframework.boss._retry import RetryPolicy
-from ndframework.boss.config import BossConfig, Secret
+from ndframework.boss._volume import _network_reason
 from ndframework.boss.emulator import BossEmulator, Faults
-from ndframework.boss.sink import BossSink
-from ndframework.boss.source import BossSource
 from ndframework.geometry import Box
+from ndframework.plugins import logging as run_logging
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -153,6 +153,16 @@ def test_a_token_with_a_percent_sign_is_kept_as_written(tmp_path):
         ((), r"\[Parallel\] channels: channel 'em' is named twice", {"channels": "em, em"}),
         ((), r"\[Default\] token: the token .* must be a non-empty string without spaces",
          {"token": "two words"}),
+        ((), r"\[Default\] host = 'api bossdb.io': the host must be a host name",
+         {"host": "api bossdb.io"}),
+        ((), r"\[Parallel\] channels = \(\): name at least one channel", {"channels": " , "}),
+        ((), r"\[Parallel\] channels: 'e m' is not a channel name", {"channels": "em, e m"}),
+        ((), r"\[Parallel\] x-range: not a key ndframework reads; did you mean \[Parallel\] "
+             r"x_range\?", {"x-range": "0,10"}),
+        ((), r"\[Parallel\] time_range: .* did you mean \[Parallel\] t_range\?",
+         {"time_range": "0,1"}),
+        (("channels",), r"\[Parallel\] channel: .* did you mean \[Parallel\] channels\?",
+         {"channel": "em"}),
     ],
 )
 def test_file_errors_name_the_file_the_key_and_the_value(tmp_path, drop, key, values):
@@ -165,6 +175,30 @@ def test_file_errors_name_the_file_the_key_and_the_value(tmp_path, drop, key, va
     assert TOKEN not in message and "two words" not in message
 
 
+def test_a_misspelt_or_misplaced_key_is_named_without_its_value(tmp_path):
+    path = tmp_path / "neurodata.cfg"
+    parallel = "[Parallel]\ncollection = coll\nexperiment = exp\nchannels = em\n"
+    path.write_text(f"[Default]\nprotocol = http\nhost = h\ntokn = {TOKEN}\n{parallel}")
+    with pytest.raises(ndf.ConfigError, match=r"\[Default\] tokn: .* did you mean \[Default\] "
+                                              r"token\?") as info:
+        BossConfig.from_file(path)
+    path.write_text(f"[Default]\nprotocol = http\nhost = h\n{parallel}token = {TOKEN}\n")
+    with pytest.raises(ndf.ConfigError, match=r"\[Parallel\] token: token belongs in the "
+                                              r"\[Default\] section") as moved:
+        BossConfig.from_file(path)
+    path.write_text(f"[DEFAULT]\nprotocol = http\nhost = h\ntoken = {TOKEN}\n{parallel}")
+    with pytest.raises(ndf.ConfigError, match=r"\[Default\] is missing \(sections found: "
+                                              r"\[Parallel\], \[DEFAULT\] \(section names are "
+                                              r"case-sensitive\)\)") as case:
+        BossConfig.from_file(path)
+    for error in (info.value, moved.value, case.value):
+        assert str(error).startswith(str(path)) and TOKEN not in str(error)
+    # Keys that resemble none of ndframework's are other tools' business.
+    path.write_text(f"[Default]\nprotocol = http\nhost = h\ntoken = {TOKEN}\n{parallel}"
+                    "workers = 8\n")
+    assert BossConfig.from_file(path).channels == ("em",)
+
+
 def test_a_missing_or_malformed_file_says_so_without_quoting_lines(tmp_path):
     with pytest.raises(ndf.ConfigError, match=r"no BOSS configuration file at"):
         BossConfig.from_file(tmp_path / "nope.cfg")
@@ -173,6 +207,12 @@ def test_a_missing_or_malformed_file_says_so_without_quoting_lines(tmp_path):
     with pytest.raises(ndf.ConfigError, match=r"not a valid INI file \(line 3\)") as info:
         BossConfig.from_file(path)
     assert TOKEN not in str(info.value)
+    path.write_bytes(b"[Default]\nhost = \xff\xfe\n")
+    with pytest.raises(ndf.ConfigError, match=r"cannot read the BOSS configuration file .*"
+                                              r"neurodata.cfg.*utf-8"):
+        BossConfig.from_file(path)
+    with pytest.raises(ndf.ConfigError, match=r"cannot read the BOSS configuration file"):
+        BossConfig.from_file(tmp_path)  # a directory
 
 
 # -- against the server ------------------------------------------------------------------------
@@ -256,6 +296,16 @@ def test_an_unreachable_host_says_so_within_the_timeout(tmp_path):
     assert "connection refused" in message and "1 s to connect" in message
 
 
+@pytest.mark.parametrize("text, reason", [
+    ("[Errno -3] Temporary failure in name resolution", "temporary failure in name resolution"),
+    ("NameResolutionError: Failed to resolve 'x.invalid'", "failed to resolve"),
+    ("[Errno 8] nodename nor servname provided, or not known", "nodename nor servname"),
+])
+def test_a_host_name_that_does_not_resolve_says_so(text, reason):
+    error = requests.ConnectionError(f"Max retries exceeded with url: /v1/ (Caused by {text})")
+    assert _network_reason(error) == f"connection failed: {reason}"
+
+
 def test_a_server_that_never_answers_times_out(tmp_path):
     with socket.socket() as silent:  # accepts connections, never answers
         silent.bind(("127.0.0.1", 0))
@@ -267,10 +317,26 @@ def test_a_server_that_never_answers_times_out(tmp_path):
     assert f"host = '{host}'" in message and "timed out waiting for an answer" in message
 
 
-def test_server_trouble_during_validation_is_retried(boss, tmp_path):
+@pytest.fixture
+def faults_on_every_endpoint(monkeypatch):
+    """The emulator injects faults into cutouts only; let it fail metadata requests too."""
+    from ndframework.boss import _emulator_api
+
+    routes = tuple(attrs.evolve(route, cutout=True) for route in _emulator_api.ROUTES)
+    monkeypatch.setattr(_emulator_api, "ROUTES", routes)
+
+
+def test_server_trouble_during_validation_is_retried(boss, tmp_path, faults_on_every_endpoint):
     path = write_config(tmp_path, boss.host)
-    boss.faults = Faults(error_rate=0.3, status=503, seed=1)  # cutouts only: none here
-    assert BossSource.from_config(path, retry=FAST).bounds == Box.from_shape(SHAPE)
+    boss.faults = Faults(error_rate=0.3, status=503, seed=2)  # the 3rd and 4th requests fail
+    source = BossSource.from_config(path, retry=RetryPolicy(4, base_delay=0.001))
+    assert source.bounds == Box.from_shape(SHAPE) and boss.stats.injected == 2
+    boss.faults = Faults(error_rate=1.0, status=502)
+    with pytest.raises(ndf.DataAccessError) as info:
+        BossSource.from_config(path, retry=RetryPolicy(3, base_delay=0.001))
+    assert str(info.value).startswith(f"the BOSS at http://{boss.host} kept failing while "
+                                      f"checking coll/exp (3 attempts)")
+    assert "502" in str(info.value) and TOKEN not in str(info.value)
 
 
 # -- the token stays secret ----------------------------------------------------------------------
@@ -316,6 +382,71 @@ def test_the_token_appears_in_no_message_repr_description_pickle_or_log(boss, tm
         assert TOKEN not in text
     for data in pickles:
         assert TOKEN.encode() not in data
+
+
+@pytest.fixture
+def every_logger_at_debug(caplog):
+    """caplog, recording DEBUG and up from every logger: those that set their own level and
+    those that do not propagate to the root included."""
+    caplog.set_level(logging.DEBUG)
+    isolated = []
+    for name, logger in list(logging.root.manager.loggerDict.items()):
+        if isinstance(logger, logging.Logger):
+            caplog.set_level(logging.DEBUG, logger=name)
+            if not logger.propagate:
+                logger.addHandler(caplog.handler)
+                isolated.append(logger)
+    yield caplog
+    for logger in isolated:
+        logger.removeHandler(caplog.handler)
+
+
+def fail_one_block(data, block):
+    if block.box.start[0] == 16:
+        raise RuntimeError(f"block {block.key} is beyond repair")
+    return {"out": data["em"] // 2}
+
+
+def test_a_pipeline_run_shows_the_token_in_no_log_line_error_repr_or_report(
+    boss, tmp_path, every_logger_at_debug
+):
+    caplog = every_logger_at_debug
+    path = write_config(tmp_path, boss.host, channels="em", y_range="0,32")
+    source = BossSource.from_config(path, retry=RetryPolicy(8, base_delay=0.001))
+    sink = BossSink.from_config(path, {"out": "uint8"}, create=True, retry=FAST)
+    boss.faults = Faults(error_rate=0.2, status=503, seed=7)  # retries, logged
+
+    def pipeline():
+        return ndf.Pipeline(
+            source, ndf.FunctionProcessor(fail_one_block, pass_block=True),
+            executor=ndf.ThreadExecutor(2), sink=sink, plugins=[run_logging],
+            load_entrypoints=False,
+        )
+
+    plan = pipeline().plan()
+    result = pipeline().run()
+    assert not result.ok and list(result.failed) == ["16_0_0"] and result.done == ("0_0_0",)
+    boss.faults = Faults(error_rate=1.0, status=503)  # a run that stops on a data error
+    with pytest.raises(ndf.DataAccessError) as info:
+        pipeline().run()
+    stopped = info.value
+    texts = [
+        str(plan), repr(plan), result.summary(), repr(result), str(result),
+        str(stopped), repr(stopped), "".join(traceback.format_exception(stopped)),
+        stopped.result.summary(), repr(stopped.result),
+    ]
+    for failure in [*result.failed.values(), *stopped.result.failed.values()]:
+        texts += [failure.error, failure.traceback or ""]
+    records = caplog.records
+    texts += [record.getMessage() for record in records]
+    texts.append(caplog.text)  # formatted, with any exception text
+
+    names = {record.name for record in records}
+    assert {"ndframework.run", "ndframework.boss", "urllib3.connectionpool"} <= names
+    assert any("retrying" in record.getMessage() for record in records)
+    assert any("beyond repair" in text for text in texts)
+    for text in texts:
+        assert TOKEN not in text
 
 
 def test_a_secret_compares_and_pickles_without_showing_itself():

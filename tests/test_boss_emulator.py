@@ -569,6 +569,42 @@ def test_concurrent_writes_to_disjoint_regions(boss):
     np.testing.assert_array_equal(boss.channel_array("coll", "exp", "ch")[0], expected)
 
 
+def test_cutouts_are_served_concurrently_without_a_global_lock(boss, monkeypatch):
+    """Four cutouts (two reads and two writes of one channel) must all be inside the store
+    at once to pass the barrier: a lock held across a whole cutout would break it."""
+    from ndframework.boss._emulator_store import Volume
+
+    arrays = {"a": random_volume((4, 16, 16), np.uint8, 3)}
+    boss.create_volume("coll", "exp", arrays)
+    barrier = threading.Barrier(4, timeout=10)
+    read, write = Volume.read, Volume.write
+
+    def meet_then(method):
+        def wrapped(self, *args):
+            barrier.wait()
+            return method(self, *args)
+        return wrapped
+
+    monkeypatch.setattr(Volume, "read", meet_then(read))
+    monkeypatch.setattr(Volume, "write", meet_then(write))
+    patch = np.full((4, 8, 16), 7, np.uint8)
+
+    def request(job):
+        remote = boss.remote()
+        channel = remote.get_channel("a", "coll", "exp")
+        if job == "read":
+            return remote.get_cutout(channel, 0, [0, 16], [0, 8], [0, 4], parallel=False)
+        remote.create_cutout(channel, 0, [0, 16], [8, 16], [0, 4], patch)
+        return None
+
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(request, ["read", "read", "write", "write"]))
+    monkeypatch.undo()
+    for got in answers[:2]:
+        np.testing.assert_array_equal(got, arrays["a"][:, :8])
+    np.testing.assert_array_equal(boss.channel_array("coll", "exp", "a")[0, :, 8:], patch)
+
+
 # -- secrets, lifecycle, Python API -----------------------------------------------------------
 
 

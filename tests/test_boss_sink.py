@@ -6,10 +6,8 @@ import numpy as np
 import pytest
 
 import ndframework as ndf
-from ndframework.boss._retry import RetryPolicy
+from ndframework.boss import BossSink, BossSource, RetryPolicy
 from ndframework.boss.emulator import BossEmulator, Faults
-from ndframework.boss.sink import BossSink
-from ndframework.boss.source import BossSource
 from ndframework.geometry import Box
 from ndframework.testing import SinkConformance
 from ndframework.testing.conformance import SHAPE
@@ -216,6 +214,46 @@ def test_pipeline_from_a_boss_source_into_a_boss_sink(boss, executor):
     ).run()
     assert result.ok and result.done == ("0_0_0", "16_0_0", "32_0_0")
     np.testing.assert_array_equal(stored(boss, "out"), em.astype(np.uint16) + 1)
+
+
+def plus_one_with_an_all_zero_middle(data, block):
+    """``em + 1`` as uint16, except all zeros over the block at z = 16; its value is the
+    block's sum of ``em``."""
+    em = data["em"]
+    out = np.zeros(em.shape, np.uint16) if block.box.start[0] == 16 else em.astype(np.uint16) + 1
+    return ndf.BlockOutput({"out": out}, value=int(em.astype(np.int64).sum()))
+
+
+@pytest.mark.parametrize(
+    "executor", [ndf.ThreadExecutor(2), ndf.ProcessExecutor(2)], ids=lambda e: e.name
+)
+def test_a_pipeline_run_with_a_fifth_of_cutouts_failing_gets_every_block_right(boss, executor):
+    em = make_experiment(boss, shape=(40, 40, 48), seed=5)
+    source = BossSource(
+        boss.host, TOKEN, "coll", "exp", "em", protocol="http", retry=FAST
+    ).validate()
+    sink = create_sink(boss, {"out": "uint16"})
+    sink.write(sink.bounds, {"out": np.full(em.shape, 9, np.uint16)})  # to be overwritten
+    boss.reset_stats()
+    # GET, POST and to-black alike; with seed 7, four of the first ten cutouts fail.
+    boss.faults = Faults(error_rate=0.2, status=503, seed=7)
+    result = ndf.Pipeline(
+        source, ndf.FunctionProcessor(plus_one_with_an_all_zero_middle, pass_block=True),
+        tiler=source.default_tiler(), executor=executor, sink=sink, load_entrypoints=False,
+    ).run()
+    boss.faults = Faults()
+    assert result.ok and result.done == ("0_0_0", "16_0_0", "32_0_0") and not result.failed
+    assert result.values == {
+        key: int(em[z : z + 16].astype(np.int64).sum())
+        for key, z in (("0_0_0", 0), ("16_0_0", 16), ("32_0_0", 32))
+    }
+    expected = em.astype(np.uint16) + 1
+    expected[16:32] = 0  # the all-zero block overwrote the nines
+    np.testing.assert_array_equal(stored(boss, "out"), expected)
+    stats = boss.stats
+    assert stats.injected > 0 and stats.by_status[503] == stats.injected
+    # Every cutout succeeded once: 3 reads, 2 uploads and 1 to-black.
+    assert (stats.by_status[200], stats.by_status[201]) == (4, 2)
 
 
 def test_the_pipeline_refuses_blocks_that_would_share_a_cuboid(boss):

@@ -17,9 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import ndframework as ndf
-from ndframework.boss._retry import RetryPolicy
+from ndframework.boss import BossSource, RetryPolicy, split_box
 from ndframework.boss.emulator import BossEmulator, Faults
-from ndframework.boss.source import BossSource, split_box
 from ndframework.geometry import Box
 from ndframework.testing import SourceConformance
 from ndframework.tiling import BOSS_CUBOID, CuboidTiler, RegularTiler
@@ -164,6 +163,25 @@ def test_metadata_is_fetched_once_and_travels_with_the_pickle(boss, volume):
     copy.read(box, ["em"])
     assert boss.stats.requests == 3  # three cutouts, no metadata request
     assert "remote" not in pickle.dumps(source).decode("latin-1")
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"timeout": 0}, r"timeout must be a positive number of seconds .*, got 0"),
+        ({"timeout": (1, 2, 3)}, r"timeout must be .* pair of them, got \(1, 2, 3\)"),
+        ({"timeout": "soon"}, r"timeout must be .*, got 'soon'"),
+        ({"max_request_bytes": 0}, r"max_request_bytes must be a positive integer, got 0"),
+        ({"retry": 3}, r"retry must be a RetryPolicy or None, got 3"),
+        ({"bounds": "everything"}, r"bounds must be a Box, .* or None, got 'everything'"),
+        ({"bounds": Box((0, 0, 0), (2, 2, 2)), "t_range": (3, 1)},
+         r"t_range = 3,1: the start must be below the stop"),
+    ],
+)
+def test_bad_arguments_are_refused_before_any_request(options, message):
+    with pytest.raises(ndf.ConfigError, match=message) as info:
+        BossSource("localhost:1", TOKEN, "coll", "exp", "em", **options)
+    assert TOKEN not in str(info.value)
 
 
 def test_default_tiler_is_the_cuboid_tiler(boss, volume):

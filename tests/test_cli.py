@@ -181,3 +181,31 @@ def test_a_failing_setup_exits_with_status_one(volume_path, processor_file, caps
     assert status == 1
     assert "setup() failed" in err and "FileNotFoundError: model.pt" in err
     assert "Traceback" not in err
+
+
+def test_run_reads_a_boss_volume_named_by_a_neurodata_cfg(processor_file, volume, tmp_path,
+                                                          capsys):
+    from ndframework.boss.emulator import BossEmulator
+
+    with BossEmulator(token="cli-token-77") as boss:
+        boss.create_volume("coll", "exp", volume)
+        config = tmp_path / "neurodata.cfg"
+        config.write_text(f"[Default]\nprotocol = http\nhost = {boss.host}\n"
+                          f"token = cli-token-77\n\n[Parallel]\ncollection = coll\n"
+                          f"experiment = exp\nchannels = em\n")
+        output = tmp_path / "double.zarr"
+        status = main(["run", str(config), "--processor", f"{processor_file}:Double",
+                       "--output", str(output), "--output-channel", "double:uint16",
+                       "--executor", "processes", "--workers", "2", "--no-progress"])
+    out, err = capsys.readouterr()
+    assert status == 0, err
+    assert "cli-token-77" not in out + err
+    written = ndf.ZarrSource(output).read(ndf.ZarrSource(output).bounds)["double"]
+    np.testing.assert_array_equal(written, volume["em"].astype(np.uint16) * 2)
+
+
+def test_the_boss_emulator_command_is_wired(capsys):
+    completed = subprocess.run([sys.executable, "-m", "ndframework.cli", "boss-emulator",
+                                "--help"], capture_output=True, text=True, timeout=60)
+    assert completed.returncode == 0
+    assert "--token" in completed.stdout and "--demo" in completed.stdout

@@ -4,14 +4,18 @@ emulator (`ndframework.boss.emulator`) that the real client works against offlin
 - `BossConfig`: a ``neurodata.cfg`` file, parsed and checked.
 - `BossSource`: reads blocks of a BOSS experiment's channels (``from_config(path)``).
 - `BossSink`: writes block outputs into BOSS channels, creating them when asked.
+- `Secret`: the API token, kept out of reprs, messages, logs and pickled bytes.
 - `RetryPolicy`: how transient failures (connection errors, timeouts, HTTP 5xx, 429) are
   retried, with exponential backoff and jitter.
 """
 
+from ._metadata import ChannelInfo, VolumeInfo
 from ._retry import RetryPolicy
-from .config import SUPPORTED_DATATYPES, TOKEN_ENV_VAR, BossConfig, ChannelInfo, VolumeInfo
+from ._secret import Secret
+from ._split import MAX_CUTOUT_BYTES, split_box
+from .config import SUPPORTED_DATATYPES, TOKEN_ENV_VAR, BossConfig
 from .sink import BossSink
-from .source import MAX_CUTOUT_BYTES, BossSource, split_box
+from .source import BossSource
 
 __all__ = [
     "BossConfig",
@@ -20,6 +24,7 @@ __all__ = [
     "RetryPolicy",
     "VolumeInfo",
     "ChannelInfo",
+    "Secret",
     "split_box",
     "MAX_CUTOUT_BYTES",
     "SUPPORTED_DATATYPES",

@@ -24,25 +24,22 @@ none contains the token.
 
 from __future__ import annotations
 
-import configparser
-import hmac
 import numbers
 import os
 import re
-import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import attrs
 
 from ..errors import ChannelError, ConfigError
 from ..geometry import Box
+from ._ini import DEFAULT_SECTION, PARALLEL_SECTION, parse_int, parse_range, read_ini, section_of
+from ._metadata import VolumeInfo
+from ._secret import Secret
 
 __all__ = [
     "BossConfig",
-    "VolumeInfo",
-    "ChannelInfo",
-    "Secret",
     "DEFAULT_SECTION",
     "PARALLEL_SECTION",
     "TOKEN_ENV_VAR",
@@ -50,10 +47,6 @@ __all__ = [
     "SUPPORTED_DATATYPES",
 ]
 
-DEFAULT_SECTION = "Default"
-"""Section holding protocol, host and token (intern's own section name)."""
-PARALLEL_SECTION = "Parallel"
-"""Section holding the collection, experiment, channels and ranges."""
 TOKEN_ENV_VAR = "INTERN_TOKEN"
 """Environment variable holding the token when the file leaves it out (intern's name)."""
 PROTOCOLS = ("http", "https")
@@ -61,116 +54,8 @@ PROTOCOLS = ("http", "https")
 SUPPORTED_DATATYPES = ("uint8", "uint16", "uint64")
 """Channel datatypes ndframework reads and writes."""
 
-_SECTION_OF = {"protocol": DEFAULT_SECTION, "host": DEFAULT_SECTION, "token": DEFAULT_SECTION}
 _NAME = re.compile(r"[A-Za-z0-9_-]+")
 _AXES = ("z", "y", "x")
-
-
-class Secret:
-    """A string kept out of reprs, messages and pickles: the BOSS API token.
-
-    Its pickled form holds the value masked with a fresh random pad, so that the token never
-    appears as plain text in pickled bytes (a payload sent to workers, a dump, a journal).
-    This is not encryption: whoever holds the pickle can unmask it, as a worker must.
-
-    >>> token = Secret("abc123")
-    >>> token
-    Secret('***')
-    >>> token.reveal()
-    'abc123'
-    """
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str | Secret) -> None:
-        if isinstance(value, Secret):
-            value = value.reveal()
-        if not isinstance(value, str):
-            raise ConfigError(f"a token must be a string, got a {type(value).__name__}")
-        self._value = value
-
-    def reveal(self) -> str:
-        """The secret itself: pass it on, never print it."""
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('***')"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Secret):
-            return NotImplemented
-        return hmac.compare_digest(self._value.encode(), other._value.encode())
-
-    def __hash__(self) -> int:
-        return hash(self._value)
-
-    def __reduce__(self) -> tuple[Any, tuple[bytes, bytes]]:
-        data = self._value.encode()
-        pad = secrets.token_bytes(len(data))
-        return _unmask, (pad, bytes(a ^ b for a, b in zip(data, pad)))
-
-
-def _unmask(pad: bytes, masked: bytes) -> Secret:
-    return Secret(bytes(a ^ b for a, b in zip(masked, pad)).decode())
-
-
-# -- what the BOSS says about a volume ----------------------------------------------------
-
-
-@attrs.frozen
-class ChannelInfo:
-    """What the BOSS says about one channel."""
-
-    name: str
-    """Channel name."""
-    datatype: str
-    """Voxel type, e.g. 'uint8'."""
-    type: str = "image"
-    """'image' or 'annotation'."""
-    base_resolution: int = 0
-    """Resolution level the data were uploaded at."""
-    default_time_sample: int = 0
-    """Time sample a cutout without a time range reads."""
-
-
-@attrs.frozen
-class VolumeInfo:
-    """What the BOSS says about an experiment, its coordinate frame and some of its channels.
-
-    Fetched once, in the coordinating process, and carried to the workers with the source.
-    """
-
-    collection: str
-    """Collection name."""
-    experiment: str
-    """Experiment name."""
-    coord_frame: str
-    """Name of the experiment's coordinate frame."""
-    frame: Box
-    """The coordinate frame's extent at resolution 0, ZYX."""
-    hierarchy_levels: int = 1
-    """Number of resolution levels (``num_hierarchy_levels``)."""
-    hierarchy_method: str = "anisotropic"
-    """How lower resolutions are made: 'anisotropic' (x and y) or 'isotropic'."""
-    time_samples: int = 1
-    """Length of the time axis (``num_time_samples``)."""
-    channel_names: tuple[str, ...] = attrs.field(default=(), converter=tuple)
-    """Every channel of the experiment."""
-    channels: Mapping[str, ChannelInfo] = attrs.field(factory=dict)
-    """The channels looked at, by name."""
-
-    def extent(self, resolution: int) -> Box:
-        """The frame's extent at ``resolution``: x and y halve at every level, and z too
-        for an isotropic hierarchy (an approximation the server has the last word on)."""
-        if resolution == 0:
-            return self.frame
-        scaled = (0, 1, 2) if self.hierarchy_method == "isotropic" else (1, 2)
-        factor = 2**resolution
-        start = tuple(s // factor if a in scaled else s for a, s in enumerate(self.frame.start))
-        stop = tuple(-(-s // factor) if a in scaled else s for a, s in enumerate(self.frame.stop))
-        return Box(start, stop)
 
 
 # -- the settings -------------------------------------------------------------------------
@@ -364,29 +249,21 @@ class BossConfig:
         Raises
         ------
         ConfigError
-            If the file is missing or unreadable, a section or key is missing, or a value is
-            invalid; the message names the file, the key and the value.
+            If the file is missing or unreadable, a section or key is missing, a key is
+            misspelt or in the wrong section, or a value is invalid; the message names the
+            file, the key and the value (never the token's).
         """
         path = os.fspath(path)
-        parser = _read_ini(path)
-        for section in (DEFAULT_SECTION, PARALLEL_SECTION):
-            if not parser.has_section(section):
-                present = ", ".join(f"[{name}]" for name in parser.sections()) or "none"
-                raise ConfigError(
-                    f"{path}: the section [{section}] is missing (sections found: {present}); "
-                    f"[Default] holds protocol, host and token, [Parallel] collection, "
-                    f"experiment, channels and the ranges",
-                    section,
-                )
+        parser = read_ini(path)
 
         def optional(key: str) -> str | None:
-            section = _SECTION_OF.get(key, PARALLEL_SECTION)
+            section = section_of(key)
             return parser.get(section, key, fallback="").strip() or None
 
         def text(key: str) -> str:
             value = optional(key)
             if value is None:
-                section = _SECTION_OF.get(key, PARALLEL_SECTION)
+                section = section_of(key)
                 raise ConfigError(f"{path}: [{section}] {key} is missing or empty", key)
             return value
 
@@ -408,11 +285,11 @@ class BossConfig:
             collection=text("collection"),
             experiment=text("experiment"),
             channels=text("channels"),
-            x_range=_parse_range(optional("x_range"), "x_range", path),
-            y_range=_parse_range(optional("y_range"), "y_range", path),
-            z_range=_parse_range(optional("z_range"), "z_range", path),
-            resolution=_parse_int(optional("resolution"), "resolution", path, default=0),
-            t_range=_parse_range(optional("t_range"), "t_range", path),
+            x_range=parse_range(optional("x_range"), "x_range", path),
+            y_range=parse_range(optional("y_range"), "y_range", path),
+            z_range=parse_range(optional("z_range"), "z_range", path),
+            resolution=parse_int(optional("resolution"), "resolution", path, default=0),
+            t_range=parse_range(optional("t_range"), "t_range", path),
             path=path,
             token_from=token_from,
         )
@@ -423,7 +300,7 @@ class BossConfig:
         """Where ``key`` is set, for messages: ``'neurodata.cfg: [Parallel] x_range'``."""
         if self.path is None:
             return key
-        return f"{self.path}: [{_SECTION_OF.get(key, PARALLEL_SECTION)}] {key}"
+        return f"{self.path}: [{section_of(key)}] {key}"
 
     @property
     def url(self) -> str:
@@ -509,61 +386,3 @@ class BossConfig:
                 self.t_range,
             )
         return self.box_within(extent)
-
-
-def _read_ini(path: str) -> configparser.ConfigParser:
-    # No interpolation: a '%' in a token must stay a '%'.
-    parser = configparser.ConfigParser(interpolation=None)
-    try:
-        with open(path, encoding="utf-8") as handle:
-            parser.read_file(handle)
-    except FileNotFoundError:
-        raise ConfigError(f"no BOSS configuration file at {path!r}", path) from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError(
-            f"cannot read the BOSS configuration file {path!r}: {error}", path
-        ) from None
-    except configparser.Error as error:
-        # configparser quotes the offending line, which may hold the token: give its number.
-        lines = [str(n) for n, _ in getattr(error, "errors", ())]
-        if getattr(error, "lineno", None):
-            lines.append(str(error.lineno))  # type: ignore[attr-defined]
-        at = f" (line {', '.join(lines)})" if lines else ""
-        raise ConfigError(
-            f"{path}: not a valid INI file{at}: {type(error).__name__}; expected [Section] "
-            f"headers and 'key = value' lines",
-            path,
-        ) from None
-    return parser
-
-
-def _parse_int(text: str | None, key: str, path: str, *, default: int) -> int:
-    if text is None:
-        return default
-    try:
-        return int(text)
-    except ValueError:
-        section = _SECTION_OF.get(key, PARALLEL_SECTION)
-        raise ConfigError(f"{path}: [{section}] {key} = {text!r}: not an integer", text) from None
-
-
-def _parse_range(text: str | None, key: str, path: str) -> tuple[int, int] | None:
-    if text is None:
-        return None
-    parts = [part.strip() for part in text.split(",")]
-    where = f"{path}: [{PARALLEL_SECTION}] {key} = {text!r}"
-    if len(parts) != 2:
-        raise ConfigError(f"{where}: a range is two integers 'start,stop', e.g. '0,512'", text)
-    try:
-        return int(parts[0]), int(parts[1])
-    except ValueError:
-        bad = next(part for part in parts if not _is_int(part))
-        raise ConfigError(f"{where}: {bad!r} is not an integer", text) from None
-
-
-def _is_int(text: str) -> bool:
-    try:
-        int(text)
-    except ValueError:
-        return False
-    return True

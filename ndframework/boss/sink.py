@@ -13,17 +13,10 @@ from ..errors import ChannelError, ConfigError
 from ..geometry import Box, Triple
 from ..storage import DataSink
 from ._retry import RetryPolicy
-from .config import SUPPORTED_DATATYPES, BossConfig, Secret
-from .source import (
-    DEFAULT_TIMEOUT,
-    MAX_CUTOUT_BYTES,
-    BossVolume,
-    _as_box,
-    _halve,
-    _listing,
-    _smaller,
-    _TooLarge,
-)
+from ._secret import Secret
+from ._split import MAX_CUTOUT_BYTES, TooLarge, halve, smaller
+from ._volume import DEFAULT_TIMEOUT, BossVolume, as_box, listing
+from .config import SUPPORTED_DATATYPES, BossConfig
 
 __all__ = ["BossSink"]
 
@@ -118,7 +111,7 @@ class BossSink(BossVolume, DataSink):
     ) -> None:
         config = BossConfig(
             protocol, host, token, collection, experiment, channels, resolution=resolution
-        ).with_box(_as_box(bounds))
+        ).with_box(as_box(bounds))
         super().__init__(
             config, timeout=timeout, retry=retry, max_request_bytes=max_request_bytes
         )
@@ -221,7 +214,7 @@ class BossSink(BossVolume, DataSink):
             if name not in existing and not create:
                 raise ChannelError(
                     f"the sink's channel {name!r} does not exist in {c.collection}/"
-                    f"{c.experiment} (its channels: {_listing(existing)}); pass "
+                    f"{c.experiment} (its channels: {listing(existing)}); pass "
                     f"create=True and its datatype to make it",
                     name,
                 )
@@ -256,8 +249,8 @@ class BossSink(BossVolume, DataSink):
                 piece = pieces.pop()
                 try:
                     self._put(name, piece, data[piece.relative_to(box).slices()])
-                except _TooLarge as error:
-                    pieces.extend(_smaller(piece, error))
+                except TooLarge as error:
+                    pieces.extend(smaller(piece, error))
 
     def _put(self, channel: str, box: Box, data: np.ndarray) -> None:
         remote, resource = self._remote(), self._resource(channel)
@@ -274,7 +267,7 @@ class BossSink(BossVolume, DataSink):
         elif np.sum(data) == 0:
             # uint64 labels can sum to a multiple of 2**64, which intern takes for all-zero
             # and skips: write the halves, whose sums differ, separately.
-            for half in _halve(box):
+            for half in halve(box):
                 self._put(channel, half, data[half.relative_to(box).slices()])
         else:
             contiguous = np.ascontiguousarray(data)
