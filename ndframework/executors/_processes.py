@@ -60,12 +60,18 @@ class ProcessExecutor(Executor):
         finalargs: tuple[Any, ...],
     ) -> futures.Executor:
         context = multiprocessing.get_context(self.start_method or _default_start_method())
-        return futures.ProcessPoolExecutor(
+        pool = futures.ProcessPoolExecutor(
             self.workers,
             mp_context=context,
             initializer=_start_worker,
             initargs=(initializer, initargs, finalizer, finalargs),
         )
+        # Start every worker with the first task, as CPython does for "fork". Workers
+        # spawned one submit at a time race with the pool's handling of a dead worker: a
+        # submit can add a worker after the pool terminated the others, and the pool then
+        # waits for it forever (seen on CPython 3.11 with forkserver and spawn).
+        pool._safe_to_dynamically_spawn_children = False  # type: ignore[attr-defined]
+        return pool
 
 
 def _start_worker(
