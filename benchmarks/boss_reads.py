@@ -24,9 +24,8 @@ import secrets
 import socket
 import time
 
-import numpy as np
-
 import ndframework as ndf
+from _timing import best_of
 
 COLLECTION, EXPERIMENT = "bench", "reads"
 
@@ -50,13 +49,6 @@ def free_port():
         return probe.getsockname()[1]
 
 
-def best_of(repeat, function):
-    times = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - started)
-    return min(times)
 
 
 def intern_reads(remote, bounds, parallel):

@@ -22,16 +22,9 @@ import time
 import numpy as np
 
 import ndframework as ndf
+from _timing import best_of
 
 
-def best_of(repeat, function):
-    """Smallest wall-clock seconds of ``repeat`` calls of ``function``."""
-    times = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - started)
-    return min(times)
 
 
 def noop(data):
