@@ -389,39 +389,37 @@ def parse_channel(name: str, body: Mapping[str, Any]) -> ChannelRecord:
 # -- updates: only the fields the BOSS lets change --------------------------------------------
 
 
+def _renamable(record: Any, body: Mapping[str, Any], kind: str) -> dict[str, Any]:
+    """The fields every kind of resource lets a PUT body change: name, description and
+    visibility."""
+    return {
+        "name": _renamed(body, record.name, kind),
+        "description": _text(body, "description", record.description),
+        "public": _boolean(body, "public", record.public),
+    }
+
+
 def update_collection(record: CollectionRecord, body: Mapping[str, Any]) -> CollectionRecord:
     """``record`` with the name, description and visibility a PUT body sets."""
-    return attrs.evolve(
-        record,
-        name=_renamed(body, record.name, "collection"),
-        description=_text(body, "description", record.description),
-        public=_boolean(body, "public", record.public),
-    )
+    return attrs.evolve(record, **_renamable(record, body, "collection"))
 
 
 def update_coord_frame(record: CoordFrameRecord, body: Mapping[str, Any]) -> CoordFrameRecord:
     """``record`` with the name, description and visibility a PUT body sets (extents stay)."""
-    return attrs.evolve(
-        record,
-        name=_renamed(body, record.name, "coordinate frame"),
-        description=_text(body, "description", record.description),
-        public=_boolean(body, "public", record.public),
-    )
+    return attrs.evolve(record, **_renamable(record, body, "coordinate frame"))
 
 
 def update_experiment(record: ExperimentRecord, body: Mapping[str, Any]) -> ExperimentRecord:
     """``record`` with the fields a PUT body may change (not its frame nor its time axis)."""
     return attrs.evolve(
         record,
-        name=_renamed(body, record.name, "experiment"),
-        description=_text(body, "description", record.description),
+        **_renamable(record, body, "experiment"),
         num_hierarchy_levels=_integer(
             body, "num_hierarchy_levels", record.num_hierarchy_levels, minimum=1
         ),
         hierarchy_method=_choice(
             body, "hierarchy_method", record.hierarchy_method, HIERARCHY_METHODS
         ),
-        public=_boolean(body, "public", record.public),
     )
 
 
@@ -429,10 +427,8 @@ def update_channel(record: ChannelRecord, body: Mapping[str, Any]) -> ChannelRec
     """``record`` with the fields a PUT body may change (not its type nor datatype)."""
     return attrs.evolve(
         record,
-        name=_renamed(body, record.name, "channel"),
-        description=_text(body, "description", record.description),
+        **_renamable(record, body, "channel"),
         base_resolution=_integer(body, "base_resolution", record.base_resolution),
         sources=_names(body, "sources", record.sources),
         related=_names(body, "related", record.related),
-        public=_boolean(body, "public", record.public),
     )
