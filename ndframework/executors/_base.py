@@ -9,7 +9,7 @@ from typing import Any, Callable, ClassVar
 
 from ..errors import ConfigError
 
-__all__ = ["Executor", "default_workers", "check_workers"]
+__all__ = ["Executor", "default_workers", "check_workers", "run_into"]
 
 
 def default_workers() -> int:
@@ -29,6 +29,20 @@ def check_workers(workers: int | None) -> int:
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ConfigError(f"workers must be a positive integer, got {workers!r}", workers)
     return workers
+
+
+def run_into(future: futures.Future, fn: Callable[..., Any], args: tuple[Any, ...],
+             kwargs: dict[str, Any]) -> None:
+    """Run ``fn(*args, **kwargs)`` for a pending ``future`` and settle it with the result or
+    the error, as the standard pools do; a cancelled future is left alone."""
+    if not future.set_running_or_notify_cancel():
+        return
+    try:
+        result = fn(*args, **kwargs)
+    except BaseException as error:  # the future carries it to whoever waits
+        future.set_exception(error)
+    else:
+        future.set_result(result)
 
 
 class Executor(abc.ABC):

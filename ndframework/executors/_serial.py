@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 import attrs
 
-from ._base import Executor
+from ._base import Executor, run_into
 
 __all__ = ["SerialExecutor"]
 
@@ -34,11 +34,7 @@ class _InlinePool(futures.Executor):
             self._started = True
             self._initializer(*self._initargs)
         future: futures.Future = futures.Future()
-        future.set_running_or_notify_cancel()
-        try:
-            future.set_result(fn(*args, **kwargs))
-        except BaseException as error:  # a completed future carries any error, as pools do
-            future.set_exception(error)
+        run_into(future, fn, args, kwargs)
         return future
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:

@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 import attrs
 
-from ._base import Executor, check_workers
+from ._base import Executor, check_workers, run_into
 
 __all__ = ["ThreadExecutor"]
 
@@ -56,15 +56,7 @@ class _WorkerThreadPool(futures.Executor):
         initializer(*initargs)
         try:
             while (task := self._tasks.get()) is not None:
-                future, fn, args, kwargs = task
-                if not future.set_running_or_notify_cancel():
-                    continue
-                try:
-                    result = fn(*args, **kwargs)
-                except BaseException as error:  # the future carries it, as pools do
-                    future.set_exception(error)
-                else:
-                    future.set_result(result)
+                run_into(*task)
         finally:
             finalizer(*finalargs)
 
