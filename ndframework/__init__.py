@@ -26,6 +26,7 @@ from .executors import (
     ProcessExecutor,
     SerialExecutor,
     ThreadExecutor,
+    WorkerLifecycle,
     default_workers,
     get_executor,
 )
@@ -74,7 +75,7 @@ __all__ = [
     "DataSource", "DataSink", "InMemorySource", "InMemorySink", "ZarrSource", "ZarrSink",
     "BlockProcessor", "FunctionProcessor", "BlockOutput",
     "Executor", "SerialExecutor", "ThreadExecutor", "ProcessExecutor", "get_executor",
-    "EXECUTORS", "default_workers",
+    "EXECUTORS", "WorkerLifecycle", "default_workers",
     "Pipeline", "Plan", "RunInfo", "RunResult", "BlockFailure", "BlockOutcome", "BlockTimings",
     "hookimpl", "ProgressBar",
     "NDFrameworkError", "ConfigError", "GeometryError", "ChannelError", "OutOfBoundsError",

@@ -6,13 +6,13 @@ from __future__ import annotations
 import collections
 import time
 from concurrent import futures
-from typing import Any, Iterator
+from typing import Iterator
 
 from . import _worker
 from ._hooks import Hooks
 from ._worker import BlockOutcome
 from .errors import DataAccessError, NDFrameworkError, SetupError, WorkerError
-from .executors import Executor
+from .executors import Executor, WorkerLifecycle
 from .geometry import Block
 from .processor import BlockProcessor
 from .result import BlockFailure, RunInfo, RunResult
@@ -30,7 +30,7 @@ class Run:
         blocks: Iterator[Block],
         executor: Executor,
         processor: BlockProcessor,
-        initargs: tuple[Any, ...],
+        lifecycle: WorkerLifecycle,
         hooks: Hooks,
         max_attempts: int,
         max_in_flight: int,
@@ -39,7 +39,7 @@ class Run:
         self.blocks = blocks
         self.executor = executor
         self.processor = processor
-        self.initargs = initargs
+        self.lifecycle = lifecycle
         self.hooks = hooks
         self.max_attempts = max_attempts
         self.max_in_flight = max_in_flight
@@ -53,9 +53,7 @@ class Run:
         self.started = time.perf_counter()
 
     def _start_pool(self) -> futures.Executor:
-        return self.executor.start(
-            _worker.initialize, self.initargs, _worker.finalize, (self.info.run_id,)
-        )
+        return self.executor.start(self.lifecycle)
 
     def _stop(self, error: NDFrameworkError, traceback: str | None = None) -> None:
         """Hand out no more blocks; the run ends with ``error`` once those in flight are in."""

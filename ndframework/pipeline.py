@@ -9,11 +9,12 @@ from typing import Any, Callable, Iterable, Sequence
 import attrs
 import cloudpickle
 
+from . import _worker
 from ._hooks import Hooks
 from ._run import Run
 from ._worker import WorkerContext
 from .errors import ConfigError, GeometryError, OutOfBoundsError
-from .executors import Executor, ProcessExecutor, get_executor
+from .executors import Executor, ProcessExecutor, WorkerLifecycle, get_executor
 from .geometry import Box, Halo
 from .processor import BlockProcessor, FunctionProcessor
 from .result import Plan, RunInfo, RunResult
@@ -256,7 +257,10 @@ class Pipeline:
             blocks=prepared.tiler.blocks(prepared.bounds, within=self.source.bounds),
             executor=self.executor,
             processor=self.processor,
-            initargs=(prepared.info.run_id, processor, context),
+            lifecycle=WorkerLifecycle(
+                _worker.initialize, (prepared.info.run_id, processor, context),
+                _worker.finalize, (prepared.info.run_id,),
+            ),
             hooks=hooks,
             max_attempts=self.max_attempts,
             max_in_flight=self.max_in_flight,

@@ -57,7 +57,8 @@ def test_default_workers_is_the_cpu_count_minus_one_at_least_one():
 
 def test_the_serial_pool_initialises_once_returns_done_futures_and_finalises():
     calls = []
-    pool = ndf.SerialExecutor().start(calls.append, ("init",), calls.append, ("final",))
+    pool = ndf.SerialExecutor().start(
+        ndf.WorkerLifecycle(calls.append, ("init",), calls.append, ("final",)))
     first = pool.submit(pow, 2, 5)
     second = pool.submit(divmod, 1, 0)
     assert calls == ["init"]
@@ -72,7 +73,7 @@ def test_the_serial_pool_initialises_once_returns_done_futures_and_finalises():
 @pytest.mark.parametrize("executor", [ndf.ThreadExecutor(2), ndf.ProcessExecutor(2)],
                          ids=lambda e: e.name)
 def test_pools_are_standard_futures_executors(executor):
-    pool = executor.start(_noop, (), _noop, ())
+    pool = executor.start(ndf.WorkerLifecycle(_noop))
     with pool:
         assert isinstance(pool, futures.Executor)
         assert pool.submit(pow, 3, 3).result(timeout=60) == 27
@@ -90,7 +91,7 @@ def test_worker_threads_initialise_and_finalise_in_their_own_thread():
         with lock:
             seen.append((what, threading.current_thread().name))
 
-    pool = ndf.ThreadExecutor(3).start(note, ("init",), note, ("final",))
+    pool = ndf.ThreadExecutor(3).start(ndf.WorkerLifecycle(note, ("init",), note, ("final",)))
     results = [pool.submit(lambda: threading.current_thread().name) for _ in range(30)]
     names = {future.result(timeout=60) for future in results}
     pool.shutdown(wait=True)
@@ -107,7 +108,7 @@ def test_a_thread_pool_shut_down_with_cancel_cancels_queued_work():
         started.set()
         return gate.wait(30)
 
-    pool = ndf.ThreadExecutor(1).start(_noop, (), _noop, ())
+    pool = ndf.ThreadExecutor(1).start(ndf.WorkerLifecycle(_noop))
     running = pool.submit(hold)
     queued = [pool.submit(pow, 2, 2) for _ in range(5)]
     assert started.wait(30)

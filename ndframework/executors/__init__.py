@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import ConfigError
-from ._base import Executor, default_workers
+from ._base import Executor, WorkerLifecycle, default_workers
 from ._processes import ProcessExecutor
 from ._serial import SerialExecutor
 from ._threads import ThreadExecutor
 
 __all__ = [
     "Executor",
+    "WorkerLifecycle",
     "SerialExecutor",
     "ThreadExecutor",
     "ProcessExecutor",

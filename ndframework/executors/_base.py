@@ -7,9 +7,11 @@ import os
 from concurrent import futures
 from typing import Any, Callable, ClassVar
 
+import attrs
+
 from ..errors import ConfigError
 
-__all__ = ["Executor", "default_workers", "check_workers", "run_into"]
+__all__ = ["Executor", "WorkerLifecycle", "default_workers", "check_workers", "run_into"]
 
 
 def default_workers() -> int:
@@ -29,6 +31,33 @@ def check_workers(workers: int | None) -> int:
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ConfigError(f"workers must be a positive integer, got {workers!r}", workers)
     return workers
+
+
+def _nothing() -> None:
+    pass
+
+
+@attrs.frozen
+class WorkerLifecycle:
+    """What every worker of a pool runs once as it starts and once as it stops, in its own
+    thread. The functions must pickle for worker processes (module-level functions do)."""
+
+    initializer: Callable[..., None]
+    """Called as ``initializer(*initargs)`` before the worker's first task."""
+    initargs: tuple[Any, ...] = ()
+    """Arguments of ``initializer``."""
+    finalizer: Callable[..., None] = _nothing
+    """Called as ``finalizer(*finalargs)`` after the worker's last task."""
+    finalargs: tuple[Any, ...] = ()
+    """Arguments of ``finalizer``."""
+
+    def start(self) -> None:
+        """Run the initializer."""
+        self.initializer(*self.initargs)
+
+    def stop(self) -> None:
+        """Run the finalizer."""
+        self.finalizer(*self.finalargs)
 
 
 def run_into(future: futures.Future, fn: Callable[..., Any], args: tuple[Any, ...],
@@ -59,17 +88,10 @@ class Executor(abc.ABC):
     workers: int
 
     @abc.abstractmethod
-    def start(
-        self,
-        initializer: Callable[..., None],
-        initargs: tuple[Any, ...],
-        finalizer: Callable[..., None],
-        finalargs: tuple[Any, ...],
-    ) -> futures.Executor:
-        """A running pool whose every worker calls ``initializer(*initargs)`` once before its
-        first task, and ``finalizer(*finalargs)`` once when it stops, in the same thread.
-        The caller shuts the pool down. A worker that dies (a killed process) runs no
-        finalizer."""
+    def start(self, lifecycle: WorkerLifecycle) -> futures.Executor:
+        """A running pool whose every worker runs ``lifecycle.start()`` once before its
+        first task and ``lifecycle.stop()`` once when it stops, in the same thread. The
+        caller shuts the pool down. A worker that dies (a killed process) does not stop."""
 
     @property
     def default_in_flight(self) -> int:

@@ -6,12 +6,12 @@ import multiprocessing
 import sys
 from multiprocessing import util
 from concurrent import futures
-from typing import Any, Callable
+from typing import Any
 
 import attrs
 
 from ..errors import ConfigError
-from ._base import Executor, check_workers
+from ._base import Executor, WorkerLifecycle, check_workers
 
 __all__ = ["ProcessExecutor"]
 
@@ -52,19 +52,13 @@ class ProcessExecutor(Executor):
     start_method: str | None = attrs.field(default=None, validator=_check_start_method)
     """How worker processes start (see `multiprocessing`)."""
 
-    def start(
-        self,
-        initializer: Callable[..., None],
-        initargs: tuple[Any, ...],
-        finalizer: Callable[..., None],
-        finalargs: tuple[Any, ...],
-    ) -> futures.Executor:
+    def start(self, lifecycle: WorkerLifecycle) -> futures.Executor:
         context = multiprocessing.get_context(self.start_method or _default_start_method())
         pool = futures.ProcessPoolExecutor(
             self.workers,
             mp_context=context,
             initializer=_start_worker,
-            initargs=(initializer, initargs, finalizer, finalargs),
+            initargs=(lifecycle,),
         )
         # Start every worker with the first task, as CPython does for "fork". Workers
         # spawned one submit at a time race with the pool's handling of a dead worker: a
@@ -74,13 +68,8 @@ class ProcessExecutor(Executor):
         return pool
 
 
-def _start_worker(
-    initializer: Callable[..., None],
-    initargs: tuple[Any, ...],
-    finalizer: Callable[..., None],
-    finalargs: tuple[Any, ...],
-) -> None:
-    """Initialise a worker process, and have it finalise as it exits normally (the pool's
-    workers return from their loop at shutdown and run multiprocessing's exit finalizers)."""
-    initializer(*initargs)
-    util.Finalize(None, finalizer, args=finalargs, exitpriority=10)
+def _start_worker(lifecycle: WorkerLifecycle) -> None:
+    """Start a worker process, and have it stop as it exits normally (the pool's workers
+    return from their loop at shutdown and run multiprocessing's exit finalizers)."""
+    lifecycle.start()
+    util.Finalize(None, lifecycle.stop, exitpriority=10)

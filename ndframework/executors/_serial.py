@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 import attrs
 
-from ._base import Executor, run_into
+from ._base import Executor, WorkerLifecycle, run_into
 
 __all__ = ["SerialExecutor"]
 
@@ -15,15 +15,8 @@ __all__ = ["SerialExecutor"]
 class _InlinePool(futures.Executor):
     """A `concurrent.futures.Executor` that runs each call at once and returns it done."""
 
-    def __init__(
-        self,
-        initializer: Callable[..., None],
-        initargs: tuple[Any, ...],
-        finalizer: Callable[..., None],
-        finalargs: tuple[Any, ...],
-    ) -> None:
-        self._initializer, self._initargs = initializer, initargs
-        self._finalizer, self._finalargs = finalizer, finalargs
+    def __init__(self, lifecycle: WorkerLifecycle) -> None:
+        self._lifecycle = lifecycle
         self._started = False
         self._shutdown = False
 
@@ -32,14 +25,14 @@ class _InlinePool(futures.Executor):
             raise RuntimeError("cannot submit to a pool that was shut down")
         if not self._started:
             self._started = True
-            self._initializer(*self._initargs)
+            self._lifecycle.start()
         future: futures.Future = futures.Future()
         run_into(future, fn, args, kwargs)
         return future
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         if self._started and not self._shutdown:
-            self._finalizer(*self._finalargs)
+            self._lifecycle.stop()
         self._shutdown = True
 
 
@@ -63,11 +56,5 @@ class SerialExecutor(Executor):
     def default_in_flight(self) -> int:
         return 1  # a block submitted runs at once: one at a time keeps the order exact
 
-    def start(
-        self,
-        initializer: Callable[..., None],
-        initargs: tuple[Any, ...],
-        finalizer: Callable[..., None],
-        finalargs: tuple[Any, ...],
-    ) -> futures.Executor:
-        return _InlinePool(initializer, initargs, finalizer, finalargs)
+    def start(self, lifecycle: WorkerLifecycle) -> futures.Executor:
+        return _InlinePool(lifecycle)

@@ -9,35 +9,28 @@ from typing import Any, Callable
 
 import attrs
 
-from ._base import Executor, check_workers, run_into
+from ._base import Executor, WorkerLifecycle, check_workers, run_into
 
 __all__ = ["ThreadExecutor"]
 
 
 class _WorkerThreadPool(futures.Executor):
-    """A `concurrent.futures.Executor` of threads that each run an initializer before their
-    first task and a finalizer after their last, in that thread.
+    """A `concurrent.futures.Executor` of threads that each start a `WorkerLifecycle` before
+    their first task and stop it after their last, in that thread.
 
     `concurrent.futures.ThreadPoolExecutor` has no finalizer, and a processor's ``teardown``
     must run in the thread that ran its ``setup`` (thread-bound handles such as SQLite
     connections). All threads start at once.
     """
 
-    def __init__(
-        self,
-        workers: int,
-        initializer: Callable[..., None],
-        initargs: tuple[Any, ...],
-        finalizer: Callable[..., None],
-        finalargs: tuple[Any, ...],
-    ) -> None:
+    def __init__(self, workers: int, lifecycle: WorkerLifecycle) -> None:
         self._tasks: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._shutdown = False
         self._threads = [
             threading.Thread(
                 target=self._work,
-                args=(initializer, initargs, finalizer, finalargs),
+                args=(lifecycle,),
                 name=f"ndframework-worker-{number}",
                 daemon=True,
             )
@@ -46,19 +39,13 @@ class _WorkerThreadPool(futures.Executor):
         for thread in self._threads:
             thread.start()
 
-    def _work(
-        self,
-        initializer: Callable[..., None],
-        initargs: tuple[Any, ...],
-        finalizer: Callable[..., None],
-        finalargs: tuple[Any, ...],
-    ) -> None:
-        initializer(*initargs)
+    def _work(self, lifecycle: WorkerLifecycle) -> None:
+        lifecycle.start()
         try:
             while (task := self._tasks.get()) is not None:
                 run_into(*task)
         finally:
-            finalizer(*finalargs)
+            lifecycle.stop()
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> futures.Future:
         with self._lock:
@@ -102,11 +89,5 @@ class ThreadExecutor(Executor):
     workers: int = attrs.field(default=None, converter=check_workers)
     """Number of worker threads."""
 
-    def start(
-        self,
-        initializer: Callable[..., None],
-        initargs: tuple[Any, ...],
-        finalizer: Callable[..., None],
-        finalargs: tuple[Any, ...],
-    ) -> futures.Executor:
-        return _WorkerThreadPool(self.workers, initializer, initargs, finalizer, finalargs)
+    def start(self, lifecycle: WorkerLifecycle) -> futures.Executor:
+        return _WorkerThreadPool(self.workers, lifecycle)
