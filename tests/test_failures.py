@@ -181,3 +181,17 @@ def test_a_single_channel_name_may_be_a_string(source):
 def test_function_processor_needs_a_callable():
     with pytest.raises(ndf.ConfigError, match=r"FunctionProcessor needs a callable, got 3"):
         ndf.FunctionProcessor(3)
+
+
+def test_a_source_or_sink_of_the_wrong_type_is_named(source):
+    with pytest.raises(ndf.ConfigError, match=r"source must be a DataSource, got \{'em': 1\}"):
+        ndf.Pipeline({"em": 1}, lambda d: 1)
+    with pytest.raises(ndf.ConfigError, match=r"sink must be a DataSink or None, got 'out.zarr'"):
+        ndf.Pipeline(source, lambda d: 1, sink="out.zarr")
+
+
+def test_the_demo_names_a_bad_source():
+    from ndframework.demo import run_demo
+
+    with pytest.raises(ndf.ConfigError, match=r"source must be 'boss' or 'zarr', got 'dvid'"):
+        run_demo("serial", source="dvid")

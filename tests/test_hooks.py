@@ -137,3 +137,14 @@ def test_the_progress_bar_counts_blocks_done_and_failed(source):
                  plugins=[ndf.ProgressBar(file=stream, mininterval=0)]).run()
     final = stream.getvalue().replace("\r", "\n").strip().splitlines()[-1]
     assert "8/8" in final and "failed=1" in final and "block/s" in final
+
+
+def test_an_entry_point_plugin_that_fails_to_load_is_named(source, tmp_path, monkeypatch):
+    dist = tmp_path / "ndf_broken_plugin-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: ndf-broken-plugin\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[ndframework]\nbroken = ndf_no_such_module_xyz\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ndf.PluginError, match=r"loading plugins from the 'ndframework' "
+                                              r"entry-point group failed: .*ndf_no_such_module"):
+        ndf.Pipeline(source, lambda d: 1, executor="serial").run()
