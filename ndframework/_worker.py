@@ -21,6 +21,7 @@ from typing import Any, Mapping
 import attrs
 import cloudpickle
 
+from ._padding import read_padded
 from .errors import ChannelError, OutputError, WorkerError
 from .geometry import Block
 from .processor import BlockOutput, BlockProcessor
@@ -159,7 +160,8 @@ def run_block(run_id: str, block: Block) -> BlockOutcome:
     clock = time.perf_counter
     started = clock()
     try:
-        data = context.source.read(block.read_box, context.channels)
+        data = read_padded(context.source, block, context.channels, processor.halo_mode,
+                           processor.halo_cval)
     except Exception as error:
         return _failure(block, DATA_ERROR, error, worker, BlockTimings(read=clock() - started))
     read_done = clock()

@@ -9,7 +9,7 @@ from typing import Any, Callable, Iterable, Sequence
 import attrs
 import cloudpickle
 
-from . import _worker
+from . import _padding, _worker
 from ._hooks import Hooks
 from ._run import Run
 from ._worker import WorkerContext
@@ -224,7 +224,7 @@ class Pipeline:
         prepared = self._prepare()
         itemsize = sum(self.source.dtype(name).itemsize for name in prepared.channels)
         read_bytes = largest = 0
-        for block in prepared.tiler.blocks(prepared.bounds, within=self.source.bounds):
+        for block in prepared.tiler.blocks(prepared.bounds, within=self._read_limits(prepared)):
             size = block.read_box.size * itemsize
             read_bytes += size
             largest = max(largest, size)
@@ -238,6 +238,16 @@ class Pipeline:
             largest_block_bytes=largest,
         )
 
+    def _read_limits(self, prepared: _Prepared) -> Box:
+        """What read boxes are clipped to: the source's bounds, or, when the processor's
+        ``halo_mode`` pads beyond them, nothing (the bounds grown by the halo). Checks the
+        mode and its ``halo_cval`` against the channels' dtypes."""
+        mode = self.processor.effective_halo_mode
+        if mode == "constant":
+            dtypes = [self.source.dtype(name) for name in prepared.channels]
+            _padding.check_halo_cval(self.processor.halo_cval, dtypes)
+        return _padding.read_limits(self.source.bounds, Halo.of(prepared.tiler.halo), mode)
+
     # -- running -------------------------------------------------------------------------
 
     def run(self) -> RunResult:
@@ -250,11 +260,12 @@ class Pipeline:
         `SetupError`, and worker processes that keep dying with `WorkerError`.
         """
         prepared = self._prepare()
+        within = self._read_limits(prepared)
         processor, context = self._payload(prepared.channels)
         hooks = Hooks(self.plugins, load_entrypoints=self.load_entrypoints)
         run = Run(
             prepared.info,
-            blocks=prepared.tiler.blocks(prepared.bounds, within=self.source.bounds),
+            blocks=prepared.tiler.blocks(prepared.bounds, within=within),
             executor=self.executor,
             processor=self.processor,
             lifecycle=WorkerLifecycle(

@@ -8,6 +8,7 @@ from typing import Any, Callable, ClassVar, Mapping, Sequence
 import attrs
 import numpy as np
 
+from ._padding import check_halo_cval, check_halo_mode
 from .errors import ConfigError
 from .geometry import Block, Halo
 
@@ -41,6 +42,14 @@ class BlockProcessor(abc.ABC):
     halo:
         Context (z, y, x) read around each block; an integer, a triple, or a pair of
         triples (before, after). ``data`` then covers ``block.read_box``.
+    halo_mode:
+        What ``data`` holds where the read box leaves the source: ``"clip"`` (the default:
+        read boxes are clipped to the source, so ``data`` is smaller at its edges), or one of
+        ``scipy.ndimage``'s boundary modes ``"reflect"``, ``"mirror"``, ``"nearest"``,
+        ``"constant"``, ``"wrap"``: ``data`` then always covers the whole, unclipped read box,
+        padded at the source's edges as ``scipy.ndimage`` pads an array.
+    halo_cval:
+        The value ``halo_mode="constant"`` pads with (default 0).
     channels:
         Names of the source channels to read (None: all of them).
 
@@ -55,6 +64,8 @@ class BlockProcessor(abc.ABC):
     """
 
     halo: ClassVar[Any] = (0, 0, 0)
+    halo_mode: ClassVar[str] = "clip"
+    halo_cval: ClassVar[float] = 0
     channels: ClassVar[Sequence[str] | None] = None
 
     def setup(self) -> None:
@@ -68,7 +79,8 @@ class BlockProcessor(abc.ABC):
         ----------
         data:
             ``{channel: ZYX array}`` read over ``block.read_box`` (the owned box grown by the
-            halo, clipped to the source); ``block.crop(array)`` cuts out the owned part.
+            halo, clipped to the source, or padded beyond it as ``halo_mode`` says);
+            ``block.crop(array)`` cuts out the owned part.
         block:
             The block: ``key``, ``index``, ``box`` (owned region) and ``read_box``.
 
@@ -91,6 +103,17 @@ class BlockProcessor(abc.ABC):
         """``halo`` as a validated `Halo`."""
         return Halo.of(self.halo)
 
+    @property
+    def effective_halo_mode(self) -> str:
+        """``halo_mode``, validated: one of ``"clip"``, ``"reflect"``, ``"mirror"``,
+        ``"nearest"``, ``"constant"``, ``"wrap"``."""
+        return check_halo_mode(self.halo_mode)
+
+    @property
+    def effective_halo_cval(self) -> float:
+        """``halo_cval``, validated: a number."""
+        return check_halo_cval(self.halo_cval)  # type: ignore[return-value]
+
     def describe(self) -> str:
         """A short name for reports."""
         return type(self).__qualname__
@@ -106,6 +129,11 @@ class FunctionProcessor(BlockProcessor):
         (or its outputs, with a sink).
     halo, channels:
         As the `BlockProcessor` class attributes.
+    halo_mode, halo_cval:
+        As the `BlockProcessor` class attributes: how ``data`` is padded where the read box
+        leaves the source (``"clip"``, ``"reflect"``, ``"mirror"``, ``"nearest"``,
+        ``"constant"`` or ``"wrap"``), and the value ``"constant"`` pads with. An invalid
+        mode raises `ConfigError` here.
     pass_block:
         Call ``function(data, block)`` instead, for functions that need the block's position.
 
@@ -114,6 +142,8 @@ class FunctionProcessor(BlockProcessor):
     >>> processor = FunctionProcessor(lambda data: sorted(data))
     >>> processor.process({"b": None, "a": None}, block=None)
     ['a', 'b']
+    >>> FunctionProcessor(sorted, halo=2, halo_mode="mirror").halo_mode
+    'mirror'
     """
 
     def __init__(
@@ -123,11 +153,15 @@ class FunctionProcessor(BlockProcessor):
         halo: Any = (0, 0, 0),
         channels: Sequence[str] | None = None,
         pass_block: bool = False,
+        halo_mode: str = "clip",
+        halo_cval: float = 0,
     ) -> None:
         if not callable(function):
             raise ConfigError(f"FunctionProcessor needs a callable, got {function!r}", function)
         self.function = function
         self.halo = Halo.of(halo)  # type: ignore[misc]
+        self.halo_mode = check_halo_mode(halo_mode)  # type: ignore[misc]
+        self.halo_cval = check_halo_cval(halo_cval)  # type: ignore[misc]
         self.channels = None if channels is None else tuple(channels)  # type: ignore[misc]
         self.pass_block = pass_block
 
