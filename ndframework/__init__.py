@@ -17,6 +17,9 @@ from .errors import (
     OutOfBoundsError,
     OutputError,
     PluginError,
+    BlocksFailedError,
+    JournalMismatchError,
+    RunInterrupted,
     SetupError,
     WorkerError,
 )
@@ -35,8 +38,17 @@ from .hookspecs import hookimpl
 from .pipeline import Pipeline
 from .plugins import ProgressBar
 from .processor import BlockOutput, BlockProcessor, FunctionProcessor
-from .result import BlockFailure, Plan, RunInfo, RunResult
-from ._worker import BlockOutcome, BlockTimings
+from .journal import BlockRecord, Journal
+from .result import (
+    BlockFailure,
+    BlockOutcome,
+    BlockStatus,
+    BlockTimings,
+    Plan,
+    RunCounts,
+    RunInfo,
+    RunResult,
+)
 from .storage import DataSink, DataSource, InMemorySink, InMemorySource, ZarrSink, ZarrSource
 from .tiling import BOSS_CUBOID, CuboidTiler, RegularTiler, Tiler
 
@@ -76,10 +88,12 @@ __all__ = [
     "BlockProcessor", "FunctionProcessor", "BlockOutput",
     "Executor", "SerialExecutor", "ThreadExecutor", "ProcessExecutor", "get_executor",
     "EXECUTORS", "WorkerLifecycle", "default_workers",
-    "Pipeline", "Plan", "RunInfo", "RunResult", "BlockFailure", "BlockOutcome", "BlockTimings",
+    "Pipeline", "Plan", "RunInfo", "RunResult", "RunCounts", "BlockFailure", "BlockOutcome",
+    "BlockTimings", "BlockStatus", "Journal", "BlockRecord",
     "hookimpl", "ProgressBar",
     "NDFrameworkError", "ConfigError", "GeometryError", "ChannelError", "OutOfBoundsError",
     "OutputError", "DataAccessError", "WorkerError", "SetupError", "PluginError",
+    "JournalMismatchError", "BlocksFailedError", "RunInterrupted",
     "BossConfig", "BossSource", "BossSink", "RetryPolicy",
     "run_parallel", "compute_blocks", "get_boss_resource",
 ]

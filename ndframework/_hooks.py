@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Iterable
 
 import pluggy
@@ -11,14 +12,26 @@ from .errors import PluginError
 
 __all__ = ["Hooks"]
 
+logger = logging.getLogger("ndframework.plugins")
+
+
+def _has_hooks(plugin: Any) -> bool:
+    return any(name.startswith("ndf_") for name in dir(plugin))
+
 
 class Hooks:
     """Registers plugins (given ones and, optionally, the ``ndframework`` entry-point group)
-    and calls hooks by name with keyword arguments."""
+    and calls hooks by name with keyword arguments.
+
+    A hook implementation that raises does not stop the run: the error is logged once per
+    plugin and hook, with its traceback, to the ``ndframework.plugins`` logger, counted, and
+    listed in the run's result; the other plugins are still called.
+    """
 
     def __init__(self, plugins: Iterable[Any] = (), *, load_entrypoints: bool = True) -> None:
         self.manager = pluggy.PluginManager(hookspecs.PROJECT_NAME)
         self.manager.add_hookspecs(hookspecs)
+        self._failures: dict[tuple[str, str], int] = {}
         if load_entrypoints:
             try:
                 self.manager.load_setuptools_entrypoints(hookspecs.PROJECT_NAME)
@@ -28,6 +41,11 @@ class Hooks:
                     f"failed: {error}"
                 ) from error
         for plugin in plugins:
+            if isinstance(plugin, type) and _has_hooks(plugin):
+                raise PluginError(
+                    f"plugins=[...] takes plugin instances (or modules), got the class "
+                    f"{plugin.__qualname__}; pass {plugin.__qualname__}() instead"
+                )
             if self.manager.is_registered(plugin):
                 continue
             try:
@@ -41,5 +59,32 @@ class Hooks:
             raise PluginError(f"{error}; the hooks are: {valid}") from error
 
     def call(self, name: str, **kwargs: Any) -> None:
-        """Call hook ``name`` on every plugin that implements it."""
-        getattr(self.manager.hook, name)(**kwargs)
+        """Call hook ``name`` on every plugin that implements it, in pluggy's order
+        (last registered first, ``tryfirst``/``trylast`` honoured)."""
+        caller = getattr(self.manager.hook, name)
+        implementations = caller.get_hookimpls()
+        if any(getattr(impl, "hookwrapper", False) or getattr(impl, "wrapper", False)
+               for impl in implementations):
+            try:  # wrappers need pluggy's own calling loop
+                caller(**kwargs)
+            except Exception as error:
+                self._report(name, "a hook wrapper", error)
+            return
+        for impl in reversed(implementations):
+            try:
+                impl.function(*[kwargs[arg] for arg in impl.argnames])
+            except Exception as error:
+                self._report(name, impl.plugin_name, error)
+
+    def _report(self, hook: str, plugin: str, error: Exception) -> None:
+        key = (plugin, hook)
+        self._failures[key] = self._failures.get(key, 0) + 1
+        if self._failures[key] == 1:
+            logger.error("plugin %s raised in %s (the run goes on; later errors of this "
+                         "hook are counted, not logged): %s: %s", plugin, hook,
+                         type(error).__name__, error, exc_info=error)
+
+    def errors(self) -> tuple[str, ...]:
+        """One line per plugin hook that raised: which, and how often."""
+        return tuple(f"{plugin} raised in {hook} {count} time(s)"
+                     for (plugin, hook), count in self._failures.items())

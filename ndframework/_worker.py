@@ -24,19 +24,14 @@ import cloudpickle
 from ._padding import read_padded
 from .errors import ChannelError, OutputError, WorkerError
 from .geometry import Block
+from .executors import WorkerBoard
 from .processor import BlockOutput, BlockProcessor
+from .result import BlockOutcome, BlockStatus, BlockTimings
 from .storage import DataSink, DataSource
 
-__all__ = ["WorkerContext", "BlockOutcome", "BlockTimings", "initialize", "finalize",
-           "run_block"]
+__all__ = ["WorkerContext", "initialize", "finalize", "run_block"]
 
 logger = logging.getLogger("ndframework.worker")
-
-DONE = "done"
-FAILED = "failed"
-DATA_ERROR = "data_error"
-SETUP_ERROR = "setup_error"
-
 
 @attrs.frozen
 class WorkerContext:
@@ -50,54 +45,14 @@ class WorkerContext:
     """Where outputs go, if anywhere."""
 
 
-@attrs.frozen
-class BlockTimings:
-    """Seconds spent on one block in the worker."""
-
-    read: float = 0.0
-    """Reading the block's data (with its halo) from the source."""
-    process: float = 0.0
-    """In the processor's ``process``."""
-    write: float = 0.0
-    """Writing outputs to the sink."""
-
-    @property
-    def total(self) -> float:
-        """Read, process and write together."""
-        return self.read + self.process + self.write
-
-
-@attrs.frozen
-class BlockOutcome:
-    """What a worker reports for one block: small, and picklable."""
-
-    key: str
-    """The block's key."""
-    status: str
-    """``"done"``, ``"failed"`` (the processor or its outputs), ``"data_error"`` (the source
-    or the sink) or ``"setup_error"`` (the worker could not be set up)."""
-    value: Any = None
-    """The per-block value, for blocks done."""
-    error: str | None = None
-    """The error's type and message, for blocks not done."""
-    traceback: str | None = None
-    """The error's formatted traceback, for blocks not done."""
-    timings: BlockTimings = BlockTimings()
-    """Where the time went."""
-    worker: str = ""
-    """Which worker ran the block: ``pid`` or ``pid/thread``."""
-
-    @property
-    def ok(self) -> bool:
-        """True when the block is done."""
-        return self.status == DONE
-
-
 class _Worker:
     """One worker's state for one run: its context, its own processor, and how setup went."""
 
-    def __init__(self, processor: bytes, context: WorkerContext | bytes) -> None:
+    def __init__(self, processor: bytes, context: WorkerContext | bytes,
+                 board: WorkerBoard | None = None) -> None:
         self.name = f"{os.getpid()}/{threading.current_thread().name}"
+        self.board = board
+        self.row = -1 if board is None else board.claim()
         self.setup_error: tuple[str, str] | None = None
         self.processor: BlockProcessor | None = None
         try:
@@ -129,14 +84,17 @@ def _workers() -> dict[str, _Worker]:
         return _local.workers  # type: ignore[no-any-return]
 
 
-def initialize(run_id: str, processor: bytes, context: WorkerContext | bytes) -> None:
-    """Set this worker up for run ``run_id`` (an executor's initializer).
+def initialize(run_id: str, processor: bytes, context: WorkerContext | bytes,
+               board: WorkerBoard | None = None) -> None:
+    """Set this worker up for run session ``run_id`` (an executor's initializer).
 
     ``processor`` is the cloudpickled processor: each worker loads its own copy and runs its
     ``setup``. ``context`` is cloudpickled for worker processes and the coordinator's own
-    object for worker threads. A failure is kept and reported by `run_block`.
+    object for worker threads. ``board``, for worker processes, is where the worker shows
+    which block it runs, so that the coordinator can stop it. A failure is kept and
+    reported by `run_block`.
     """
-    _workers()[run_id] = _Worker(processor, context)
+    _workers()[run_id] = _Worker(processor, context, board)
 
 
 def finalize(run_id: str) -> None:
@@ -146,14 +104,25 @@ def finalize(run_id: str) -> None:
         worker.teardown()
 
 
-def run_block(run_id: str, block: Block) -> BlockOutcome:
-    """Read, process and write one block in the current worker; report what happened."""
+def run_block(run_id: str, block: Block, ticket: int = 0) -> BlockOutcome:
+    """Read, process and write one block in the current worker; report what happened.
+    ``ticket`` names this try of the block on the worker board."""
     worker = _workers().get(run_id)
     if worker is None:
         raise WorkerError(f"no worker was set up for run {run_id} in this thread")
+    if worker.board is None:
+        return _run_block(worker, block)
+    worker.board.begin(worker.row, ticket)
+    try:
+        return _run_block(worker, block)
+    finally:
+        worker.board.end(worker.row)
+
+
+def _run_block(worker: _Worker, block: Block) -> BlockOutcome:
     if worker.setup_error is not None:
         error, trace = worker.setup_error
-        return BlockOutcome(block.key, SETUP_ERROR, error=error, traceback=trace,
+        return BlockOutcome(block.key, BlockStatus.SETUP_ERROR, error=error, traceback=trace,
                             worker=worker.name)
     context, processor = worker.context, worker.processor
     assert processor is not None
@@ -163,13 +132,17 @@ def run_block(run_id: str, block: Block) -> BlockOutcome:
         data = read_padded(context.source, block, context.channels, processor.halo_mode,
                            processor.halo_cval)
     except Exception as error:
-        return _failure(block, DATA_ERROR, error, worker, BlockTimings(read=clock() - started))
+        return _failure(block, BlockStatus.DATA_ERROR, error, worker,
+                        BlockTimings(read=clock() - started))
     read_done = clock()
     try:
         arrays, value = _split(processor.process(data, block), context.sink)
-    except Exception as error:
+    except BaseException as error:  # sys.exit() and KeyboardInterrupt in a block fail it too
+        if isinstance(error, GeneratorExit):
+            raise
         timings = BlockTimings(read_done - started, clock() - read_done)
-        return _failure(block, FAILED, error, worker, timings)
+        retry = isinstance(error, processor.retry_on) if processor.retry_on else False
+        return _failure(block, BlockStatus.FAILED, error, worker, timings, retryable=retry)
     del data
     processed = clock()
     if context.sink is not None and arrays:
@@ -177,12 +150,13 @@ def run_block(run_id: str, block: Block) -> BlockOutcome:
             context.sink.write(block.box, arrays)
         except (OutputError, ChannelError) as error:
             timings = BlockTimings(read_done - started, processed - read_done)
-            return _failure(block, FAILED, error, worker, timings)
+            return _failure(block, BlockStatus.FAILED, error, worker, timings)
         except Exception as error:
             timings = BlockTimings(read_done - started, processed - read_done, clock() - processed)
-            return _failure(block, DATA_ERROR, error, worker, timings)
+            return _failure(block, BlockStatus.DATA_ERROR, error, worker, timings)
     timings = BlockTimings(read_done - started, processed - read_done, clock() - processed)
-    return BlockOutcome(block.key, DONE, value=value, timings=timings, worker=worker.name)
+    return BlockOutcome(block.key, BlockStatus.DONE, value=value, timings=timings,
+                        worker=worker.name)
 
 
 def _split(result: Any, sink: DataSink | None) -> tuple[Mapping[str, Any], Any]:
@@ -211,7 +185,8 @@ def _describe(error: BaseException) -> str:
 
 
 def _failure(
-    block: Block, status: str, error: Exception, worker: _Worker, timings: BlockTimings
+    block: Block, status: BlockStatus, error: BaseException, worker: _Worker,
+    timings: BlockTimings, *, retryable: bool = False,
 ) -> BlockOutcome:
     return BlockOutcome(
         block.key,
@@ -220,4 +195,5 @@ def _failure(
         traceback="".join(traceback.format_exception(error)),
         timings=timings,
         worker=worker.name,
+        retryable=retryable,
     )

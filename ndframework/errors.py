@@ -19,6 +19,9 @@ __all__ = [
     "WorkerError",
     "PluginError",
     "SetupError",
+    "JournalMismatchError",
+    "BlocksFailedError",
+    "RunInterrupted",
 ]
 
 
@@ -94,3 +97,40 @@ class PluginError(NDFrameworkError, RuntimeError):
 
 class SetupError(WorkerError):
     """A processor's ``setup()`` failed in a worker; the run stops before more blocks fail."""
+
+
+class JournalMismatchError(ConfigError):
+    """The journal given to a run records another run (its fingerprint differs); the
+    message names what differs. Pass ``restart=True`` to discard the journal's records."""
+
+
+class BlocksFailedError(NDFrameworkError, RuntimeError):
+    """Raised by ``RunResult.raise_for_failures()`` when blocks failed or were not run;
+    ``result`` holds the `RunResult`."""
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """The run was stopped by SIGINT (Ctrl-C) or SIGTERM (a batch scheduler): workers were
+    stopped and the journal committed, so a rerun resumes.
+
+    It is a `KeyboardInterrupt`, so ``except Exception`` does not swallow it.
+
+    Attributes
+    ----------
+    signal:
+        The signal's number.
+    result:
+        The `RunResult` of the interrupted run (``stopped`` says why).
+    exit_status:
+        The conventional status for a process ended by that signal: 128 + its number
+        (130 for SIGINT, 143 for SIGTERM).
+    """
+
+    def __init__(self, message: str, signal: int, result: Any = None) -> None:
+        super().__init__(message)
+        self.signal = signal
+        self.result = result
+
+    @property
+    def exit_status(self) -> int:
+        return 128 + self.signal

@@ -2,12 +2,15 @@
 
 Every hook runs in the coordinating process (the one that called ``Pipeline.run``), never in
 a worker, so a plugin may keep state, draw a progress bar or write a log without locks.
-Return values are ignored. Implement hooks with `ndframework.hookimpl` on a class or module
+Return values are ignored. A hook that raises does not stop the run: the error is logged
+once (logger ``ndframework.plugins``) and listed in ``RunResult.plugin_errors``. Implement hooks with `ndframework.hookimpl` on a class or module
 and pass it in ``Pipeline(plugins=[...])``, or publish it in the ``ndframework`` entry-point
 group of your package's metadata.
 
-For every block exactly one of `ndf_after_block` and `ndf_on_block_error` follows its
-`ndf_before_block`.
+For every block handed out, exactly one of `ndf_after_block` and `ndf_on_block_error`
+follows its `ndf_before_block`, unless the run is interrupted while the block is in flight.
+Blocks that an earlier session of the run recorded done in the journal are skipped: no hook
+sees them.
 """
 
 from __future__ import annotations
@@ -17,9 +20,8 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from ._worker import BlockOutcome
     from .geometry import Block
-    from .result import RunInfo, RunResult
+    from .result import BlockOutcome, RunInfo, RunResult
 
 __all__ = ["hookspec", "hookimpl", "PROJECT_NAME"]
 
@@ -44,7 +46,8 @@ def ndf_before_run(run: RunInfo) -> None:
 @hookspec
 def ndf_after_run(run: RunInfo, result: RunResult) -> None:
     """Called once when a run ends: after its last block, or when it stops early (a
-    data-access error, an interrupt). ``result`` says what happened to every block."""
+    data-access error, too many failures, SIGINT or SIGTERM); ``result.stopped`` then says
+    why. ``result`` says what happened to every block."""
 
 
 @hookspec
@@ -59,6 +62,14 @@ def ndf_after_block(run: RunInfo, block: Block, outcome: BlockOutcome) -> None:
 
     ``outcome`` holds the block's ``key``, ``value``, ``timings`` and ``worker``. Blocks
     complete in no fixed order.
+    """
+
+
+@hookspec
+def ndf_on_block_retry(run: RunInfo, block: Block, outcome: BlockOutcome, attempt: int) -> None:
+    """Called when a try of a block failed with an exception the processor's ``retry_on``
+    names and the block will be tried again; ``attempt`` is the number of the try that
+    failed (1 for the first). Its `ndf_before_block` was called once, before the first try.
     """
 
 

@@ -3,17 +3,21 @@ every block with an honest account of what happened."""
 
 from __future__ import annotations
 
-import uuid
+import os
+import signal
+import warnings
 from typing import Any, Callable, Iterable, Sequence
 
 import attrs
 import cloudpickle
 
 from . import _padding, _worker
+from ._fingerprint import digest, fingerprint
 from ._hooks import Hooks
-from ._run import Run
+from ._run import FailureLimit, Run
 from ._worker import WorkerContext
-from .errors import ConfigError, GeometryError, OutOfBoundsError
+from .errors import ConfigError, GeometryError, OutOfBoundsError, RunInterrupted
+from .journal import Journal
 from .executors import Executor, ProcessExecutor, WorkerLifecycle, get_executor
 from .geometry import Box, Halo
 from .processor import BlockProcessor, FunctionProcessor
@@ -59,6 +63,7 @@ class _Prepared:
     bounds: Box
     tiler: Tiler
     info: RunInfo
+    fingerprint: dict[str, str]
 
 
 class Pipeline:
@@ -86,8 +91,31 @@ class Pipeline:
         Channels to read (default: the processor's ``channels``, else all).
     bounds:
         Region to process, a `Box` or ((z, y, x), (z, y, x)) (default: the source's bounds).
+    journal:
+        Where the run keeps its ledger: a path to an SQLite file (created when missing) or
+        a `Journal`. Rerunning with the same journal skips the blocks it records done, and
+        runs the failed and never-run ones (those that failed before come last). Without
+        one, a temporary journal holds the per-block records of this run only.
+    restart:
+        Discard the records of a journal made for another run (or this one) and start over,
+        instead of refusing it with `JournalMismatchError`.
     max_attempts:
-        How often a block whose worker process died is tried before it counts as failed.
+        Tries for a block whose worker process died, that ran past ``block_timeout``, or
+        whose ``process`` raised one of the processor's ``retry_on`` exceptions, before it
+        counts as failed. Other exceptions in ``process`` fail a block at once.
+    max_failures:
+        Fail fast: once this many distinct blocks have failed, hand out no more blocks, let
+        those in flight finish, and end the run with ``RunResult.stopped`` saying why (a
+        rerun with the journal resumes). Default: with a ``journal``, stop once 10 blocks
+        failed while failures are at least half of the blocks finished (a systematic bug
+        costs about 10 blocks; scattered failures over a large volume never stop the run);
+        without one, no limit. ``0`` means no limit.
+    block_timeout:
+        Seconds a block may run (read, process, write); a block running longer is stopped
+        by ending its worker process (replaced at once), counted as a try, and failed with
+        an error saying it timed out after that many seconds once ``max_attempts`` tries
+        are spent. Enforced by the process executor; the serial and thread executors
+        cannot stop a running block, and warn when it is given.
     max_in_flight:
         Most blocks handed to workers at once (default: twice the workers; one when
         serial), which bounds memory whatever the size of the volume.
@@ -117,7 +145,11 @@ class Pipeline:
         plugins: Iterable[Any] = (),
         channels: Sequence[str] | None = None,
         bounds: Box | Sequence[Sequence[int]] | None = None,
+        journal: str | os.PathLike[str] | Journal | None = None,
+        restart: bool = False,
         max_attempts: int = 3,
+        max_failures: int | None = None,
+        block_timeout: float | None = None,
         max_in_flight: int | None = None,
         load_entrypoints: bool = True,
     ) -> None:
@@ -132,6 +164,22 @@ class Pipeline:
                 isinstance(value, bool) or not isinstance(value, int) or value < 1
             ):
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}", value)
+        if max_failures is not None and (
+            isinstance(max_failures, bool) or not isinstance(max_failures, int)
+            or max_failures < 0
+        ):
+            raise ConfigError(
+                f"max_failures must be a non-negative integer (0: no limit) or None, got "
+                f"{max_failures!r}", max_failures)
+        if block_timeout is not None and (
+            isinstance(block_timeout, bool) or not isinstance(block_timeout, (int, float))
+            or not block_timeout > 0
+        ):
+            raise ConfigError(
+                f"block_timeout must be a positive number of seconds or None, got "
+                f"{block_timeout!r}", block_timeout)
+        if journal is not None and not isinstance(journal, Journal):
+            journal = Journal(journal)
         self.source = source
         self.processor = _as_processor(processor)
         self.tiler = tiler
@@ -142,9 +190,21 @@ class Pipeline:
             channels = (channels,)
         self.channels = None if channels is None else tuple(channels)
         self.bounds = _as_box(bounds)
+        self.journal = journal
+        self.restart = bool(restart)
         self.max_attempts = max_attempts
+        self.max_failures = max_failures
+        self.block_timeout = None if block_timeout is None else float(block_timeout)
         self.max_in_flight = max_in_flight or self.executor.default_in_flight
         self.load_entrypoints = load_entrypoints
+        if self.block_timeout is not None and not self.executor.can_stop_blocks:
+            warnings.warn(
+                f"block_timeout={block_timeout!r} cannot be enforced by the "
+                f"{self.executor.name!r} executor: it cannot stop a block that runs in this "
+                f"process. Use ProcessExecutor (executor='processes') to have blocks that "
+                f"run too long stopped.",
+                UserWarning, stacklevel=2,
+            )
 
     # -- preparing -----------------------------------------------------------------------
 
@@ -165,8 +225,13 @@ class Pipeline:
             tiler = tiler.with_halo(Halo.of(tiler.halo).union(halo))
         if self.sink is not None:
             self._check_sink(bounds, tiler)
+        parts = fingerprint(
+            source=source, bounds=bounds, channels=channels, tiler=tiler,
+            halo_mode=self.processor.effective_halo_mode, processor=self.processor,
+            sink=self.sink,
+        )
         info = RunInfo(
-            run_id=uuid.uuid4().hex[:12],
+            run_id=digest(parts),
             bounds=bounds,
             block_count=tiler.count(bounds),
             channels=channels,
@@ -175,7 +240,7 @@ class Pipeline:
             executor=self.executor.describe(),
             sink=None if self.sink is None else self.sink.describe(),
         )
-        return _Prepared(channels, bounds, tiler, info)
+        return _Prepared(channels, bounds, tiler, info, parts)
 
     def _check_sink(self, bounds: Box, tiler: Tiler) -> None:
         sink = self.sink
@@ -251,43 +316,74 @@ class Pipeline:
     # -- running -------------------------------------------------------------------------
 
     def run(self) -> RunResult:
-        """Process every block; return what happened to each.
+        """Process every block not yet done; return what happened to each.
 
-        An exception in ``process`` fails that block only and the run goes on. A data-access
-        error (reading the source, writing the sink) stops the run cleanly: blocks in flight
-        finish, and `DataAccessError` names the block, with the partial result attached as
+        An exception in ``process`` fails that block only and the run goes on (until
+        ``max_failures``). A data-access error (reading the source, writing the sink) that
+        persists through its retries stops the run cleanly: blocks in flight finish, and
+        `DataAccessError` names the block, with the partial result attached as
         ``error.result``. A ``setup()`` that fails in a worker stops the run likewise with
         `SetupError`, and worker processes that keep dying with `WorkerError`.
+
+        SIGINT (Ctrl-C) or SIGTERM, when the run is in the main thread, end it within
+        moments: workers are stopped, the journal committed, and `RunInterrupted` (a
+        `KeyboardInterrupt`) is raised with the result attached as ``error.result``.
         """
         prepared = self._prepare()
         within = self._read_limits(prepared)
         processor, context = self._payload(prepared.channels)
         hooks = Hooks(self.plugins, load_entrypoints=self.load_entrypoints)
+        journal = self.journal if self.journal is not None else Journal()
+        journal.open(prepared.fingerprint, restart=self.restart,
+                     executor=self.executor.describe())
+        info = attrs.evolve(
+            prepared.info, session=journal.session,
+            journal=None if self.journal is None else journal.path,
+        )
+
+        def lifecycle(board: Any) -> WorkerLifecycle:
+            return WorkerLifecycle(_worker.initialize, (info.session, processor, context, board),
+                                   _worker.finalize, (info.session,))
+
         run = Run(
-            prepared.info,
-            blocks=prepared.tiler.blocks(prepared.bounds, within=within),
+            info,
+            blocks=lambda: prepared.tiler.blocks(prepared.bounds, within=within),
             executor=self.executor,
             processor=self.processor,
-            lifecycle=WorkerLifecycle(
-                _worker.initialize, (prepared.info.run_id, processor, context),
-                _worker.finalize, (prepared.info.run_id,),
-            ),
+            lifecycle=lifecycle,
             hooks=hooks,
+            journal=journal,
             max_attempts=self.max_attempts,
             max_in_flight=self.max_in_flight,
+            failure_limit=self._failure_limit(),
+            block_timeout=self.block_timeout,
         )
-        hooks.call("ndf_before_run", run=prepared.info)
+        hooks.call("ndf_before_run", run=info)
         try:
             result = run.execute()
-        except BaseException as error:  # interrupted: still tell the plugins what was done
-            stopped = f"stopped by {type(error).__name__}"
-            hooks.call("ndf_after_run", run=prepared.info, result=run.result(stopped))
+        except BaseException as error:  # still tell the plugins what was done
+            run._stop(None, f"stopped by {type(error).__name__}")
+            hooks.call("ndf_after_run", run=info, result=run.result())
             raise
-        hooks.call("ndf_after_run", run=prepared.info, result=result)
+        hooks.call("ndf_after_run", run=info, result=result)
+        if run.interrupted is not None:
+            name = signal.Signals(run.interrupted).name
+            raise RunInterrupted(
+                f"run interrupted by {name}: {result.counts.done} blocks done, the journal "
+                f"is committed", run.interrupted, result)
         if run.stop_error is not None:
             run.stop_error.result = result
             raise run.stop_error
         return result
+
+    def _failure_limit(self) -> FailureLimit | None:
+        if self.max_failures == 0:
+            return None
+        if self.max_failures is not None:
+            return FailureLimit(self.max_failures)
+        if self.journal is not None:
+            return FailureLimit(10, ratio=0.5)
+        return None
 
     def _payload(self, channels: tuple[str, ...]) -> tuple[bytes, WorkerContext | bytes]:
         """The processor, cloudpickled for every worker to load its own copy, and the

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import copy
 from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 import attrs
@@ -52,6 +53,14 @@ class BlockProcessor(abc.ABC):
         The value ``halo_mode="constant"`` pads with (default 0).
     channels:
         Names of the source channels to read (None: all of them).
+    retry_on:
+        Exception types raised by ``process`` that are worth another try (e.g.
+        ``(TimeoutError, ConnectionError)`` for a processor that calls a service): such a
+        block is tried again, up to the pipeline's ``max_attempts``. Other exceptions fail
+        the block at once: the code is deterministic, and a bug raises again.
+    initial:
+        The starting accumulator of `fold`, for processors that fold their values
+        (copied for each run).
 
     Examples
     --------
@@ -67,6 +76,8 @@ class BlockProcessor(abc.ABC):
     halo_mode: ClassVar[str] = "clip"
     halo_cval: ClassVar[float] = 0
     channels: ClassVar[Sequence[str] | None] = None
+    retry_on: ClassVar[tuple[type[BaseException], ...]] = ()
+    initial: ClassVar[Any] = None
 
     def setup(self) -> None:
         """Prepare the worker (load a model, open a file): runs once per worker."""
@@ -94,9 +105,51 @@ class BlockProcessor(abc.ABC):
         """Release what `setup` acquired: runs once per worker, after its last block."""
 
     def reduce(self, results: Mapping[str, Any]) -> Any:
-        """Combine the per-block values (``{block key: value}`` of the blocks done, in block
-        order) in the coordinating process. The default returns them as a dict."""
+        """Combine the per-block values in the coordinating process, once the run is done.
+
+        ``results`` is a read-only ``{block key: value}`` mapping of every block done, in
+        block order, including blocks done by earlier sessions of a resumed run. It is read
+        from the run's journal as it is iterated, so ``sum(results.values())`` over millions
+        of blocks takes little memory. The default returns the values as a dict; a processor
+        that overrides `fold` gets the fold instead.
+        """
         return dict(results)
+
+    def fold(self, accumulator: Any, key: str, value: Any) -> Any:
+        """Combine one block's value into ``accumulator`` and return the new accumulator:
+        the incremental form of `reduce`, for reductions over millions of blocks.
+
+        Override it (with a class attribute `initial`) instead of `reduce`. The framework
+        starts from a copy of ``initial`` and folds the values of every block done, in block
+        order, earlier sessions' included, reading them from the journal one at a time; the
+        run's ``reduced`` is the final accumulator.
+
+        >>> class Histogram(BlockProcessor):
+        ...     initial = (0, 0)                      # (voxels, bright voxels)
+        ...     def process(self, data, block):
+        ...         em = block.crop(data["em"])
+        ...         return em.size, int((em > 128).sum())
+        ...     def fold(self, accumulator, key, value):
+        ...         return accumulator[0] + value[0], accumulator[1] + value[1]
+        >>> Histogram().fold((10, 1), "0_0_0", (5, 2))
+        (15, 3)
+        """
+        raise NotImplementedError("fold is not overridden; reduce is used")
+
+    @property
+    def folds(self) -> bool:
+        """True when the processor overrides `fold`."""
+        return type(self).fold is not BlockProcessor.fold
+
+    def reduce_values(self, results: Mapping[str, Any]) -> Any:
+        """The run's reduced value: the `fold` of ``results`` from a copy of `initial` when
+        `fold` is overridden, else `reduce`."""
+        if not self.folds:
+            return self.reduce(results)
+        accumulator = copy.deepcopy(self.initial)
+        for key, value in results.items():
+            accumulator = self.fold(accumulator, key, value)
+        return accumulator
 
     @property
     def effective_halo(self) -> Halo:
@@ -136,6 +189,8 @@ class FunctionProcessor(BlockProcessor):
         mode raises `ConfigError` here.
     pass_block:
         Call ``function(data, block)`` instead, for functions that need the block's position.
+    retry_on:
+        Exception types worth another try, as the `BlockProcessor` class attribute.
 
     Examples
     --------
@@ -155,6 +210,7 @@ class FunctionProcessor(BlockProcessor):
         pass_block: bool = False,
         halo_mode: str = "clip",
         halo_cval: float = 0,
+        retry_on: Sequence[type[BaseException]] = (),
     ) -> None:
         if not callable(function):
             raise ConfigError(f"FunctionProcessor needs a callable, got {function!r}", function)
@@ -164,6 +220,7 @@ class FunctionProcessor(BlockProcessor):
         self.halo_cval = check_halo_cval(halo_cval)  # type: ignore[misc]
         self.channels = None if channels is None else tuple(channels)  # type: ignore[misc]
         self.pass_block = pass_block
+        self.retry_on = check_retry_on(retry_on)  # type: ignore[misc]
 
     def process(self, data: dict[str, np.ndarray], block: Block) -> Any:
         if self.pass_block:
@@ -172,3 +229,26 @@ class FunctionProcessor(BlockProcessor):
 
     def describe(self) -> str:
         return getattr(self.function, "__qualname__", repr(self.function))
+
+
+def check_retry_on(value: Any) -> tuple[type[BaseException], ...]:
+    """``retry_on`` as a tuple of exception classes, or a `ConfigError` naming the bad item.
+
+    >>> check_retry_on(TimeoutError)
+    (<class 'TimeoutError'>,)
+    """
+    items = (value,) if isinstance(value, type) else value
+    try:
+        items = tuple(items)
+    except TypeError:
+        raise ConfigError(
+            f"retry_on must be exception classes, e.g. (TimeoutError,), got {value!r}", value
+        ) from None
+    for item in items:
+        if not (isinstance(item, type) and issubclass(item, BaseException)):
+            raise ConfigError(
+                f"retry_on must be exception classes, e.g. (TimeoutError,), got {item!r} "
+                f"in {value!r}",
+                value,
+            )
+    return items

@@ -1,15 +1,84 @@
-"""What a run is (`RunInfo`), what it will do (`Plan`) and what it did (`RunResult`)."""
+"""What a run is (`RunInfo`), what it will do (`Plan`), what happened to each block
+(`BlockOutcome`, `BlockStatus`) and what the run did (`RunResult`)."""
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+import enum
+import json
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from ._worker import BlockTimings
-from .geometry import Box, Halo, Triple
+from .errors import BlocksFailedError
+from .geometry import Block, Box, Halo, Triple
 
-__all__ = ["RunInfo", "Plan", "BlockFailure", "RunResult"]
+if TYPE_CHECKING:
+    from .journal import BlockRecord, Journal
+
+__all__ = ["RunInfo", "Plan", "BlockStatus", "BlockTimings", "BlockOutcome", "BlockFailure",
+           "RunResult"]
+
+
+class BlockStatus(str, enum.Enum):
+    """What became of a block (or of one try of it)."""
+
+    DONE = "done"
+    """Processed, and its outputs written."""
+    FAILED = "failed"
+    """The processor raised, returned outputs the sink refused, timed out, or its worker
+    died too often."""
+    DATA_ERROR = "data_error"
+    """Reading the source or writing the sink failed (the run stops)."""
+    SETUP_ERROR = "setup_error"
+    """The worker's ``setup()`` failed (the run stops)."""
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@attrs.frozen
+class BlockTimings:
+    """Seconds spent on one block in the worker."""
+
+    read: float = 0.0
+    """Reading the block's data (with its halo) from the source."""
+    process: float = 0.0
+    """In the processor's ``process``."""
+    write: float = 0.0
+    """Writing outputs to the sink."""
+
+    @property
+    def total(self) -> float:
+        """Read, process and write together."""
+        return self.read + self.process + self.write
+
+
+@attrs.frozen
+class BlockOutcome:
+    """What a worker reports for one try of a block: small, and picklable."""
+
+    key: str
+    """The block's key."""
+    status: BlockStatus = attrs.field(converter=BlockStatus)
+    """How the try ended."""
+    value: Any = attrs.field(default=None, eq=False)
+    """The per-block value, for blocks done."""
+    error: str | None = None
+    """The error's type and message, for blocks not done."""
+    traceback: str | None = None
+    """The error's formatted traceback, for blocks not done."""
+    timings: BlockTimings = BlockTimings()
+    """Where the time went."""
+    worker: str = ""
+    """Which worker ran the block: ``pid`` or ``pid/thread``."""
+    retryable: bool = False
+    """True when the error is one the processor's ``retry_on`` names: worth another try."""
+
+    @property
+    def ok(self) -> bool:
+        """True when the block is done."""
+        return self.status is BlockStatus.DONE
 
 
 def _bytes(n_bytes: float) -> str:
@@ -26,7 +95,8 @@ class RunInfo:
     """A run as plugins see it."""
 
     run_id: str
-    """A unique id for this run."""
+    """The run's stable identity: a digest of its fingerprint, the same for every session
+    that resumes it."""
     bounds: Box
     """The region processed."""
     block_count: int
@@ -41,6 +111,10 @@ class RunInfo:
     """The executor and its worker count."""
     sink: str | None = None
     """The sink, described without secrets, if any."""
+    session: str = ""
+    """This session of the run (each start or resume is one), unique."""
+    journal: str | None = None
+    """The journal's path, when the run keeps one."""
 
 
 @attrs.frozen
@@ -110,51 +184,323 @@ class BlockFailure:
     """How many times the block was tried."""
 
 
+class KeyList(Sequence[str]):
+    """Block keys in block order, read from the run's journal as they are iterated: a run
+    of millions of blocks does not hold them in memory. Compares equal to a tuple or list
+    of the same keys."""
+
+    def __init__(self, keys: Callable[[], Iterator[str]], length: Callable[[], int]) -> None:
+        self._keys = keys
+        self._length = length
+
+    def __iter__(self) -> Iterator[str]:
+        return self._keys()
+
+    def __len__(self) -> int:
+        return self._length()
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return tuple(self)[index]
+        if index < 0:
+            index += len(self)
+        for position, key in enumerate(self):
+            if position == index:
+                return key
+        raise IndexError(index)
+
+    def __contains__(self, key: object) -> bool:
+        return any(key == item for item in self)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (KeyList, tuple, list)):
+            return tuple(self) == tuple(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        head = []
+        for key in self:
+            if len(head) == 20:
+                return f"KeyList({tuple(head)!r}[...], {len(self)} keys)"
+            head.append(key)
+        return repr(tuple(head))
+
+
+class RecordMap(Mapping[str, Any]):
+    """``{block key: something}`` over journal records, in block order, read lazily."""
+
+    def __init__(self, records: Callable[[], Iterator[BlockRecord]],
+                 field: Callable[[BlockRecord], Any], length: Callable[[], int],
+                 lookup: Callable[[str], BlockRecord | None]) -> None:
+        self._records = records
+        self._field = field
+        self._length = length
+        self._lookup = lookup
+
+    def __iter__(self) -> Iterator[str]:
+        return (record.key for record in self._records())
+
+    def items(self) -> Any:  # one pass over the records, not a lookup per key
+        return _ItemStream(self)
+
+    def values(self) -> Any:
+        return _ValueStream(self)
+
+    def __len__(self) -> int:
+        return self._length()
+
+    def __getitem__(self, key: str) -> Any:
+        record = self._lookup(key)
+        if record is None:
+            raise KeyError(key)
+        return self._field(record)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Mapping):
+            return dict(self._pairs()) == dict(other.items())
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def _pairs(self) -> Iterator[tuple[str, Any]]:
+        return ((record.key, self._field(record)) for record in self._records())
+
+    def __repr__(self) -> str:
+        pairs = []
+        for pair in self._pairs():
+            if len(pairs) == 10:
+                return f"{{{', '.join(pairs)}, ...}} ({len(self)} blocks)"
+            pairs.append(f"{pair[0]!r}: {pair[1]!r}")
+        return "{" + ", ".join(pairs) + "}"
+
+
+class _ItemStream:
+    def __init__(self, mapping: RecordMap) -> None:
+        self._mapping = mapping
+
+    def __iter__(self) -> Iterator[tuple[str, Any]]:
+        return self._mapping._pairs()
+
+    def __len__(self) -> int:
+        return len(self._mapping)
+
+
+class _ValueStream(_ItemStream):
+    def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
+        return (value for _, value in self._mapping._pairs())
+
+
 @attrs.frozen
+class RunCounts:
+    """How many blocks of a run ended how."""
+
+    done: int = 0
+    """Processed in this session."""
+    failed: int = 0
+    """Failed in this session."""
+    skipped: int = 0
+    """Done by an earlier session, so not run again."""
+    not_run: int = 0
+    """Not tried to the end in this session: never handed out, or in flight when the run
+    stopped."""
+
+
+@attrs.frozen(eq=False)
 class RunResult:
-    """What a run did, block by block. Keys are listed in block order."""
+    """What a run did, block by block.
+
+    Counts, the reduced value and the stop reason are held here; the per-block records
+    (keys, failures, attempts, timings, values) are read from the run's journal when asked
+    for, so that a run over millions of blocks stays small in memory. Keys are listed in
+    block order.
+    """
 
     run: RunInfo
     """The run's description."""
-    done: tuple[str, ...]
-    """Keys of the blocks processed successfully in this run."""
-    failed: Mapping[str, BlockFailure]
-    """Blocks that failed, by key: the error text and traceback."""
-    skipped: tuple[str, ...]
-    """Keys of blocks not run because an earlier run had done them."""
-    not_run: tuple[str, ...]
-    """Keys of blocks with no outcome because the run stopped early: never handed out, in
-    flight when it was interrupted, or waiting to be retried."""
-    attempts: Mapping[str, int]
-    """How many times each attempted block was tried."""
-    timings: Mapping[str, BlockTimings]
-    """Worker-side timings of each block that reached a worker."""
-    values: Mapping[str, Any]
-    """The per-block values of the blocks done."""
+    counts: RunCounts
+    """How many blocks were done, failed, skipped and not run."""
     reduced: Any
-    """The processor's ``reduce`` of ``values``, or None when the run stopped early."""
+    """The processor's ``reduce`` (or ``fold``) of the values of every block done, in this
+    session and earlier ones; None when the run did not finish."""
     elapsed: float
-    """Wall-clock seconds of the whole run."""
+    """Wall-clock seconds of this session."""
     stopped: str | None = None
-    """Why the run ended early, or None when every block was attempted."""
+    """Why the run ended early, or None when every block was tried."""
+    journal: Journal | None = attrs.field(default=None, repr=False)
+    """The run's journal, where the per-block records are."""
+    blocks: Callable[[], Iterator[Block]] | None = attrs.field(default=None, repr=False)
+    """The run's blocks, in order (to list those not run)."""
+    plugin_errors: tuple[str, ...] = ()
+    """Hooks that raised during the run (each reported once, the run went on)."""
+
+    # -- per-block views -----------------------------------------------------------------
+
+    def _records(self, status: BlockStatus | None, other: bool = False) -> Callable[[], Iterator[BlockRecord]]:
+        journal, session = self.journal, self.run.session
+
+        def records() -> Iterator[BlockRecord]:
+            if journal is None:
+                return iter(())
+            return journal.records(status=status, session=session, other_sessions=other)
+
+        return records
+
+    def _count(self, status: BlockStatus | None, other: bool = False) -> Callable[[], int]:
+        def count() -> int:
+            if self.journal is None:
+                return 0
+            return self.journal.count(status=status, session=self.run.session,
+                                      other_sessions=other)
+        return count
+
+    def _lookup(self, status: BlockStatus | None, other: bool = False) -> Callable[[str], BlockRecord | None]:
+        def lookup(key: str) -> BlockRecord | None:
+            record = None if self.journal is None else self.journal.record(key)
+            if record is None or (status is not None and record.status is not status):
+                return None
+            if (record.session == self.run.session) == other:
+                return None
+            return record
+        return lookup
+
+    @property
+    def done(self) -> KeyList:
+        """Keys of the blocks processed successfully in this session."""
+        records = self._records(BlockStatus.DONE)
+        return KeyList(lambda: (r.key for r in records()), lambda: self.counts.done)
+
+    @property
+    def skipped(self) -> KeyList:
+        """Keys of the blocks not run because an earlier session had done them."""
+        records = self._records(BlockStatus.DONE, other=True)
+        return KeyList(lambda: (r.key for r in records()), lambda: self.counts.skipped)
+
+    @property
+    def failed(self) -> RecordMap:
+        """``{key: BlockFailure}`` of the blocks that failed in this session."""
+        return RecordMap(self._records(BlockStatus.FAILED), lambda r: r.failure,
+                         lambda: self.counts.failed, self._lookup(BlockStatus.FAILED))
+
+    @property
+    def not_run(self) -> KeyList:
+        """Keys of the blocks with no outcome in this session because it stopped early:
+        never handed out, in flight when it was interrupted, or waiting to be retried."""
+        return KeyList(self._not_run, lambda: self.counts.not_run)
+
+    def _not_run(self) -> Iterator[str]:
+        if not self.counts.not_run or self.blocks is None:
+            return
+        if self.journal is None:
+            yield from (block.key for block in self.blocks())
+            return
+        session = self.run.session
+        for _, block, failed_before in self.journal.pending(self.blocks()):
+            if block is None:
+                continue
+            if failed_before:
+                record = self.journal.record(block.key)
+                if record is not None and record.session == session:
+                    continue
+            yield block.key
+
+    @property
+    def attempts(self) -> RecordMap:
+        """``{key: tries}`` of the blocks tried to the end in this session."""
+        return RecordMap(self._records(None), lambda r: r.attempts, self._count(None),
+                         self._lookup(None))
+
+    @property
+    def timings(self) -> RecordMap:
+        """``{key: BlockTimings}`` of the blocks tried to the end in this session (the last
+        try's, worker-side)."""
+        return RecordMap(self._records(None), lambda r: r.timings, self._count(None),
+                         self._lookup(None))
+
+    @property
+    def values(self) -> RecordMap:
+        """``{key: value}`` of every block done, in this session and earlier ones: what
+        ``reduce`` sees."""
+        journal = self.journal
+
+        def records() -> Iterator[BlockRecord]:
+            return iter(()) if journal is None else journal.records(status=BlockStatus.DONE)
+
+        def lookup(key: str) -> BlockRecord | None:
+            record = None if journal is None else journal.record(key)
+            return record if record is not None and record.status is BlockStatus.DONE else None
+
+        return RecordMap(records, lambda r: r.value,
+                         lambda: self.counts.done + self.counts.skipped, lookup)
+
+    def records(self) -> Iterator[BlockRecord]:
+        """Every journal record of this session, in block order."""
+        return self._records(None)()
+
+    # -- verdicts ------------------------------------------------------------------------
 
     @property
     def ok(self) -> bool:
-        """True when every block of the run is done (or was done by an earlier run)."""
-        return not self.failed and not self.not_run and self.stopped is None
+        """True when every block of the run is done (in this session or an earlier one)."""
+        counts = self.counts
+        return not counts.failed and not counts.not_run and self.stopped is None
+
+    def raise_for_failures(self) -> "RunResult":
+        """Raise `BlocksFailedError` (carrying this result) unless the run is `ok`; return
+        the result otherwise, for chaining: ``pipeline.run().raise_for_failures()``."""
+        if not self.ok:
+            error = BlocksFailedError(self.summary())
+            error.result = self
+            raise error
+        return self
+
+    def to_dict(self, *, blocks: bool = True) -> dict[str, Any]:
+        """The result as JSON-ready data: the run, counts, stop reason, reduced value (as
+        text when it is not JSON data) and, with ``blocks``, every record of this session."""
+        info = attrs.asdict(self.run, value_serializer=lambda _i, _a, v: str(v)
+                            if isinstance(v, Box) else v)
+        data: dict[str, Any] = {
+            "run": info,
+            "ok": self.ok,
+            "counts": attrs.asdict(self.counts),
+            "stopped": self.stopped,
+            "elapsed": self.elapsed,
+            "reduced": _jsonable(self.reduced),
+            "plugin_errors": list(self.plugin_errors),
+        }
+        if blocks:
+            data["blocks"] = [record.to_dict() for record in self.records()]
+        return data
+
+    def to_json(self, *, blocks: bool = True, indent: int | None = 2) -> str:
+        """`to_dict` as JSON text."""
+        return json.dumps(self.to_dict(blocks=blocks), indent=indent)
 
     def summary(self) -> str:
         """A few lines for a terminal."""
-        rate = len(self.done) / self.elapsed if self.elapsed > 0 else 0.0
+        counts = self.counts
+        rate = counts.done / self.elapsed if self.elapsed > 0 else 0.0
         lines = [
-            f"{'OK' if self.ok else 'NOT OK'}: {len(self.done)} done, {len(self.failed)} "
-            f"failed, {len(self.skipped)} skipped, {len(self.not_run)} not run, of "
+            f"{'OK' if self.ok else 'NOT OK'}: {counts.done} done, {counts.failed} "
+            f"failed, {counts.skipped} skipped, {counts.not_run} not run, of "
             f"{self.run.block_count} blocks in {self.elapsed:.2f} s ({rate:.1f} blocks/s)"
         ]
         if self.stopped:
             lines.append(f"stopped: {self.stopped}")
-        for key, failure in list(self.failed.items())[:10]:
+        for shown, (key, failure) in enumerate(self.failed.items()):
+            if shown == 10:
+                lines.append(f"  ... and {counts.failed - 10} more failed blocks")
+                break
             lines.append(f"  failed {key} after {failure.attempts} attempt(s): {failure.error}")
-        if len(self.failed) > 10:
-            lines.append(f"  ... and {len(self.failed) - 10} more failed blocks")
+        for error in self.plugin_errors:
+            lines.append(f"  plugin error: {error}")
         return "\n".join(lines)
+
+
+def _jsonable(value: Any) -> Any:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
+    return value

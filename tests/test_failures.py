@@ -128,7 +128,15 @@ def test_a_sink_that_cannot_be_written_stops_the_run(source, tiler):
     assert len(info.value.result.not_run) == 7
 
 
-def test_an_interrupt_reaches_the_caller_and_the_plugins(source, tiler):
+@pytest.mark.parametrize("raised", [KeyboardInterrupt, SystemExit, lambda: SystemExit(3)])
+def test_an_interrupt_or_exit_raised_inside_process_fails_that_block_only(
+    executor, source, tiler, raised
+):
+    def interrupt(data, block):
+        if block.index == (0, 1, 0):
+            raise raised()
+        return 1
+
     ended = []
 
     class Watch:
@@ -136,18 +144,14 @@ def test_an_interrupt_reaches_the_caller_and_the_plugins(source, tiler):
         def ndf_after_run(self, run, result):
             ended.append(result)
 
-    def interrupt(data, block):
-        if block.index == (0, 1, 0):
-            raise KeyboardInterrupt
-        return 1
-
-    with pytest.raises(KeyboardInterrupt):
-        ndf.Pipeline(source, ndf.FunctionProcessor(interrupt, pass_block=True), tiler=tiler,
-                     executor="serial", plugins=[Watch()]).run()
-    (result,) = ended
-    assert result.stopped == "stopped by KeyboardInterrupt"
-    assert result.done == ("0_100_200", "0_100_210")
-    assert "0_112_200" in result.not_run and not result.ok
+    result = ndf.Pipeline(source, ndf.FunctionProcessor(interrupt, pass_block=True),
+                          tiler=tiler, executor=executor, plugins=[Watch()]).run()
+    assert ended == [result]
+    assert result.stopped is None and not result.ok
+    assert list(result.failed) == ["0_112_200"]
+    error = result.failed["0_112_200"].error
+    assert error.startswith(("KeyboardInterrupt", "SystemExit"))
+    assert len(result.done) == 7 and result.not_run == ()
 
 
 def test_a_pipeline_run_inside_a_processor_leaves_the_outer_run_alone(source, tiler, volume):

@@ -6,6 +6,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ._base import Executor, WorkerLifecycle, default_workers
+from ._board import WorkerBoard, exit_codes
 from ._processes import ProcessExecutor
 from ._serial import SerialExecutor
 from ._threads import ThreadExecutor
@@ -13,6 +14,8 @@ from ._threads import ThreadExecutor
 __all__ = [
     "Executor",
     "WorkerLifecycle",
+    "WorkerBoard",
+    "exit_codes",
     "SerialExecutor",
     "ThreadExecutor",
     "ProcessExecutor",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import os
+import signal
 from concurrent import futures
 from typing import Any, Callable, ClassVar
 
@@ -92,6 +93,23 @@ class Executor(abc.ABC):
         """A running pool whose every worker runs ``lifecycle.start()`` once before its
         first task and ``lifecycle.stop()`` once when it stops, in the same thread. The
         caller shuts the pool down. A worker that dies (a killed process) does not stop."""
+
+    can_stop_blocks: ClassVar[bool] = False
+    """True when a running block can be stopped (its worker ended), so that
+    ``block_timeout`` is enforced."""
+
+    def make_board(self) -> Any:
+        """A `WorkerBoard` for a new pool's workers to show which block they run, or None
+        when the executor cannot stop a block."""
+        return None
+
+    def stop_worker(self, pid: int) -> None:
+        """End the worker process ``pid`` (it runs a block past its timeout); its pool
+        breaks and is replaced."""
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
 
     @property
     def default_in_flight(self) -> int:
