@@ -329,11 +329,13 @@ def faults_on_every_endpoint(monkeypatch):
 def test_server_trouble_during_validation_is_retried(boss, tmp_path, faults_on_every_endpoint):
     path = write_config(tmp_path, boss.host)
     boss.faults = Faults(error_rate=0.3, status=503, seed=2)  # the 3rd and 4th requests fail
-    source = BossSource.from_config(path, retry=RetryPolicy(4, base_delay=0.001))
+    source = BossSource.from_config(
+        path, retry=RetryPolicy(max_attempts=4, base_delay=0.001)
+    )
     assert source.bounds == Box.from_shape(SHAPE) and boss.stats.injected == 2
     boss.faults = Faults(error_rate=1.0, status=502)
     with pytest.raises(ndf.DataAccessError) as info:
-        BossSource.from_config(path, retry=RetryPolicy(3, base_delay=0.001))
+        BossSource.from_config(path, retry=RetryPolicy(max_attempts=3, base_delay=0.001))
     assert str(info.value).startswith(f"the BOSS at http://{boss.host} kept failing while "
                                       f"checking coll/exp (3 attempts)")
     assert "502" in str(info.value) and TOKEN not in str(info.value)
@@ -412,7 +414,9 @@ def test_a_pipeline_run_shows_the_token_in_no_log_line_error_repr_or_report(
 ):
     caplog = every_logger_at_debug
     path = write_config(tmp_path, boss.host, channels="em", y_range="0,32")
-    source = BossSource.from_config(path, retry=RetryPolicy(8, base_delay=0.001))
+    source = BossSource.from_config(
+        path, retry=RetryPolicy(max_attempts=8, base_delay=0.001)
+    )
     sink = BossSink.from_config(path, {"out": "uint8"}, create=True, retry=FAST)
     boss.faults = Faults(error_rate=0.2, status=503, seed=7)  # retries, logged
 

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
@@ -312,6 +313,39 @@ def test_create_cutout_with_a_time_range(boss, remote):
     np.testing.assert_array_equal(got, patch)
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.uint64])
+def test_a_post_merges_only_its_non_zero_voxels_as_the_boss_does(boss, remote, dtype):
+    # spdb's Cube.overwrite (overwriteDense.c): if (new != 0) stored = new.
+    boss.create_volume("coll", "exp", {"ch": np.zeros((16, 64, 64), dtype)})
+    channel = remote.get_channel("ch", "coll", "exp")
+    first = random_volume((5, 20, 30), dtype, seed=7) | 1  # no zero voxel
+    remote.create_cutout(channel, 0, [30, 60], [10, 30], [7, 12], first)
+    second = random_volume((5, 20, 30), dtype, seed=8)
+    second[:, :, ::3] = 0
+    second[2] = 0  # a whole slice of zeros, and zeros scattered through the rest
+    remote.create_cutout(channel, 0, [30, 60], [10, 30], [7, 12], second)
+    expected = np.zeros((16, 64, 64), dtype)
+    expected[7:12, 10:30, 30:60] = np.where(second != 0, second, first)
+    np.testing.assert_array_equal(boss.channel_array("coll", "exp", "ch")[0], expected)
+    np.testing.assert_array_equal(
+        remote.get_cutout(channel, 0, [30, 60], [10, 30], [7, 12], parallel=False),
+        expected[7:12, 10:30, 30:60],
+    )
+
+
+def test_a_post_with_a_time_range_merges_at_each_time_sample(boss, remote):
+    data = random_volume((3, 4, 8, 8), np.uint16, seed=9) | 1
+    boss.create_volume("coll", "exp", {"ch": data})
+    channel = remote.get_channel("ch", "coll", "exp")
+    patch = random_volume((2, 4, 8, 8), np.uint16, seed=10)
+    patch[0, :2] = 0
+    patch[1, :, :, 4:] = 0
+    remote.create_cutout(channel, 0, [0, 8], [0, 8], [0, 4], patch, time_range=[1, 3])
+    expected = data.copy()
+    expected[1:3] = np.where(patch != 0, patch, data[1:3])
+    np.testing.assert_array_equal(boss.channel_array("coll", "exp", "ch"), expected)
+
+
 def test_create_cutout_to_black_zeroes_the_region(boss, remote):
     data = random_volume((8, 32, 32), np.uint16, seed=5) | 1  # no zero voxel to begin with
     boss.create_volume("coll", "exp", {"ch": data})
@@ -322,6 +356,32 @@ def test_create_cutout_to_black_zeroes_the_region(boss, remote):
     np.testing.assert_array_equal(
         remote.get_cutout(channel, 0, [0, 32], [0, 32], [0, 8], parallel=False), expected
     )
+
+
+def test_to_black_clears_exactly_its_region_at_the_default_time_sample(boss, remote):
+    data = random_volume((3, 20, 40, 40), np.uint8, seed=11) | 1
+    boss.create_volume("coll", "exp", {"ch": data})
+    channel = remote.get_channel("ch", "coll", "exp")
+    assert channel.default_time_sample == 0
+    remote.create_cutout_to_black(channel, 0, [3, 37], [1, 2], [5, 19])  # on no cuboid line
+    expected = data.copy()
+    expected[0, 5:19, 1:2, 3:37] = 0
+    np.testing.assert_array_equal(boss.channel_array("coll", "exp", "ch"), expected)
+
+
+def test_to_black_over_two_time_samples_clears_the_first_only_as_the_boss_does(boss, remote):
+    # boss CutoutToBlack.put makes a 4-D mask only for more than two time samples; a 3-D
+    # one is written at the range's first sample.
+    data = random_volume((4, 4, 8, 8), np.uint8, seed=12) | 1
+    boss.create_volume("coll", "exp", {"ch": data})
+    channel = remote.get_channel("ch", "coll", "exp")
+    remote.create_cutout_to_black(channel, 0, [0, 8], [0, 8], [0, 4], time_range=[1, 3])
+    expected = data.copy()
+    expected[1] = 0
+    np.testing.assert_array_equal(boss.channel_array("coll", "exp", "ch"), expected)
+    remote.create_cutout_to_black(channel, 0, [0, 4], [0, 8], [0, 4], time_range=[1, 4])
+    expected[1:4, :, :, 0:4] = 0
+    np.testing.assert_array_equal(boss.channel_array("coll", "exp", "ch"), expected)
 
 
 def test_intern_skips_uploading_an_all_zero_cutout(boss, remote):
@@ -395,6 +455,12 @@ def test_cutout_over_the_size_limit_is_413():
         assert_boss_error(
             http_error(remote.create_cutout, channel, 0, [0, 32], [0, 32], [0, 1], upload), 413
         )
+        # the to-black PUT has the same limit (boss parsers.is_too_large in CutoutToBlack)
+        assert_boss_error(
+            http_error(remote.create_cutout_to_black, channel, 0, [0, 11], [0, 10], [0, 5]), 413
+        )
+        remote.create_cutout_to_black(channel, 0, [0, 10], [0, 10], [0, 5])
+        assert boss.channel_array("coll", "exp", "ch").sum() == 8 * 32 * 32 - 500
 
 
 def test_wrong_or_missing_token_is_401(boss):
@@ -500,7 +566,9 @@ def test_latency_is_added_to_every_request(boss, remote, monkeypatch):
     import ndframework.boss._emulator_api as api_module
 
     slept = []
-    monkeypatch.setattr(api_module, "time", SimpleNamespace(sleep=slept.append))
+    monkeypatch.setattr(
+        api_module, "time", SimpleNamespace(sleep=slept.append, monotonic=time.monotonic)
+    )
     boss.faults = Faults(latency=0.25)
     remote.list_collections()
     remote.list_coordinate_frames()
@@ -577,7 +645,7 @@ def test_cutouts_are_served_concurrently_without_a_global_lock(boss, monkeypatch
     arrays = {"a": random_volume((4, 16, 16), np.uint8, 3)}
     boss.create_volume("coll", "exp", arrays)
     barrier = threading.Barrier(4, timeout=10)
-    read, write = Volume.read, Volume.write
+    read, merge = Volume.read, Volume.merge  # a POST merges
 
     def meet_then(method):
         def wrapped(self, *args):
@@ -586,7 +654,7 @@ def test_cutouts_are_served_concurrently_without_a_global_lock(boss, monkeypatch
         return wrapped
 
     monkeypatch.setattr(Volume, "read", meet_then(read))
-    monkeypatch.setattr(Volume, "write", meet_then(write))
+    monkeypatch.setattr(Volume, "merge", meet_then(merge))
     patch = np.full((4, 8, 16), 7, np.uint8)
 
     def request(job):

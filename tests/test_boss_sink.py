@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pickle
+import re
+
 import numpy as np
 import pytest
 
@@ -93,6 +96,120 @@ def test_round_trip_and_an_all_zero_block_overwrites_what_was_there(boss):
     assert boss.stats.requests == 1  # one to-black request, no upload intern would skip
 
 
+def partly_zero(shape, dtype, seed):
+    """Random non-zero voxels with about a third of them zero, over the dtype's range."""
+    rng = np.random.default_rng(seed)
+    data = rng.integers(1, np.iinfo(dtype).max, shape, dtype=dtype, endpoint=True)
+    data[rng.random(shape) < 0.33] = 0
+    return data
+
+
+def test_replace_leaves_exactly_the_output_over_old_data(boss):
+    make_experiment(boss)
+    sink = create_sink(boss, {"labels": "uint16"})
+    old = np.random.default_rng(3).integers(1, 2**16, (20, 40, 48), dtype=np.uint16)
+    sink.write(sink.bounds, {"labels": old})
+    box = Box((3, 5, 7), (14, 33, 41))  # on no cuboid line: only this box may change
+    new = partly_zero(box.shape, np.uint16, seed=4)
+    boss.reset_stats()
+    sink.write(box, {"labels": new})
+    expected = old.copy()
+    expected[box.slices()] = new
+    np.testing.assert_array_equal(stored(boss, "labels"), expected)
+    assert (boss.stats.by_status[200], boss.stats.by_status[201]) == (1, 1)  # clear, post
+
+
+def test_merge_keeps_old_data_under_the_zeros_of_the_output(boss):
+    make_experiment(boss)
+    sink = create_sink(boss, {"labels": "uint64"}, mode="merge")
+    old = partly_zero((20, 40, 48), np.uint64, seed=5)
+    sink.write(sink.bounds, {"labels": old})
+    np.testing.assert_array_equal(stored(boss, "labels"), old)
+    box = Box((3, 5, 7), (14, 33, 41))
+    new = partly_zero(box.shape, np.uint64, seed=6)
+    boss.reset_stats()
+    sink.write(box, {"labels": new})
+    expected = old.copy()
+    expected[box.slices()] = np.where(new != 0, new, old[box.slices()])
+    np.testing.assert_array_equal(stored(boss, "labels"), expected)
+    assert boss.stats.requests == 1  # the post alone
+    sink.write(box, {"labels": np.zeros(box.shape, np.uint64)})  # merges nothing: no request
+    assert boss.stats.requests == 1
+    np.testing.assert_array_equal(stored(boss, "labels"), expected)
+
+
+def test_an_output_without_zeros_replaces_with_one_post(boss):
+    make_experiment(boss)
+    sink = create_sink(boss, {"labels": "uint16"})
+    sink.write(sink.bounds, {"labels": np.full((20, 40, 48), 9, np.uint16)})
+    box = Box((0, 0, 0), (4, 8, 8))
+    boss.reset_stats()
+    sink.write(box, {"labels": np.full(box.shape, 5, np.uint16)})
+    assert boss.stats.by_status == {201: 1}
+    assert (stored(boss, "labels", box) == 5).all() and int(stored(boss, "labels").max()) == 9
+
+
+def test_a_replace_interrupted_between_clearing_and_posting_ends_the_same_when_retried(
+    boss, monkeypatch
+):
+    make_experiment(boss)
+    sink = create_sink(boss, {"labels": "uint16"})
+    old = np.random.default_rng(7).integers(1, 2**16, (20, 40, 48), dtype=np.uint16)
+    sink.write(sink.bounds, {"labels": old})
+    box = Box((2, 4, 6), (12, 30, 40))
+    new = partly_zero(box.shape, np.uint16, seed=8)
+
+    def crash(*args):
+        raise ndf.DataAccessError("the worker died between the two requests")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(BossSink, "_post", crash)
+        with pytest.raises(ndf.DataAccessError):
+            sink.write(box, {"labels": new})
+    assert not stored(boss, "labels", box).any()  # cleared, not yet posted
+    sink.write(box, {"labels": new})  # the block, run again
+    sink.write(box, {"labels": new})  # and once more: idempotent
+    expected = old.copy()
+    expected[box.slices()] = new
+    np.testing.assert_array_equal(stored(boss, "labels"), expected)
+
+
+@pytest.mark.parametrize("mode", ["overwrite", "Replace", None, 1])
+def test_an_unknown_mode_is_refused_naming_it_and_the_valid_ones(boss, tmp_path, mode):
+    make_experiment(boss)
+    config = tmp_path / "neurodata.cfg"
+    config.write_text(
+        f"[Default]\nprotocol = http\nhost = {boss.host}\ntoken = {TOKEN}\n"
+        "[Parallel]\ncollection = coll\nexperiment = exp\nchannels = em\n"
+    )
+    message = rf"mode must be 'replace' \(.*\) or 'merge' \(.*\), got {re.escape(repr(mode))}"
+    boss.reset_stats()
+    for make in (
+        lambda: BossSink(boss.host, TOKEN, "coll", "exp", "em", protocol="http", mode=mode),
+        lambda: create_sink(boss, {"out": "uint8"}, mode=mode),
+        lambda: BossSink.from_config(config, {"out": "uint8"}, create=True, mode=mode),
+    ):
+        with pytest.raises(ndf.ConfigError, match=message) as info:
+            make()
+        assert info.value.value == mode and TOKEN not in str(info.value)
+    assert boss.stats.requests == 0
+
+
+def test_the_mode_is_described_and_travels_with_the_pickle(boss, tmp_path):
+    make_experiment(boss)
+    sink = create_sink(boss, {"out": "uint8"}, mode="merge")
+    assert sink.describe().endswith(", resolution 0, mode merge)")
+    assert pickle.loads(pickle.dumps(sink)).mode == "merge"
+    assert create_sink(boss, {"out": "uint8"}).mode == "replace"
+    config = tmp_path / "neurodata.cfg"
+    config.write_text(
+        f"[Default]\nprotocol = http\nhost = {boss.host}\ntoken = {TOKEN}\n"
+        "[Parallel]\ncollection = coll\nexperiment = exp\nchannels = em\n"
+    )
+    assert BossSink.from_config(config, ["out"], mode="merge").mode == "merge"
+    assert "mode replace" in repr(BossSink.from_config(config, ["out"]))
+
+
 def test_uint64_labels_that_sum_to_zero_modulo_2_64_are_still_written(boss):
     # intern skips create_cutout when np.sum(data) == 0, and uint64 sums wrap around.
     make_experiment(boss)
@@ -164,25 +281,44 @@ def test_from_config_takes_the_server_and_region_from_the_file(boss, tmp_path):
         BossSink.from_config(config, ["other"])
 
 
-def test_writes_over_the_request_limit_are_split_and_transient_failures_retried():
+@pytest.mark.parametrize("mode", ["replace", "merge"])
+def test_writes_over_the_request_limit_are_split_and_transient_failures_retried(mode):
     limit = 2048
     with BossEmulator(token=TOKEN, max_cutout_bytes=limit) as boss:
         make_experiment(boss)
-        sink = create_sink(boss, {"labels": "uint16"}, max_request_bytes=limit)
-        labels = np.random.default_rng(2).integers(1, 2**16, (20, 40, 48), dtype=np.uint16)
+        sink = create_sink(boss, {"labels": "uint16"}, max_request_bytes=limit, mode=mode)
+        old = np.random.default_rng(2).integers(1, 2**16, (20, 40, 48), dtype=np.uint16)
+        sink.write(sink.bounds, {"labels": old})
+        labels = partly_zero(old.shape, np.uint16, seed=3)
         boss.reset_stats()
         boss.faults = Faults(error_rate=0.2, status=503, seed=3)
         sink.write(sink.bounds, {"labels": labels})
         boss.faults = Faults()
-        np.testing.assert_array_equal(stored(boss, "labels"), labels)
+        expected = labels if mode == "replace" else np.where(labels != 0, labels, old)
+        np.testing.assert_array_equal(stored(boss, "labels"), expected)
         stats = boss.stats
     assert 413 not in stats.by_status and stats.injected > 0
     assert stats.by_status[201] >= labels.nbytes // limit
+    assert stats.by_status.get(200, 0) == (stats.by_status[201] if mode == "replace" else 0)
+
+
+def test_a_server_with_a_lower_limit_gets_smaller_clears_and_posts_after_a_413():
+    with BossEmulator(token=TOKEN, max_cutout_bytes=3000) as boss:
+        make_experiment(boss)
+        sink = create_sink(boss, {"labels": "uint16"})  # assumes the BOSS's own 520 MiB
+        old = np.random.default_rng(4).integers(1, 2**16, (20, 40, 48), dtype=np.uint16)
+        sink.write(sink.bounds, {"labels": old})
+        labels = partly_zero(old.shape, np.uint16, seed=5)
+        sink.write(sink.bounds, {"labels": labels})
+        np.testing.assert_array_equal(stored(boss, "labels"), labels)
+        assert boss.stats.by_status[413] >= 2
 
 
 def test_a_persistent_write_failure_names_the_box(boss):
     make_experiment(boss)
-    sink = create_sink(boss, {"labels": "uint16"}, retry=RetryPolicy(2, base_delay=0.001))
+    sink = create_sink(
+        boss, {"labels": "uint16"}, retry=RetryPolicy(max_attempts=2, base_delay=0.001)
+    )
     boss.faults = Faults(error_rate=1.0, status=502)
     box = Box((0, 0, 0), (2, 3, 4))
     with pytest.raises(ndf.DataAccessError) as info:
@@ -216,44 +352,50 @@ def test_pipeline_from_a_boss_source_into_a_boss_sink(boss, executor):
     np.testing.assert_array_equal(stored(boss, "out"), em.astype(np.uint16) + 1)
 
 
-def plus_one_with_an_all_zero_middle(data, block):
-    """``em + 1`` as uint16, except all zeros over the block at z = 16; its value is the
-    block's sum of ``em``."""
+def labels_with_zeros_and_an_all_zero_middle(data, block):
+    """``em + 1`` as uint16 where ``em`` is odd and 0 where it is even, all zeros over the
+    block at z = 16; its value is the block's sum of ``em``."""
     em = data["em"]
-    out = np.zeros(em.shape, np.uint16) if block.box.start[0] == 16 else em.astype(np.uint16) + 1
+    out = np.where(em % 2 == 1, em.astype(np.uint16) + 1, 0).astype(np.uint16)
+    if block.box.start[0] == 16:
+        out[:] = 0
     return ndf.BlockOutput({"out": out}, value=int(em.astype(np.int64).sum()))
+
+
+HALF_FAILING = Faults(error_rate=0.5, status=503, seed=7, error_window=1.5)
+"""Half of all cutouts (reads, clears, posts) fail for the first 1.5 s: an outage that
+passes, which a run must ride out."""
+PATIENT = RetryPolicy(max_elapsed=30.0, base_delay=0.05, max_delay=0.4)
 
 
 @pytest.mark.parametrize(
     "executor", [ndf.ThreadExecutor(2), ndf.ProcessExecutor(2)], ids=lambda e: e.name
 )
-def test_a_pipeline_run_with_a_fifth_of_cutouts_failing_gets_every_block_right(boss, executor):
-    em = make_experiment(boss, shape=(40, 40, 48), seed=5)
+def test_a_pipeline_run_through_an_outage_replaces_every_block_exactly(boss, executor):
+    em = make_experiment(boss, shape=(48, 40, 48), seed=5)
     source = BossSource(
-        boss.host, TOKEN, "coll", "exp", "em", protocol="http", retry=FAST
+        boss.host, TOKEN, "coll", "exp", "em", protocol="http", retry=PATIENT
     ).validate()
-    sink = create_sink(boss, {"out": "uint16"})
-    sink.write(sink.bounds, {"out": np.full(em.shape, 9, np.uint16)})  # to be overwritten
+    sink = create_sink(boss, {"out": "uint16"}, retry=PATIENT)
+    sink.write(sink.bounds, {"out": np.full(em.shape, 9, np.uint16)})  # to be replaced
     boss.reset_stats()
-    # GET, POST and to-black alike; with seed 7, four of the first ten cutouts fail.
-    boss.faults = Faults(error_rate=0.2, status=503, seed=7)
+    boss.faults = HALF_FAILING
     result = ndf.Pipeline(
-        source, ndf.FunctionProcessor(plus_one_with_an_all_zero_middle, pass_block=True),
+        source, ndf.FunctionProcessor(labels_with_zeros_and_an_all_zero_middle, pass_block=True),
         tiler=source.default_tiler(), executor=executor, sink=sink, load_entrypoints=False,
     ).run()
     boss.faults = Faults()
     assert result.ok and result.done == ("0_0_0", "16_0_0", "32_0_0") and not result.failed
     assert result.values == {
-        key: int(em[z : z + 16].astype(np.int64).sum())
-        for key, z in (("0_0_0", 0), ("16_0_0", 16), ("32_0_0", 32))
+        f"{z}_0_0": int(em[z : z + 16].astype(np.int64).sum()) for z in (0, 16, 32)
     }
-    expected = em.astype(np.uint16) + 1
-    expected[16:32] = 0  # the all-zero block overwrote the nines
+    expected = np.where(em % 2 == 1, em.astype(np.uint16) + 1, 0).astype(np.uint16)
+    expected[16:32] = 0  # no nine is left: zeros replaced them
     np.testing.assert_array_equal(stored(boss, "out"), expected)
     stats = boss.stats
     assert stats.injected > 0 and stats.by_status[503] == stats.injected
-    # Every cutout succeeded once: 3 reads, 2 uploads and 1 to-black.
-    assert (stats.by_status[200], stats.by_status[201]) == (4, 2)
+    # Every cutout succeeded once: 3 reads and 3 clears (200), 2 posts (201).
+    assert (stats.by_status[200], stats.by_status[201]) == (6, 2)
 
 
 def test_the_pipeline_refuses_blocks_that_would_share_a_cuboid(boss):

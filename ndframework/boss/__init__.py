@@ -3,10 +3,11 @@ emulator (`ndframework.boss.emulator`) that the real client works against offlin
 
 - `BossConfig`: a ``neurodata.cfg`` file, parsed and checked.
 - `BossSource`: reads blocks of a BOSS experiment's channels (``from_config(path)``).
-- `BossSink`: writes block outputs into BOSS channels, creating them when asked.
+- `BossSink`: writes block outputs into BOSS channels, creating them when asked; replacing
+  what was there (``mode="replace"``) or merging into it as the BOSS does (``"merge"``).
 - `Secret`: the API token, kept out of reprs, messages, logs and pickled bytes.
 - `RetryPolicy`: how transient failures (connection errors, timeouts, HTTP 5xx, 429) are
-  retried, with exponential backoff and jitter.
+  retried, with exponential backoff and jitter, within a time budget per request.
 """
 
 from ._metadata import ChannelInfo, VolumeInfo
@@ -14,7 +15,7 @@ from ._retry import RetryPolicy
 from ._secret import Secret
 from ._split import MAX_CUTOUT_BYTES, split_box
 from .config import SUPPORTED_DATATYPES, TOKEN_ENV_VAR, BossConfig
-from .sink import BossSink
+from .sink import WRITE_MODES, BossSink
 from .source import BossSource
 
 __all__ = [
@@ -29,4 +30,5 @@ __all__ = [
     "MAX_CUTOUT_BYTES",
     "SUPPORTED_DATATYPES",
     "TOKEN_ENV_VAR",
+    "WRITE_MODES",
 ]

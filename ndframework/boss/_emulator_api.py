@@ -49,12 +49,37 @@ def _check_latency(instance: object, attribute: attrs.Attribute, value: float) -
         raise ConfigError(f"latency must be a number of seconds >= 0, got {value!r}", value)
 
 
+def _as_window(value: object) -> object:
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return value
+    return float(value)
+
+
+def _check_window(instance: object, attribute: attrs.Attribute, value: float | None) -> None:
+    if value is not None and not (isinstance(value, float) and value > 0.0):
+        raise ConfigError(
+            f"error_window must be a number of seconds > 0, or None for no end, got {value!r}",
+            value,
+        )
+
+
+def _check_frozen(instance: object, attribute: attrs.Attribute, value: bool) -> None:
+    if not isinstance(value, bool):
+        raise ConfigError(f"frozen must be True or False, got {value!r}", value)
+
+
 @attrs.frozen
 class Faults:
     """Faults the emulator injects, for testing retries and timeouts.
 
     >>> Faults(error_rate=0.2, status=429)
-    Faults(error_rate=0.2, status=429, latency=0.0, seed=0)
+    Faults(error_rate=0.2, status=429, latency=0.0, seed=0, error_window=None, frozen=False)
+
+    An outage that passes: half of all cutouts fail for the first two seconds after the
+    faults are set, then none do.
+
+    >>> Faults(error_rate=0.5, error_window=2.0).error_window
+    2.0
     """
 
     error_rate: float = attrs.field(default=0.0, converter=float, validator=_check_rate)
@@ -65,6 +90,16 @@ class Faults:
     """Seconds added to every request before it is answered."""
     seed: int | None = 0
     """Seed of the draw deciding which requests fail; None draws from the OS."""
+    error_window: float | None = attrs.field(
+        default=None, converter=_as_window, validator=_check_window
+    )
+    """Seconds during which ``error_rate`` applies, counted from when these faults were set
+    (or the emulator started, for the faults it starts with); None: for as long as they
+    are set."""
+    frozen: bool = attrs.field(default=False, validator=_check_frozen)
+    """Accept every connection and never answer, as a hung server does: requests (of any
+    kind) are held until the faults change or the emulator stops, then the connection is
+    closed without an answer."""
 
 
 @attrs.frozen
@@ -81,6 +116,8 @@ class EmulatorStats:
     """Requests answered with an injected fault."""
     by_status: Mapping[int, int] = attrs.field(factory=dict)
     """Requests answered, by HTTP status."""
+    unanswered: int = 0
+    """Requests received while the emulator was frozen, never answered (not in the rest)."""
 
 
 @attrs.frozen
@@ -213,7 +250,7 @@ def _post_cutout(api: BossApi, request: Request) -> Response:
 
 
 def _cutout_to_black(api: BossApi, request: Request) -> Response:
-    delete_region(api.store, request)
+    delete_region(api.store, request, api.max_cutout_bytes)
     return Response(200)
 
 
@@ -274,6 +311,8 @@ class BossApi:
     _lock: threading.Lock = attrs.field(factory=threading.Lock, init=False, repr=False)
     _by_status: collections.Counter[int] = attrs.field(factory=collections.Counter, init=False)
     _injected: int = attrs.field(default=0, init=False)
+    _unanswered: int = attrs.field(default=0, init=False)
+    _faults_set_at: float = attrs.field(factory=time.monotonic, init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         self._rng = random.Random(self._faults.seed)
@@ -290,21 +329,33 @@ class BossApi:
         with self._lock:
             self._faults = faults
             self._rng = random.Random(faults.seed)
+            self._faults_set_at = time.monotonic()
+
+    def restart_fault_clock(self) -> None:
+        """Count ``error_window`` from now (the emulator calls this when it starts)."""
+        with self._lock:
+            self._faults_set_at = time.monotonic()
 
     def stats(self) -> EmulatorStats:
         """A snapshot of the request counters."""
         with self._lock:
             by_status = dict(sorted(self._by_status.items()))
-            injected = self._injected
+            injected, unanswered = self._injected, self._unanswered
         total = sum(by_status.values())
         succeeded = sum(n for status, n in by_status.items() if status < 400)
-        return EmulatorStats(total, succeeded, total - succeeded, injected, by_status)
+        return EmulatorStats(total, succeeded, total - succeeded, injected, by_status, unanswered)
 
     def reset_stats(self) -> None:
         """Set every request counter back to zero."""
         with self._lock:
             self._by_status.clear()
             self._injected = 0
+            self._unanswered = 0
+
+    def count_unanswered(self) -> None:
+        """Count a request the HTTP layer held, frozen, and never answered."""
+        with self._lock:
+            self._unanswered += 1
 
     def handle(self, method: str, target: str, headers: Mapping[str, str], body: bytes) -> Response:
         """Answer one request: ``target`` is the request line's URL (path and query)."""
@@ -358,6 +409,9 @@ class BossApi:
         if faults.error_rate <= 0.0:
             return False
         with self._lock:
+            window = faults.error_window
+            if window is not None and time.monotonic() - self._faults_set_at >= window:
+                return False
             return self._rng.random() < faults.error_rate
 
     @staticmethod

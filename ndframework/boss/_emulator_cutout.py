@@ -3,6 +3,9 @@
 The wire format is the BOSS's ``application/blosc``: the voxels as C-ordered bytes, (Z, Y, X)
 or (T, Z, Y, X) when the URL has a time range (the bytes are the same), blosc-compressed.
 intern decompresses with ``blosc.decompress`` and reshapes with the ranges it asked for.
+
+Writes follow the BOSS: a POST merges only the non-zero voxels it carries into what is
+stored (zeros leave stored voxels alone), and only the to-black PUT sets voxels to zero.
 """
 
 from __future__ import annotations
@@ -176,7 +179,12 @@ def read_cutout(store: Store, request: Request, max_bytes: int) -> bytes:
 
 
 def write_cutout(store: Store, request: Request, max_bytes: int) -> None:
-    """Write the blosc-compressed voxels of a POST cutout request."""
+    """Merge the blosc-compressed voxels of a POST cutout request into the channel.
+
+    As on the BOSS, only non-zero voxels are written; a zero leaves the stored voxel as it
+    was (see `Volume.merge` for the spdb and boss-tools code this follows). A POST can
+    therefore never clear data: that takes the to-black PUT (`delete_region`).
+    """
     content_type = (request.headers.get("Content-Type") or "").split(";")[0].strip().lower()
     if content_type != "application/blosc":
         raise ApiError(
@@ -202,10 +210,30 @@ def write_cutout(store: Store, request: Request, max_bytes: int) -> None:
             400, ErrorCode.DESERIALIZATION_ERROR, f"The body is not blosc-compressed data: {error}"
         ) from None
     values = np.frombuffer(raw, dtype=dtype).reshape(region.shape)
-    region.target.volume.write(region.times, region.box, values)
+    region.target.volume.merge(region.times, region.box, values)
 
 
-def delete_region(store: Store, request: Request) -> None:
-    """Set the voxels of a to-black PUT request to zero."""
+def delete_region(store: Store, request: Request, max_bytes: int) -> None:
+    """Set the voxels of a to-black PUT request to zero, as the BOSS does.
+
+    The BOSS's ``CutoutToBlack.put`` (boss ``django/bossspatialdb/views.py``) refuses a
+    region over its cutout size limit (``is_too_large``, ``parsers.py``: HTTP 413), builds
+    a mask of ones over exactly the URL's region and hands it to ``SpatialDB.write_cuboid``
+    (spdb ``spdb/spatialdb/spatialdb.py``) with ``to_black=True``. That pads the mask with
+    zeros to whole cuboids, and the page-out (boss-tools ``lambda/s3_flush_lambda.py``)
+    applies ``Cube.overwrite_to_black`` (spdb ``spdb/spatialdb/cube.py``), which zeroes
+    stored voxels only where the mask is 1. So exactly the requested voxels are cleared,
+    whether or not the region is cuboid-aligned, and nothing around them; the resolution
+    is checked like any cutout's (``write_cuboid`` takes the channel's base resolution or
+    the one above; the emulator stores resolution 0 only).
+
+    Time: without a time range the channel's default time sample is cleared (bosscore
+    ``request.py``, ``BossRequest``). With one, the view makes a 4-D mask only when the
+    range holds more than two samples (``if len(req.get_time()) > 2``); a 3-D mask gets a
+    time axis of one, at the range's start. So a time range of exactly two samples clears
+    the first of them only: the emulator reproduces that.
+    """
     region = parse_region(store, request)
-    region.target.volume.write(region.times, region.box, 0)
+    region.check_size(max_bytes)
+    times = region.times[:1] if len(region.times) == 2 else region.times
+    region.target.volume.write(times, region.box, 0)

@@ -18,6 +18,8 @@ __all__ = ["EmulatorServer"]
 
 # A compressed cutout can exceed its raw size by blosc's header and a little slack.
 _BODY_SLACK = 1 << 20
+# Seconds between looks at whether a frozen emulator has thawed or is stopping.
+_FROZEN_POLL = 0.02
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -41,6 +43,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _serve(self) -> None:
         api = self.server.api
+        if api.faults.frozen:
+            self._hold()
+            return
         try:
             length = int(self.headers.get("Content-Length") or 0)
             if length < 0:
@@ -62,6 +67,16 @@ class _Handler(BaseHTTPRequestHandler):
             return
         body = self.rfile.read(length) if length else b""
         self._send(api.handle(self.command, self.path, self.headers, body))
+
+    def _hold(self) -> None:
+        """Never answer: wait, without reading the body, until the emulator thaws or stops,
+        then drop the connection as a hung server's would be."""
+        api = self.server.api
+        api.count_unanswered()
+        logger.debug("BOSS emulator: frozen, holding %s %s", self.command, self.path)
+        while api.faults.frozen and not self.server.stopping.wait(_FROZEN_POLL):
+            pass
+        self.close_connection = True
 
     def _send(self, response: Response) -> None:
         self.send_response(response.status)
@@ -91,9 +106,15 @@ class EmulatorServer(ThreadingHTTPServer):
 
     def __init__(self, address: tuple[str, int], api: BossApi) -> None:
         self.api = api
+        self.stopping = threading.Event()  # releases requests held while frozen
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
         super().__init__(address, _Handler)
+
+    def shutdown(self) -> None:
+        """Stop serving; requests held by a frozen emulator are let go (unanswered)."""
+        self.stopping.set()
+        super().shutdown()
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self._connections_lock:

@@ -70,13 +70,34 @@ class Volume:
         return data[self._index(times, box)].copy()  # C order, never a view of the store
 
     def write(self, times: range, box: Box, values: np.ndarray | int) -> None:
-        """Store ``values`` (broadcast to (T, Z, Y, X)) in ``box`` at ``times``."""
+        """Store ``values`` (broadcast to (T, Z, Y, X)) in ``box`` at ``times``, zeros
+        included: what loading a volume and the to-black endpoint need (a cutout POST
+        merges instead, see `merge`)."""
         with self._lock:
             if self._data is None:
                 if isinstance(values, int) and values == 0:
                     return  # still all zero
                 self._data = self._allocate()
             self._data[self._index(times, box)] = values
+
+    def merge(self, times: range, box: Box, values: np.ndarray) -> None:
+        """Store the non-zero voxels of ``values`` (T, Z, Y, X) in ``box`` at ``times``;
+        where ``values`` is zero, the stored voxel stays as it was.
+
+        This is how the BOSS merges a cutout POST into what it holds: every cuboid written
+        goes through ``Cube.overwrite`` (spdb ``spdb/spatialdb/imagecube.py`` and
+        ``annocube.py``, ``overwrite``), the C ``overwriteDense8/16/64`` of
+        ``spdb/c_lib/c_version/overwriteDense.c``: ``if (annodata[i] != 0) data[i] =
+        annodata[i]``, applied when the page-out lambda flushes the write to S3 (boss-tools
+        ``lambda/s3_flush_lambda.py``, ``existing_cube.overwrite(new_cube.data, ...)``).
+        """
+        nonzero = values != 0
+        if not nonzero.any():
+            return  # nothing changes, and an unallocated volume stays unallocated
+        with self._lock:
+            if self._data is None:
+                self._data = self._allocate()
+            np.copyto(self._data[self._index(times, box)], values, where=nonzero)
 
     def snapshot(self) -> np.ndarray:
         """A copy of the whole volume, (T, Z, Y, X)."""

@@ -2,18 +2,30 @@
 
 One ``BossRemote`` per thread of each process, made lazily and never pickled; the
 experiment's metadata, fetched once in the coordinating process and carried to workers with
-the pickled object; a timeout on every HTTP request; retries of transient failures; and
-requests kept under the BOSS's size limit (`_split`).
+the pickled object; a timeout on every HTTP request, shortened to what is left of the retry
+budget; retries of transient failures within that budget (`RetryPolicy`); and requests kept
+under the BOSS's size limit (`_split`).
+
+How long a server that stops answering can hold a run: a request gives up once its budget
+(``max_elapsed``) is spent, its last try cut short to fit, so within ``max_elapsed`` plus
+the connect timeout. Once one request of a process has given up, the server is taken to be
+down for the next ``max_elapsed`` seconds: other requests of that source or sink in that
+process (e.g. blocks already handed to the worker, which a stopping run still waits for)
+make one try, waiting at most the connect timeout for an answer, and are not retried. A
+request that succeeds ends that.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import attrs
 import numpy as np
 import requests
 
@@ -41,6 +53,17 @@ DEFAULT_TIMEOUT = (5.0, 120.0)
 
 _PLACEHOLDER_TOKEN = "set-after-construction"
 _LISTED = 20  # names quoted at most when listing what exists
+_SHORTEST_TRY = 0.01  # seconds: a try's timeouts are never cut below this
+
+
+@attrs.frozen
+class _Outage:
+    """A request of this process that spent its whole retry budget failing."""
+
+    at: float
+    """``time.monotonic()`` when it was given up."""
+    spent: float
+    """Seconds it spent failing."""
 
 
 def _as_timeout(value: object) -> tuple[float, float]:
@@ -111,10 +134,11 @@ class BossVolume:
         self._local = threading.local()  # one BossRemote per thread
         self._lock = threading.Lock()
         self._resources: dict[str, ChannelResource] = {}
+        self._outage: _Outage | None = None  # the server's state as this process saw it
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        for name in ("_local", "_lock", "_resources"):  # each process makes its own
+        for name in ("_local", "_lock", "_resources", "_outage"):  # each process its own
             del state[name]
         return state
 
@@ -156,11 +180,15 @@ class BossVolume:
         return BOSS_CUBOID
 
     def describe(self) -> str:
+        return f"{type(self).__name__}({', '.join(self._details())})"
+
+    def _details(self) -> list[str]:
+        """What `describe` says, in parts (never the token)."""
         c = self.config
-        return (
-            f"{type(self).__name__}({c.url}, {c.collection}/{c.experiment}, channels "
-            f"{', '.join(c.channels)}, resolution {c.resolution})"
-        )
+        return [
+            c.url, f"{c.collection}/{c.experiment}", f"channels {', '.join(c.channels)}",
+            f"resolution {c.resolution}",
+        ]
 
     def __repr__(self) -> str:
         return f"<{self.describe()}>"
@@ -221,6 +249,8 @@ class BossVolume:
         c = self.config
         try:
             resource = self._ask(lambda: remote.get_channel(name, c.collection, c.experiment))
+        except ConfigError:  # a ValueError too, but already about the settings
+            raise
         except ValueError as error:  # intern refuses a datatype it does not know
             raise ConfigError(
                 f"{c.where('channels')}: channel {name!r} of {c.collection}/{c.experiment} has "
@@ -244,20 +274,31 @@ class BossVolume:
         """
         c = self.config
         try:
-            return self.retry.call(
-                call,
-                what=f"a metadata request to {c.url}",
-                transient=lambda e: is_transient(e) and http_status(e) is not None,
-            )
+            return self._ask_plainly(call)
         except (requests.ConnectionError, requests.Timeout) as error:
             raise ConfigError(
                 f"{c.where('host')} = {c.host!r}: cannot reach the BOSS at {c.url} within "
-                f"the timeout of {self.timeout[0]:g} s to connect and {self.timeout[1]:g} s to "
-                f"answer ({_network_reason(error)}); check the host and the protocol",
+                f"the timeout of {self.timeout[0]:g} s to connect and "
+                f"{min(self.timeout[1], self.retry.max_elapsed):g} s to answer "
+                f"({_network_reason(error)}); check the host and the protocol",
                 c.host,
             ) from None
         except requests.HTTPError as error:
             raise self._settings_error(error) from None
+        except json.JSONDecodeError as error:  # requests' own is one too
+            raise self._not_a_boss(f"answered a metadata request with something other than "
+                                   f"JSON ({error})") from None
+
+    def _ask_plainly(self, call: Callable[[], T]) -> T:
+        """A metadata request, HTTP 5xx and 429 retried within the budget; errors as they
+        come."""
+        started = time.monotonic()
+        return self.retry.call(
+            self._timed(call, started),
+            what=f"a metadata request to {self.config.url}",
+            transient=lambda e: is_transient(e) and http_status(e) is not None,
+            started=started,
+        )
 
     def _settings_error(self, error: requests.HTTPError) -> Exception:
         c = self.config
@@ -286,15 +327,30 @@ class BossVolume:
         )
 
     def _not_found(self) -> ConfigError:
-        """Which of collection and experiment does not exist, and what does."""
+        """Which of collection and experiment does not exist, and what does; or that the
+        host is no BOSS at all.
+
+        The listings are asked for plainly: a 404 to them must not come back here (a host
+        answering 404 to everything once recursed until Python's stack ran out).
+        """
         c = self.config
         remote = self._remote()
         experiments: list[str] = []
         try:
-            collections = self._ask(remote.list_collections)
-            if c.collection in collections:
-                experiments = self._ask(lambda: remote.list_experiments(c.collection))
-        except ConfigError:  # cannot list: say what is known
+            collections = self._ask_plainly(remote.list_collections)
+        except requests.HTTPError as error:
+            if http_status(error) == 404:  # every BOSS lists collections (GET /v1/collection/)
+                return self._not_a_boss("answered HTTP 404 to listing collections, which "
+                                        "every BOSS API serves")
+            collections = None
+        except (requests.RequestException, ValueError):
+            collections = None
+        try:
+            if collections is not None and c.collection in collections:
+                experiments = self._ask_plainly(lambda: remote.list_experiments(c.collection))
+        except (requests.RequestException, ValueError):
+            collections = None
+        if collections is None:  # cannot list: say what is known
             return ConfigError(
                 f"{c.where('collection')} = {c.collection!r}, {c.where('experiment')} = "
                 f"{c.experiment!r}: not found at {c.url} (HTTP 404)",
@@ -311,6 +367,15 @@ class BossVolume:
             f"such experiment (or its coordinate frame is missing); experiments: "
             f"{listing(experiments)}",
             c.experiment,
+        )
+
+    def _not_a_boss(self, what_it_did: str) -> ConfigError:
+        c = self.config
+        return ConfigError(
+            f"{c.where('host')} = {c.host!r}: the server at {c.url} does not look like a BOSS "
+            f"API: it {what_it_did}; check the host (e.g. 'api.bossdb.io', without a path) "
+            f"and the protocol",
+            c.host,
         )
 
     # -- requests -----------------------------------------------------------------------
@@ -360,18 +425,67 @@ class BossVolume:
         times = 1 if t_range is None else t_range[1] - t_range[0]
         return split_box(box, self.dtype(channel).itemsize * times, self.max_request_bytes)
 
+    def _timed(
+        self, call: Callable[[], T], started: float, longest_wait: float | None = None
+    ) -> Callable[[], T]:
+        """``call``, made under this thread's timeouts cut to what is left of the retry
+        budget that began at ``started`` (and the wait for an answer to ``longest_wait``).
+
+        intern sends with ``session.send(prepared, **session_send_opts)``, and each thread
+        has its own ``BossRemote``, so setting the timeout just before the call is safe.
+        """
+
+        def attempt() -> T:
+            left = started + self.retry.max_elapsed - time.monotonic()
+            connect, read = self.timeout
+            if longest_wait is not None:
+                read = min(read, longest_wait)
+            timeout = (
+                max(_SHORTEST_TRY, min(connect, left)), max(_SHORTEST_TRY, min(read, left))
+            )
+            remote = self._remote()
+            for service in (
+                remote.project_service, remote.metadata_service, remote.volume_service
+            ):
+                service.session_send_opts = {**service.session_send_opts, "timeout": timeout}
+            return call()
+
+        return attempt
+
     def _call(self, call: Callable[[], T], what: str) -> T:
-        """A cutout request: transient failures retried, others a `DataAccessError`."""
+        """A cutout request: transient failures retried within the budget (one try only
+        while this process takes the server to be down), others a `DataAccessError`."""
+        started = time.monotonic()
+        outage = self._outage
+        if outage is not None and started - outage.at >= self.retry.max_elapsed:
+            outage = None  # long enough ago: try in earnest again
+        policy = self.retry if outage is None else attrs.evolve(self.retry, max_attempts=1)
+        longest_wait = None if outage is None else self.timeout[0]
         try:
-            return self.retry.call(call, what=what)
+            result = policy.call(
+                self._timed(call, started, longest_wait), what=what, started=started
+            )
         except Exception as error:
-            status = http_status(error)
-            if status == 413:
+            if http_status(error) == 413:
                 raise TooLarge(what) from error
+            gave_up = getattr(error, "ndf_gave_up", None)
             attempts = getattr(error, "ndf_attempts", 1)
+            elapsed = getattr(error, "ndf_elapsed", time.monotonic() - started)
+            if outage is not None and gave_up is not None:
+                gave_up = (
+                    f"not retried: another request to this BOSS gave up "
+                    f"{started - outage.at:.1f} s earlier, after failing for "
+                    f"{outage.spent:.1f} s"
+                )
+            elif gave_up is not None:
+                self._outage = _Outage(time.monotonic(), elapsed)
+            detail = "" if gave_up is None else f" ({gave_up})"
             raise DataAccessError(
-                f"{what} failed after {attempts} attempt(s): {self._reason(error)}"
+                f"{what} failed after {attempts} attempt(s) in {elapsed:.1f} s{detail}: "
+                f"{self._reason(error)}"
             ) from error
+        self._outage = None
+        return result
 
     def _reason(self, error: BaseException) -> str:
         status = http_status(error)

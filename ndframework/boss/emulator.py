@@ -3,8 +3,12 @@
 It serves, over plain HTTP on loopback, the project service (collections, coordinate frames,
 experiments, channels: create, get, update, delete, list) and the volume service (blosc
 cutouts: GET, POST and the to-black PUT, at resolution 0), with token authentication, the
-BOSS's status codes and JSON error bodies, and fault injection for testing retries. The
-unmodified intern client talks to it like to ``api.bossdb.io``.
+BOSS's status codes and JSON error bodies, and fault injection for testing retries and
+timeouts (`Faults`: failing a fraction of cutouts, for a while or for good; latency; a
+frozen server). The unmodified intern client talks to it like to ``api.bossdb.io``.
+
+Writes merge as on the BOSS: a cutout POST stores only its non-zero voxels, zeros leave what
+is stored alone, and only the to-black PUT clears voxels (see ``_emulator_cutout``).
 
 >>> import numpy as np
 >>> volume = np.arange(4 * 8 * 8, dtype=np.uint8).reshape(4, 8, 8)
@@ -163,6 +167,7 @@ class BossEmulator:
             daemon=True,
         )
         self._server = server
+        self._api.restart_fault_clock()
         self._thread.start()
         return self
 
@@ -398,6 +403,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     faults.add_argument("--latency", type=float, default=0.0, help="seconds added to every request")
     faults.add_argument("--seed", type=int, default=0, help="seed of the failure draw (default: 0)")
+    faults.add_argument(
+        "--error-window",
+        type=float,
+        default=None,
+        help="seconds after the start during which --error-rate applies (default: always)",
+    )
+    faults.add_argument(
+        "--frozen",
+        action="store_true",
+        help="accept connections and never answer, as a hung server does",
+    )
     return parser
 
 
@@ -430,7 +446,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not token:
         parser.error(f"give the API token with --token or the {TOKEN_ENV_VAR} environment variable")
     try:
-        faults = Faults(args.error_rate, args.error_status, args.latency, args.seed)
+        faults = Faults(
+            error_rate=args.error_rate,
+            status=args.error_status,
+            latency=args.latency,
+            seed=args.seed,
+            error_window=args.error_window,
+            frozen=args.frozen,
+        )
         emulator = BossEmulator(
             token,
             port=args.port,

@@ -1,4 +1,11 @@
-"""Writing block outputs into BOSS channels through the ``intern`` client: `BossSink`."""
+"""Writing block outputs into BOSS channels through the ``intern`` client: `BossSink`.
+
+The BOSS never stores the zeros of a cutout POST: it merges only non-zero voxels into what
+it holds (spdb ``Cube.overwrite``, the C ``overwriteDense*`` of
+``spdb/c_lib/c_version/overwriteDense.c``: ``if (new != 0) stored = new``), and only its
+to-black endpoint (boss ``django/bossspatialdb/views.py``, ``CutoutToBlack.put``) clears
+voxels. So a sink that must leave exactly what the processor returned clears the box first.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +25,22 @@ from ._split import MAX_CUTOUT_BYTES, TooLarge, halve, smaller
 from ._volume import DEFAULT_TIMEOUT, BossVolume, as_box, listing
 from .config import SUPPORTED_DATATYPES, BossConfig
 
-__all__ = ["BossSink"]
+__all__ = ["BossSink", "WRITE_MODES"]
+
+WRITE_MODES = ("replace", "merge")
+"""How a `BossSink` writes: 'replace' (what the processor returned, zeros included) or
+'merge' (the BOSS's own merge: zeros keep what was stored)."""
+
+
+def _check_mode(mode: object) -> str:
+    if mode not in WRITE_MODES:
+        raise ConfigError(
+            f"mode must be 'replace' (store what the processor returned, zeros included) or "
+            f"'merge' (store its non-zero voxels, keeping what was stored under its zeros), "
+            f"got {mode!r}",
+            mode,
+        )
+    return mode  # type: ignore[return-value]
 
 
 def _datatypes(
@@ -67,9 +89,20 @@ class BossSink(BossVolume, DataSink):
     """A sink into channels of a BOSS experiment, written with intern's ``create_cutout``.
 
     Its ``chunk_shape`` is the BOSS cuboid, so the pipeline refuses tilings whose parallel
-    writes would share one. An all-zero piece is written with the to-black endpoint, since
-    intern's ``create_cutout`` silently skips arrays that sum to zero. Constructing one
-    does no I/O; `create` and `from_config` talk to the server at once.
+    writes would share one. Constructing one does no I/O; `create` and `from_config` talk
+    to the server at once.
+
+    A cutout POST to the BOSS stores only the non-zero voxels it carries: the zeros of an
+    output leave older data in place. With ``mode="replace"`` (the default) the sink makes
+    the box hold exactly what the processor returned: where the output has zeros, it first
+    clears the box with the to-black endpoint, then posts the output (the post is skipped
+    when the output is all zero, as intern skips uploading arrays that sum to zero; an
+    output without zeros needs the post alone). This is idempotent, so a block retried
+    after a crash between the two requests ends as if it had run once. With
+    ``mode="merge"`` the sink posts only: non-zero voxels replace what was stored, zeros
+    keep it (``np.where(new != 0, new, old)``), e.g. to paint labels over a channel that
+    other runs write too. Every request is retried and kept under the size limit in both
+    modes.
 
     Parameters
     ----------
@@ -79,6 +112,8 @@ class BossSink(BossVolume, DataSink):
         Names of existing channels to write, a sequence or a comma-separated string.
     bounds:
         The region writes may touch, a ZYX `Box` (default: the coordinate frame's extent).
+    mode:
+        ``"replace"`` or ``"merge"``, see above.
 
     Examples
     --------
@@ -94,6 +129,8 @@ class BossSink(BossVolume, DataSink):
     (28, 'uint16')
     """
 
+    mode: str = "replace"
+
     def __init__(
         self,
         host: str,
@@ -108,13 +145,16 @@ class BossSink(BossVolume, DataSink):
         timeout: float | tuple[float, float] = DEFAULT_TIMEOUT,
         retry: RetryPolicy | None = None,
         max_request_bytes: int = MAX_CUTOUT_BYTES,
+        mode: str = "replace",
     ) -> None:
+        mode = _check_mode(mode)
         config = BossConfig(
             protocol, host, token, collection, experiment, channels, resolution=resolution
         ).with_box(as_box(bounds))
         super().__init__(
             config, timeout=timeout, retry=retry, max_request_bytes=max_request_bytes
         )
+        self.mode = mode
 
     def _check_config(self, config: BossConfig) -> None:
         if config.t_range is not None:
@@ -142,6 +182,7 @@ class BossSink(BossVolume, DataSink):
         timeout: float | tuple[float, float] = DEFAULT_TIMEOUT,
         retry: RetryPolicy | None = None,
         max_request_bytes: int = MAX_CUTOUT_BYTES,
+        mode: str = "replace",
     ) -> BossSink:
         """A sink into ``channels``, creating those that do not exist yet.
 
@@ -154,18 +195,20 @@ class BossSink(BossVolume, DataSink):
             The datatype of every channel when ``channels`` lists names.
         sources:
             Channels the new ones derive from (the BOSS asks it of annotation channels).
+        mode:
+            ``"replace"`` (default) or ``"merge"``, as for `BossSink`.
 
         Raises
         ------
         ConfigError
-            If a datatype is not supported, or a channel exists with another datatype (the
-            message names both), or the settings do not fit the server.
+            If a datatype or the mode is not supported, or a channel exists with another
+            datatype (the message names both), or the settings do not fit the server.
         """
         wanted = _datatypes(channels, datatype)
         sink = cls(
             host, token, collection, experiment, tuple(wanted), protocol=protocol,
             resolution=resolution, bounds=bounds, timeout=timeout, retry=retry,
-            max_request_bytes=max_request_bytes,
+            max_request_bytes=max_request_bytes, mode=mode,
         )
         return sink._prepare_channels(wanted, create=True, sources=sources)
 
@@ -181,19 +224,29 @@ class BossSink(BossVolume, DataSink):
         timeout: float | tuple[float, float] = DEFAULT_TIMEOUT,
         retry: RetryPolicy | None = None,
         max_request_bytes: int = MAX_CUTOUT_BYTES,
+        mode: str = "replace",
     ) -> BossSink:
         """A sink into ``channels`` of the experiment and region ``neurodata.cfg`` names.
 
         The server, token, collection, experiment, ranges and resolution come from the
         file; the channels to write are given here (the file's are the inputs). With
         ``create``, missing channels are made with their datatype; with a datatype given,
-        existing channels must have it.
+        existing channels must have it. ``mode`` is ``"replace"`` (default) or
+        ``"merge"``, as for `BossSink`.
+
+        Raises
+        ------
+        ConfigError
+            For a bad mode, datatype or setting, or a host that is no BOSS API (naming the
+            file, the key and the value; never the token).
         """
+        mode = _check_mode(mode)
         names = list(channels) if isinstance(channels, Mapping) else channels
         config = attrs.evolve(BossConfig.from_file(path), channels=names)
         sink: BossSink = cls.from_settings(
             config, timeout=timeout, retry=retry, max_request_bytes=max_request_bytes
         )
+        sink.mode = mode
         if create or datatype is not None or isinstance(channels, Mapping):
             wanted: Mapping[str, str | None] = _datatypes(channels, datatype)
         else:
@@ -241,6 +294,9 @@ class BossSink(BossVolume, DataSink):
         """The BOSS cuboid grid starts at 0 whatever the bounds of the sink."""
         return (0, 0, 0)
 
+    def _details(self) -> list[str]:
+        return [*super()._details(), f"mode {self.mode}"]
+
     def _write_box(self, box: Box, arrays: dict[str, np.ndarray]) -> None:
         for name, array in arrays.items():
             data = np.ascontiguousarray(array, dtype=self.dtype(name))
@@ -248,32 +304,48 @@ class BossSink(BossVolume, DataSink):
             while pieces:
                 piece = pieces.pop()
                 try:
-                    self._put(name, piece, data[piece.relative_to(box).slices()])
+                    self._write_piece(name, piece, data[piece.relative_to(box).slices()])
                 except TooLarge as error:
                     pieces.extend(smaller(piece, error))
 
-    def _put(self, channel: str, box: Box, data: np.ndarray) -> None:
+    def _write_piece(self, channel: str, box: Box, data: np.ndarray) -> None:
+        """Write one request's worth: cleared first when replacing data that has zeros,
+        then the non-zero voxels posted (the BOSS ignores the zeros of a post)."""
+        if self.mode == "replace" and not data.all():
+            self._clear(channel, box)
+        if data.any():
+            self._post(channel, box, data)
+
+    def _clear(self, channel: str, box: Box) -> None:
+        """Set ``box`` to zero with the to-black endpoint: exactly the box, cuboid-aligned
+        or not (boss ``bossspatialdb/views.py``, ``CutoutToBlack.put``)."""
         remote, resource = self._remote(), self._resource(channel)
         x_range, y_range, z_range = self._ranges(box)
         resolution = self.config.resolution
+        self._call(
+            lambda: remote.create_cutout_to_black(
+                resource, resolution, x_range, y_range, z_range
+            ),
+            what=f"clearing {self._where(channel, box)}",
+        )
+
+    def _post(self, channel: str, box: Box, data: np.ndarray) -> None:
+        """POST ``data``, which has a non-zero voxel; the BOSS stores only those."""
         if not data.any():
-            # intern's create_cutout returns without a request when the data sum to zero.
-            self._call(
-                lambda: remote.create_cutout_to_black(
-                    resource, resolution, x_range, y_range, z_range
-                ),
-                what=f"zeroing {self._where(channel, box)}",
-            )
-        elif np.sum(data) == 0:
-            # uint64 labels can sum to a multiple of 2**64, which intern takes for all-zero
-            # and skips: write the halves, whose sums differ, separately.
+            return
+        if np.sum(data) == 0:
+            # intern skips create_cutout when np.sum(data) == 0, and uint64 labels can sum
+            # to a multiple of 2**64: post the halves, whose sums differ, separately.
             for half in halve(box):
-                self._put(channel, half, data[half.relative_to(box).slices()])
-        else:
-            contiguous = np.ascontiguousarray(data)
-            self._call(
-                lambda: remote.create_cutout(
-                    resource, resolution, x_range, y_range, z_range, contiguous
-                ),
-                what=f"writing {self._where(channel, box)}",
-            )
+                self._post(channel, half, data[half.relative_to(box).slices()])
+            return
+        remote, resource = self._remote(), self._resource(channel)
+        x_range, y_range, z_range = self._ranges(box)
+        resolution = self.config.resolution
+        contiguous = np.ascontiguousarray(data)
+        self._call(
+            lambda: remote.create_cutout(
+                resource, resolution, x_range, y_range, z_range, contiguous
+            ),
+            what=f"writing {self._where(channel, box)}",
+        )
