@@ -5,9 +5,11 @@ Every error names the file, the key and the bad value; none contains the token.
 
 from __future__ import annotations
 
+import http.server
 import logging
 import pickle
 import socket
+import threading
 import time
 import traceback
 
@@ -315,6 +317,76 @@ def test_a_server_that_never_answers_times_out(tmp_path):
         message = config_error(write_config(tmp_path, host), timeout=(1.0, 0.3))
         assert time.monotonic() - started < 10
     assert f"host = '{host}'" in message and "timed out waiting for an answer" in message
+
+
+def test_a_frozen_boss_is_reported_within_the_read_timeout(boss, tmp_path):
+    boss.faults = Faults(frozen=True)  # accepts every connection, never answers
+    started = time.monotonic()
+    message = config_error(write_config(tmp_path, boss.host), timeout=(1.0, 0.3))
+    assert time.monotonic() - started < 3 * 0.3 + 2  # one try, generously bounded
+    assert "cannot reach the BOSS" in message and "timed out waiting for an answer" in message
+    assert boss.stats.unanswered == 1
+
+
+class _NotABoss(http.server.BaseHTTPRequestHandler):
+    """Another web server: 404 (or 200) with an HTML page to every request."""
+
+    protocol_version = "HTTP/1.1"
+
+    def _answer(self):
+        self.server.requests += 1
+        length = int(self.headers.get("Content-Length") or 0)
+        self.rfile.read(length)
+        body = b"<html><body><h1>Not Found</h1>" + b"<p>nothing here</p>" * 200 + b"</body></html>"
+        self.send_response(self.server.status)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = do_PUT = do_DELETE = _answer
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def not_a_boss():
+    """A web server on 127.0.0.1 that is no BOSS; set its ``status`` (404 by default)."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _NotABoss)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+    thread.join(10)
+
+
+@pytest.mark.parametrize("status, answer", [
+    (404, "answered HTTP 404 to listing collections, which every BOSS API serves"),
+    (200, "answered a metadata request with something other than JSON"),
+])
+@pytest.mark.parametrize("make", ["source", "sink"])
+def test_a_host_that_is_no_boss_is_a_one_line_config_error(
+    not_a_boss, tmp_path, status, answer, make
+):
+    not_a_boss.status, not_a_boss.requests = status, 0
+    host = f"127.0.0.1:{not_a_boss.server_address[1]}"
+    path = write_config(tmp_path, host)
+    with pytest.raises(ndf.ConfigError) as info:
+        if make == "source":
+            BossSource.from_config(path, retry=FAST)
+        else:
+            BossSink.from_config(path, {"out": "uint8"}, create=True, retry=FAST)
+    message = str(info.value)
+    assert message.startswith(
+        f"{path}: [Default] host = '{host}': the server at http://{host} does not look like a "
+        f"BOSS API: it {answer}"
+    ), message
+    assert "\n" not in message and "<html>" not in message and TOKEN not in message
+    assert len(traceback.format_exception(info.value)) < 40  # once 15,000 lines, recursing
+    assert not_a_boss.requests <= 3
 
 
 @pytest.fixture

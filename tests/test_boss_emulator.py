@@ -575,9 +575,56 @@ def test_latency_is_added_to_every_request(boss, remote, monkeypatch):
     assert slept == [0.25, 0.25]
 
 
+def test_faults_with_a_window_stop_when_it_closes(boss, remote):
+    boss.create_volume("coll", "exp", {"ch": np.ones((4, 8, 8), np.uint8)})
+    channel = remote.get_channel("ch", "coll", "exp")
+    boss.faults = Faults(error_rate=1.0, status=503, error_window=0.4)
+    started = time.monotonic()
+    http_error(remote.get_cutout, channel, 0, [0, 8], [0, 8], [0, 4], parallel=False)
+    time.sleep(max(0.0, started + 0.45 - time.monotonic()))
+    assert remote.get_cutout(channel, 0, [0, 8], [0, 8], [0, 4], parallel=False).sum() == 256
+    boss.faults = Faults(error_rate=1.0, status=503, error_window=0.4)  # a new window
+    http_error(remote.get_cutout, channel, 0, [0, 8], [0, 8], [0, 4], parallel=False)
+    assert boss.stats.injected == 2
+
+
+def test_a_window_set_before_the_start_counts_from_the_start():
+    with BossEmulator(token=TOKEN, faults=Faults(error_rate=1.0, error_window=60.0)) as boss:
+        time.sleep(0.01)
+        boss.create_volume("coll", "exp", {"ch": np.ones((4, 8, 8), np.uint8)})
+        remote = boss.remote()
+        channel = remote.get_channel("ch", "coll", "exp")
+        http_error(remote.get_cutout, channel, 0, [0, 8], [0, 8], [0, 4], parallel=False)
+
+
+def test_a_frozen_emulator_accepts_and_never_answers_until_it_thaws(boss):
+    url = f"{boss.url}/v1/collection/"
+    headers = {"Authorization": f"Token {TOKEN}"}
+    boss.faults = Faults(frozen=True)
+    with pytest.raises(requests.ReadTimeout):
+        requests.get(url, headers=headers, timeout=(2.0, 0.3))  # connected, no answer
+    assert boss.stats.unanswered == 1 and boss.stats.requests == 0
+    boss.faults = Faults()
+    assert requests.get(url, headers=headers, timeout=5).json() == {"collections": []}
+    boss.faults = Faults(frozen=True)
+    held = ThreadPoolExecutor(1).submit(requests.get, url, headers=headers, timeout=30)
+    time.sleep(0.2)
+    started = time.monotonic()
+    boss.stop()  # lets go of the held request without answering, at once
+    with pytest.raises(requests.ConnectionError):
+        held.result(timeout=10)
+    assert time.monotonic() - started < 5
+
+
 def test_fault_settings_are_validated(boss):
     with pytest.raises(ValueError, match="error_rate must be between 0 and 1, got 1.5"):
         Faults(error_rate=1.5)
+    with pytest.raises(ConfigError, match=r"error_window must be .* > 0, or None .*, got 0.0"):
+        Faults(error_window=0)
+    with pytest.raises(ConfigError, match=r"error_window must be .*, got 'soon'"):
+        Faults(error_window="soon")
+    with pytest.raises(ConfigError, match=r"frozen must be True or False, got 1"):
+        Faults(frozen=1)
     with pytest.raises(ValueError, match="status must be one of"):
         Faults(status=404)
     with pytest.raises(ValueError, match="latency"):
@@ -814,6 +861,19 @@ def test_command_line_serves_the_demo_until_interrupted(token_from):
     assert TOKEN not in banner + out + err
     expected_source = "--token" if token_from == "flag" else "$NDFRAMEWORK_BOSS_TOKEN"
     assert f"host = {host}, token = the value of {expected_source}" in banner
+
+
+def test_command_line_fault_flags_reach_the_emulator(monkeypatch):
+    from ndframework.boss import emulator as module
+
+    started = []
+    monkeypatch.setattr(module.BossEmulator, "start", lambda self: started.append(self) or self)
+    monkeypatch.setattr(module.BossEmulator, "running", property(lambda self: False))
+    monkeypatch.setattr(module, "_print_banner", lambda *args: None)
+    argv = ["--token", TOKEN, "--port", "0", "--error-rate", "0.5", "--error-window", "2",
+            "--frozen"]
+    assert main(argv) == 0
+    assert started[0].faults == Faults(error_rate=0.5, error_window=2.0, frozen=True)
 
 
 def test_command_line_requires_a_token(capsys, monkeypatch):

@@ -6,14 +6,17 @@ handling, over HTTP, and numpy slicing of the arrays loaded into the emulator is
 
 from __future__ import annotations
 
+import hashlib
 import pickle
 import re
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import attrs
 import numpy as np
 import pytest
+import requests
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -237,6 +240,136 @@ def test_a_request_that_outlasts_the_timeout_is_retried_within_the_budget_then_r
     np.testing.assert_array_equal(source.read(box)["em"], volume["em"][:2, :2, :2])
 
 
+class FakeTime:
+    """A clock that moves only when slept on, or when a request says it took long."""
+
+    def __init__(self):
+        self.now, self.slept = 0.0, []
+
+    def clock(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def failing(error, seconds_each=0.0, clock=None, succeed_after=None):
+    """A request that raises ``error`` (taking ``seconds_each``), counting its tries."""
+    tries = []
+
+    def request():
+        tries.append(1)
+        if clock is not None:
+            clock.now += seconds_each
+        if succeed_after is not None and len(tries) > succeed_after:
+            return "ok"
+        raise error
+
+    return request, tries
+
+
+def http_error_with(status, headers=None):
+    response = requests.Response()
+    response.status_code, response.headers = status, requests.structures.CaseInsensitiveDict(
+        headers or {}
+    )
+    return requests.HTTPError(f"HTTP {status}", response=response)
+
+
+def test_transient_failures_are_retried_until_the_time_budget_is_spent():
+    fake = FakeTime()
+    policy = RetryPolicy(max_elapsed=60.0, base_delay=1.0, max_delay=8.0, jitter=0.0)
+    request, tries = failing(requests.ConnectionError("connection reset"), 0.5, fake)
+    with pytest.raises(requests.ConnectionError) as info:
+        policy.call(request, what="a test", sleep=fake.sleep, clock=fake.clock)
+    assert fake.slept[:5] == [1.0, 2.0, 4.0, 8.0, 8.0]
+    assert fake.now <= 60.0 + 0.5 and fake.now + 8.0 >= 60.0  # all of the budget, no more
+    error = info.value
+    assert (error.ndf_attempts, error.ndf_elapsed) == (len(tries), fake.now)
+    assert error.ndf_gave_up == "the retry budget of 60 s is spent"
+    assert len(tries) == len(fake.slept) + 1 == 10
+
+
+def test_a_try_that_takes_the_whole_budget_is_not_followed_by_another():
+    fake = FakeTime()
+    request, tries = failing(requests.ReadTimeout("timed out"), 120.0, fake)
+    with pytest.raises(requests.ReadTimeout) as info:
+        RetryPolicy(max_elapsed=100.0).call(
+            request, what="a test", sleep=fake.sleep, clock=fake.clock
+        )
+    assert len(tries) == 1 and fake.slept == [] and info.value.ndf_elapsed == 120.0
+
+
+def test_max_attempts_caps_the_tries_and_a_mistake_is_not_retried():
+    fake = FakeTime()
+    request, tries = failing(http_error_with(503))
+    with pytest.raises(requests.HTTPError) as info:
+        RetryPolicy(max_attempts=3, base_delay=0.1).call(
+            request, what="a test", sleep=fake.sleep, clock=fake.clock
+        )
+    assert len(tries) == 3 and info.value.ndf_gave_up == "max_attempts = 3 reached"
+    request, tries = failing(http_error_with(404))
+    with pytest.raises(requests.HTTPError) as info:
+        RetryPolicy().call(request, what="a test", sleep=fake.sleep, clock=fake.clock)
+    assert len(tries) == 1 and info.value.ndf_gave_up is None
+
+
+def test_retry_after_is_honoured_beyond_max_delay_but_not_past_the_budget():
+    fake = FakeTime()
+    policy = RetryPolicy(max_elapsed=100.0, base_delay=0.1, max_delay=1.0)
+    request, tries = failing(http_error_with(429, {"Retry-After": "40"}), succeed_after=2)
+    assert policy.call(request, what="a test", sleep=fake.sleep, clock=fake.clock) == "ok"
+    assert fake.slept == [40.0, 40.0]
+    request, tries = failing(http_error_with(503, {"Retry-After": "40"}))
+    with pytest.raises(requests.HTTPError) as info:
+        policy.call(request, what="a test", sleep=fake.sleep, clock=fake.clock)
+    assert fake.slept == [40.0, 40.0, 40.0, 40.0] and len(tries) == 3
+    assert info.value.ndf_gave_up == (
+        "the server asked to wait 40 s (Retry-After), past the retry budget of 100 s"
+    )
+
+
+def test_every_retry_is_logged_without_the_token(caplog):
+    caplog.set_level("INFO", logger="ndframework.boss")
+    fake = FakeTime()
+    request, tries = failing(requests.ConnectionError(f"reset, token {TOKEN}?"), succeed_after=2)
+    RetryPolicy(base_delay=0.25, jitter=0.0).call(
+        request, what="reading a box", sleep=fake.sleep, clock=fake.clock,
+        transient=lambda error: True,
+    )
+    lines = [r.getMessage() for r in caplog.records if r.name == "ndframework.boss"]
+    assert len(lines) == 2 and lines[0].startswith(
+        "reading a box failed (attempt 1, 0.0 s of a 300 s retry budget spent: ConnectionError"
+    ) and lines[1].endswith("retrying in 0.500 s")
+
+
+def test_the_default_policy_retries_for_five_minutes():
+    policy = RetryPolicy()
+    assert (policy.max_elapsed, policy.base_delay, policy.max_delay, policy.jitter) == (
+        300.0, 0.5, 30.0, 0.5
+    )
+    assert policy.max_attempts is None
+    waits = policy.delays()
+    assert waits[:7] == (0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0) and sum(waits) < 300
+    assert len(waits) == 14  # 15 tries against a server that fails at once
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"max_elapsed": 0}, r"max_elapsed must be a finite number of seconds > 0, got 0.0"),
+    ({"max_elapsed": float("inf")}, r"max_elapsed must be .*, got inf"),
+    ({"max_elapsed": "long"}, r"max_elapsed must be .*, got 'long'"),
+    ({"base_delay": -1}, r"base_delay must be a number of seconds >= 0, got -1.0"),
+    ({"jitter": 2}, r"jitter must be between 0 and 1, got 2.0"),
+    ({"max_attempts": 0}, r"max_attempts must be an integer >= 1, or None for no cap, got 0"),
+])
+def test_a_bad_policy_is_refused_naming_the_value(options, message):
+    with pytest.raises(ndf.ConfigError, match=message):
+        RetryPolicy(**options)
+    with pytest.raises(TypeError):
+        RetryPolicy(5)  # keyword-only: a bare number could mean tries or seconds
+
+
 def test_a_wrong_token_at_read_time_says_authentication_failed(boss, volume):
     source = pickle.loads(pickle.dumps(boss_source(boss).validate()))
     source.config = attrs.evolve(source.config, token="not-the-token")
@@ -357,6 +490,114 @@ def test_a_persistent_failure_stops_the_run_cleanly(boss, volume):
         pipeline.run()
     assert not info.value.result.ok and TOKEN not in str(info.value)
     assert all(TOKEN not in failure.error for failure in info.value.result.failed.values())
+
+
+# -- outages: one that passes, and a server that freezes ------------------------------------------
+
+
+OUTAGE_EM = np.random.default_rng(11).integers(0, 256, (32, 48, 48), dtype=np.uint8)
+
+
+@pytest.fixture(scope="module")
+def outage_boss():
+    """One emulator for the outage tests, its 'em' channel holding OUTAGE_EM."""
+    with BossEmulator(token=TOKEN) as emulator:
+        emulator.create_volume("coll", "exp", {"em": OUTAGE_EM})
+        yield emulator
+
+
+@pytest.fixture
+def outage(outage_boss):
+    outage_boss.faults = Faults()
+    outage_boss.reset_stats()
+    yield outage_boss
+    outage_boss.faults = Faults()
+
+
+def digest(data):
+    """What a block read, in a few bytes: its sha256."""
+    return hashlib.sha256(np.ascontiguousarray(data["em"]).tobytes()).hexdigest()
+
+
+@pytest.mark.parametrize(
+    "executor", [ndf.ThreadExecutor(2), ndf.ProcessExecutor(2)], ids=lambda e: e.name
+)
+def test_a_run_rides_out_half_of_all_cutouts_failing_for_a_while(outage, executor):
+    # Five quick tries each (the old policy) would have ended this run: of 64 reads, about
+    # two fail five times in a row at a failure rate of one half.
+    policy = RetryPolicy(max_elapsed=30.0, base_delay=0.05, max_delay=0.4)
+    source = boss_source(outage, "em", retry=policy).validate()
+    tiler = RegularTiler((8, 12, 12))
+    outage.reset_stats()
+    outage.faults = Faults(error_rate=0.5, status=503, seed=3, error_window=1.5)
+    result = ndf.Pipeline(
+        source, digest, tiler=tiler, executor=executor, load_entrypoints=False
+    ).run()
+    outage.faults = Faults()
+    blocks = list(tiler.blocks(source.bounds))
+    assert len(blocks) == 64
+    assert result.ok and not result.failed and len(result.done) == len(blocks)
+    for block in blocks:
+        assert result.values[block.key] == digest({"em": OUTAGE_EM[block.box.slices()]})
+    stats = outage.stats
+    assert stats.injected > 10 and stats.by_status[503] == stats.injected
+    assert stats.by_status[200] == len(blocks)  # each read succeeded once
+
+
+@pytest.mark.parametrize(
+    "executor", [ndf.ThreadExecutor(2), ndf.ProcessExecutor(2)], ids=lambda e: e.name
+)
+def test_a_frozen_server_ends_a_run_within_the_retry_budget(outage, executor):
+    budget, connect = 1.0, 0.5
+    bound = budget + connect  # documented: max_elapsed plus the connect timeout
+    source = boss_source(
+        outage, "em", timeout=(connect, 30.0),  # the 30 s wait is cut to the budget
+        retry=RetryPolicy(max_elapsed=budget, base_delay=0.05),
+    ).validate()
+    outage.faults = Faults(frozen=True)
+    pipeline = ndf.Pipeline(source, digest, tiler=RegularTiler((8, 12, 12)),
+                            executor=executor, load_entrypoints=False)
+    started = time.monotonic()
+    with pytest.raises(ndf.DataAccessError) as info:
+        pipeline.run()
+    waited = time.monotonic() - started
+    outage.faults = Faults()
+    # Two blocks run, two more wait in line and still run (one short try each): generous.
+    assert waited < 3 * bound, f"reported after {waited:.1f} s"
+    message = str(info.value)
+    assert re.search(r"failed after \d+ attempt\(s\) in 1\.\d s \(the retry budget of 1 s is "
+                     r"spent\): timed out waiting for an answer", message), message
+    assert TOKEN not in message
+    failures = info.value.result.failed.values()
+    assert all("timed out waiting for an answer" in failure.error for failure in failures)
+    assert outage.stats.unanswered >= 2
+    # The server is back: the same source reads again.
+    box = Box((0, 0, 0), (8, 12, 12))
+    np.testing.assert_array_equal(source.read(box)["em"], OUTAGE_EM[box.slices()])
+
+
+def test_after_one_request_gives_up_the_next_ones_try_once_until_one_succeeds(outage):
+    connect = 0.3
+    source = boss_source(
+        outage, "em", timeout=(connect, 30.0),
+        retry=RetryPolicy(max_elapsed=0.6, base_delay=0.05),
+    ).validate()
+    box = Box((0, 0, 0), (4, 4, 4))
+    outage.faults = Faults(frozen=True)
+    with pytest.raises(ndf.DataAccessError, match=r"retry budget of 0.6 s is spent"):
+        source.read(box)
+    started = time.monotonic()
+    with pytest.raises(ndf.DataAccessError) as info:
+        source.read(box)
+    assert time.monotonic() - started < connect + 1.0
+    assert re.search(r"failed after 1 attempt\(s\) in 0\.\d s \(not retried: another request "
+                     r"to this BOSS gave up \d+\.\d s earlier, after failing for 0\.\d s\)",
+                     str(info.value)), str(info.value)
+    outage.faults = Faults()
+    np.testing.assert_array_equal(source.read(box)["em"], OUTAGE_EM[box.slices()])
+    outage.faults = Faults(error_rate=0.5, seed=1)  # after a success, retried again
+    np.testing.assert_array_equal(source.read(box)["em"], OUTAGE_EM[box.slices()])
+    assert outage.stats.injected > 0
 
 
 def test_a_token_with_a_percent_sign_works():
