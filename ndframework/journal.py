@@ -276,10 +276,10 @@ class Journal:
         if not Path(path).is_file():
             raise ConfigError(f"no journal at {os.fspath(path)!r}", path)
         journal = cls(path)
-        journal._connection = journal._connect()
         try:
+            journal._connection = journal._connect()
             journal.connection.execute("SELECT 1 FROM blocks LIMIT 1")
-        except sqlite3.DatabaseError as error:
+        except (sqlite3.DatabaseError, ConfigError) as error:
             raise ConfigError(f"{os.fspath(path)!r} is not an ndframework journal: {error}",
                               path) from error
         return journal

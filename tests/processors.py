@@ -179,3 +179,113 @@ class BrokenSink(ndf.InMemorySink):
 
     def _write_box(self, box, arrays):
         raise OSError(28, "No space left on device")
+
+
+class FailUntilMarked(ndf.BlockProcessor):
+    """Fails the blocks in ``keys`` until a file named after the block exists in
+    ``marks``; its value is the owned ``em`` sum."""
+
+    def __init__(self, marks, keys):
+        self.marks = str(marks)
+        self.keys = set(keys)
+
+    def process(self, data, block):
+        if block.key in self.keys and not os.path.exists(os.path.join(self.marks, block.key)):
+            raise RuntimeError(f"block {block.key} is not ready")
+        return int(block.crop(data["em"]).astype(np.int64).sum())
+
+    def reduce(self, results):
+        return sum(results.values())
+
+
+class FoldSum(ndf.BlockProcessor):
+    """Folds (blocks, owned em sum); with ``fail_without``, blocks whose x start is 200 and
+    y start is not 100 fail until ``fail_without/go`` exists."""
+
+    initial = (0, 0)
+
+    def __init__(self, fail_without=None):
+        self.fail_without = None if fail_without is None else str(fail_without)
+
+    def process(self, data, block):
+        if self.fail_without is not None and block.key != "0_100_200" and \
+                block.box.start[2] == 200 and not os.path.exists(
+                    os.path.join(self.fail_without, "go")):
+            raise RuntimeError("not yet")
+        return int(block.crop(data["em"]).astype(np.int64).sum())
+
+    def fold(self, accumulator, key, value):
+        return accumulator[0] + 1, accumulator[1] + value
+
+
+class KeySum(ndf.BlockProcessor):
+    """The owned em sum times ``scale``."""
+
+    def __init__(self, scale):
+        self.scale = scale
+
+    def process(self, data, block):
+        return self.scale * int(block.crop(data["em"]).astype(np.int64).sum())
+
+
+class SleepForever(ndf.BlockProcessor):
+    """Sleeps for good on the blocks in ``keys``; otherwise the owned em sum."""
+
+    def __init__(self, keys):
+        self.keys = set(keys)
+
+    def process(self, data, block):
+        if block.key in self.keys:
+            while True:
+                time.sleep(60)
+        return int(block.crop(data["em"]).astype(np.int64).sum())
+
+
+class DieOnce(ndf.BlockProcessor):
+    """Kills its own worker process on the blocks in ``keys`` the first time (every time
+    with ``always``); otherwise the owned em sum."""
+
+    def __init__(self, marks, keys, always=False):
+        self.marks = str(marks)
+        self.keys = set(keys)
+        self.always = always
+
+    def process(self, data, block):
+        if block.key in self.keys:
+            mark = os.path.join(self.marks, f"died-{block.key}")
+            if self.always or not os.path.exists(mark):
+                Path(mark).touch()
+                time.sleep(0.2)  # let the blocks beside it start
+                os._exit(70)
+        return int(block.crop(data["em"]).astype(np.int64).sum())
+
+
+class AlwaysFails(ndf.BlockProcessor):
+    """Raises on the blocks in ``keys`` (every block when None); otherwise 1."""
+
+    def __init__(self, keys):
+        self.keys = None if keys is None else set(keys)
+
+    def process(self, data, block):
+        if self.keys is None or block.key in self.keys:
+            raise ValueError(f"poison in block {block.key}")
+        return 1
+
+
+class FlakyOnce(ndf.BlockProcessor):
+    """Raises ``error`` on the first try of the blocks in ``keys`` (a marker file in
+    ``marks`` remembers the try); the owned em sum otherwise. Retries ``TimeoutError``."""
+
+    retry_on = (TimeoutError,)
+
+    def __init__(self, marks, keys, error):
+        self.marks = str(marks)
+        self.keys = set(keys)
+        self.error = error
+
+    def process(self, data, block):
+        mark = os.path.join(self.marks, f"tried-{block.key}")
+        if block.key in self.keys and not os.path.exists(mark):
+            Path(mark).touch()
+            raise self.error(f"first try of {block.key}")
+        return int(block.crop(data["em"]).astype(np.int64).sum())

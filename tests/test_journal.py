@@ -1,0 +1,240 @@
+"""The run journal: recording, resume, fingerprints, shared files, and fold over resumed runs."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sqlite3
+
+import numpy as np
+import pytest
+
+import ndframework as ndf
+from ndframework.journal import Journal
+from processors import FailUntilMarked, FoldSum, KeySum
+
+
+@pytest.fixture
+def tiler(source):
+    return ndf.RegularTiler((5, 12, 10), origin=source.bounds.start)
+
+
+def _owned_sums(volume, source, tiler):
+    return {
+        block.key: int(volume["em"][block.box.relative_to(source.bounds).slices()]
+                       .astype(np.int64).sum())
+        for block in tiler.blocks(source.bounds)
+    }
+
+
+# -- the journal alone ------------------------------------------------------------------
+
+def test_a_journal_records_outcomes_and_reads_them_back_in_block_order(tmp_path):
+    journal = Journal(tmp_path / "j.sqlite", commit_interval=3600)
+    journal.open({"source": "s"})
+    outcomes = [
+        ndf.BlockOutcome("0_0_10", ndf.BlockStatus.DONE, value=[1, 2],
+                         timings=ndf.BlockTimings(0.1, 0.2, 0.3), worker="w1"),
+        ndf.BlockOutcome("0_0_0", ndf.BlockStatus.FAILED, error="ValueError: bad",
+                         traceback="Traceback ...", worker="w2"),
+    ]
+    journal.finished(1, outcomes[0], attempts=1, value=b"\x80\x04]\x94(K\x01K\x02e.")
+    journal.finished(0, outcomes[1], attempts=2)
+    # nothing committed yet: another connection sees no block
+    other = sqlite3.connect(tmp_path / "j.sqlite")
+    assert other.execute("SELECT count(*) FROM blocks").fetchone() == (0,)
+    journal.flush()
+    assert other.execute("SELECT count(*) FROM blocks").fetchone() == (2,)
+    records = list(journal.records())
+    assert [r.key for r in records] == ["0_0_0", "0_0_10"]
+    failed, done = records
+    assert failed.status is ndf.BlockStatus.FAILED and failed.attempts == 2
+    assert failed.failure == ndf.BlockFailure("ValueError: bad", "Traceback ...", 2)
+    assert done.value == [1, 2] and done.timings.total == pytest.approx(0.6)
+    assert done.worker == "w1" and done.session == journal.session
+    assert journal.counts() == {"done": 1, "failed": 1}
+    journal.close()
+    assert journal.read(tmp_path / "j.sqlite").counts() == {"done": 1, "failed": 1}
+
+
+def test_records_are_committed_within_the_commit_interval(tmp_path):
+    journal = Journal(tmp_path / "j.sqlite", commit_interval=0.0)
+    journal.open({"source": "s"})
+    journal.finished(0, ndf.BlockOutcome("0_0_0", "done"), attempts=1, value=b"N.")
+    other = sqlite3.connect(tmp_path / "j.sqlite")
+    assert other.execute("SELECT key, status FROM blocks").fetchall() == [("0_0_0", "done")]
+
+
+def test_a_journal_of_another_run_is_refused_naming_what_differs(tmp_path):
+    path = tmp_path / "j.sqlite"
+    first = Journal(path)
+    first.open({"source": "a", "processor": "P(x=1)"})
+    first.finished(0, ndf.BlockOutcome("0_0_0", "done"), attempts=1, value=b"N.")
+    first.close()
+    with pytest.raises(ndf.JournalMismatchError, match=r"processor: 'P\(x=1\)' in the journal, "
+                                                        r"'P\(x=2\)' now.*restart=True"):
+        Journal(path).open({"source": "a", "processor": "P(x=2)"})
+    again = Journal(path)
+    again.open({"source": "a", "processor": "P(x=2)"}, restart=True)
+    assert again.counts() == {"done": 0, "failed": 0}
+    assert again.fingerprint() == {"source": "a", "processor": "P(x=2)"}
+
+
+@pytest.mark.parametrize("bad", [3, object()])
+def test_a_journal_argument_that_is_not_a_path_is_refused(source, bad):
+    with pytest.raises(ndf.ConfigError, match="journal must be a path or a Journal"):
+        ndf.Pipeline(source, lambda d: 1, journal=bad)
+
+
+def test_reading_a_file_that_is_not_a_journal_says_so(tmp_path):
+    (tmp_path / "notes.txt").write_text("hello, this is not SQLite at all" * 20)
+    with pytest.raises(ndf.ConfigError, match="is not an ndframework journal"):
+        Journal.read(tmp_path / "notes.txt")
+    with pytest.raises(ndf.ConfigError, match="no journal at"):
+        Journal.read(tmp_path / "missing.sqlite")
+
+
+def _record_blocks(path, start, count):
+    journal = Journal(path, commit_interval=0.01)
+    journal.open({"source": "shared"})
+    for ordinal in range(start, start + count):
+        journal.finished(ordinal, ndf.BlockOutcome(f"{ordinal}_0_0", "done"), attempts=1,
+                         value=b"N.")
+    journal.close()
+
+
+def test_several_processes_share_one_journal_file_safely(tmp_path):
+    path = tmp_path / "shared.sqlite"
+    context = multiprocessing.get_context("spawn")
+    writers = [context.Process(target=_record_blocks, args=(path, n * 500, 500))
+               for n in range(4)]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join(60)
+    assert [writer.exitcode for writer in writers] == [0, 0, 0, 0]
+    journal = Journal.read(path)
+    assert journal.counts() == {"done": 2000, "failed": 0}
+    assert len(journal.sessions()) == 4
+    assert [r.ordinal for r in journal.records()] == list(range(2000))
+
+
+# -- resume through the pipeline --------------------------------------------------------
+
+def test_a_rerun_skips_done_blocks_and_runs_failed_ones_again(executor, source, volume, tiler,
+                                                              tmp_path):
+    journal = tmp_path / "run.sqlite"
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    failing = {"0_112_200", "5_100_210"}
+    seen = []
+
+    class Watch:
+        @ndf.hookimpl
+        def ndf_before_block(self, run, block):
+            seen.append(block.key)
+
+    def pipeline():
+        return ndf.Pipeline(source, FailUntilMarked(marks, failing), tiler=tiler,
+                            executor=executor, journal=journal, plugins=[Watch()])
+
+    first = pipeline().run()
+    assert set(first.failed) == failing and len(first.done) == 6 and not first.ok
+    assert first.reduced is not None  # every block was tried
+    for key in failing:
+        (marks / key).touch()
+    seen.clear()
+    second = pipeline().run()
+    assert second.ok and second.stopped is None
+    assert sorted(second.done) == sorted(failing) and sorted(seen) == sorted(failing)
+    assert set(second.skipped) == set(first.done) and second.counts.skipped == 6
+    assert dict(second.values) == _owned_sums(volume, source, tiler)
+    assert second.reduced == sum(_owned_sums(volume, source, tiler).values())
+    assert second.attempts == {key: 1 for key in failing}
+    assert second.run.run_id == first.run.run_id != ""
+    assert second.run.session != first.run.session
+    seen.clear()
+    third = pipeline().run()
+    assert third.ok and third.done == () and len(third.skipped) == 8 and seen == []
+    assert third.reduced == second.reduced
+    journal_records = list(ndf.Journal.read(journal).records(status="done"))
+    assert {r.key: r.all_attempts for r in journal_records if r.key in failing} == {
+        key: 2 for key in failing}
+
+
+def test_a_resumed_fold_equals_an_uninterrupted_one(source, volume, tiler, tmp_path):
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    whole = ndf.Pipeline(source, FoldSum(), tiler=tiler, executor="serial").run()
+    assert whole.reduced == (8, sum(_owned_sums(volume, source, tiler).values()))
+    journal = tmp_path / "fold.sqlite"
+    first = ndf.Pipeline(source, FoldSum(fail_without=marks), tiler=tiler, executor="serial",
+                         journal=journal).run()
+    assert len(first.failed) == 3
+    (marks / "go").touch()
+    resumed = ndf.Pipeline(source, FoldSum(fail_without=marks), tiler=tiler,
+                           executor="serial", journal=journal, restart=False)
+    # the processor's parameters are the same: the journal is accepted
+    result = resumed.run()
+    assert result.ok and len(result.done) == 3 and len(result.skipped) == 5
+    assert result.reduced == whole.reduced
+
+
+def test_the_fingerprint_covers_what_gives_blocks_their_meaning(source, tiler, tmp_path):
+    journal = tmp_path / "run.sqlite"
+    ndf.Pipeline(source, KeySum(scale=1), tiler=tiler, executor="serial",
+                 journal=journal).run()
+    changes = {
+        "processor": dict(processor=KeySum(scale=2)),
+        "tiler": dict(tiler=ndf.RegularTiler((5, 6, 10), origin=source.bounds.start)),
+        "bounds": dict(bounds=((0, 100, 200), (5, 124, 220))),
+        "channels": dict(channels=["mask"]),
+    }
+    for what, change in changes.items():
+        arguments = dict(processor=KeySum(scale=1), tiler=tiler, executor="serial",
+                         journal=journal)
+        arguments.update(change)
+        processor = arguments.pop("processor")
+        with pytest.raises(ndf.JournalMismatchError, match=rf"\b{what}: ") as info:
+            ndf.Pipeline(source, processor, **arguments).run()
+        assert isinstance(info.value, ndf.ConfigError)
+    # swapping the executor or the plugins changes no result: the journal is accepted
+    again = ndf.Pipeline(source, KeySum(scale=1), tiler=tiler,
+                         executor=ndf.ThreadExecutor(2), journal=journal).run()
+    assert again.ok and len(again.skipped) == 8
+    restarted = ndf.Pipeline(source, KeySum(scale=2), tiler=tiler, executor="serial",
+                             journal=journal, restart=True).run()
+    assert restarted.ok and len(restarted.done) == 8 and restarted.skipped == ()
+
+
+def test_a_run_without_a_journal_keeps_its_records_in_a_temporary_one(source, tiler):
+    result = ndf.Pipeline(source, KeySum(scale=1), tiler=tiler, executor="serial").run()
+    path = result.journal.path
+    assert os.path.exists(path) and result.run.journal is None
+    assert len(result.timings) == 8 and all(t.total >= 0 for t in result.timings.values())
+    assert result.done[0] == "0_100_200" and "5_112_210" in result.done
+    del result
+    import gc
+
+    gc.collect()
+    assert not os.path.exists(path)
+
+
+def test_result_views_and_json(source, tiler):
+    import json
+
+    result = ndf.Pipeline(source, ndf.FunctionProcessor(
+        lambda d, b: 1 / 0 if b.key == "0_100_200" else 2, pass_block=True),
+        tiler=tiler, executor="serial").run()
+    data = json.loads(result.to_json())
+    assert data["counts"] == {"done": 7, "failed": 1, "skipped": 0, "not_run": 0}
+    assert data["ok"] is False and data["stopped"] is None
+    (failed,) = [b for b in data["blocks"] if b["status"] == "failed"]
+    assert failed["key"] == "0_100_200" and "ZeroDivisionError" in failed["error"]
+    assert "Traceback" in failed["traceback"] and failed["attempts"] == 1
+    with pytest.raises(ndf.BlocksFailedError, match="1 failed") as info:
+        result.raise_for_failures()
+    assert info.value.result is result
+    assert hash(result) == hash(result)
+    assert result.failed == {"0_100_200": result.failed["0_100_200"]}
+    assert len(result.values) == 7 and set(result.values.values()) == {2}
