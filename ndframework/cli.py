@@ -1,7 +1,11 @@
-"""The ``ndframework`` command: ``demo``, ``plan``, ``run`` and ``boss-emulator``.
+"""The ``ndframework`` command: ``demo``, ``plan``, ``run``, ``status`` and ``boss-emulator``.
 
-Bad input is reported in one line without a traceback, with exit status 2; a run in which
-blocks failed exits with status 1.
+Exit status: 0 when every block is done; 1 when blocks failed or were not run (a run stopped
+by its failure limit or by a data-access, setup or worker error); 2 for bad input, reported
+in one line without a traceback; 130 or 143 when SIGINT or SIGTERM interrupted the run. A
+run with ``--journal`` keeps what it computed: started again with the same journal it skips
+the blocks recorded done. ``status`` exits 0 when the journal records no failed block, 1
+when it does, 2 when the path is not a journal.
 """
 
 from __future__ import annotations
@@ -9,24 +13,43 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import json
+import signal
+import sqlite3
 import sys
+import time
+import urllib.parse
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from .errors import ConfigError, NDFrameworkError
+from .errors import (
+    ConfigError, DataAccessError, NDFrameworkError, RunInterrupted, WorkerError,
+)
 from .executors import EXECUTORS, get_executor
 from .geometry import Box, as_triple
+from .journal import BlockRecord, Journal
 from .pipeline import Pipeline
 from .plugins import ProgressBar
 from .processor import BlockProcessor
+from .result import BlockStatus, RunResult
 from .storage import ZarrSink, ZarrSource
 from .tiling import RegularTiler
 
 __all__ = ["main"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+REDUCED_CHARACTERS = 300
+"""How much of the reduced value's repr ``run`` prints (``--report`` keeps all of it)."""
+SHOWN_FAILURES = 20
+"""Failed blocks that ``status`` lists."""
+SHOWN_ERROR_LINES = 3
+"""Lines of each failed block's error that ``status`` shows."""
+SHOWN_SLOWEST = 5
+"""Slowest blocks that ``status`` lists."""
 
 
 def _triple(text: str) -> tuple[int, int, int]:
@@ -49,6 +72,26 @@ def _bounds(text: str) -> Box:
         return Box((z0, y0, x0), (z1, y1, x1))
     except ConfigError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0 (0: no limit), got {text!r}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
 
 
 def _output_channel(text: str) -> tuple[str, str]:
@@ -137,10 +180,15 @@ def _parser() -> argparse.ArgumentParser:
                              help="an output channel to create, e.g. labels:uint16")
         _executor_options(command)
         if name == "run":
-            command.add_argument("--max-attempts", type=int, default=3,
-                                 help="tries for a block whose worker process died")
-            command.add_argument("--no-progress", action="store_true",
-                                 help="hide the progress bar")
+            _run_options(command)
+
+    status = commands.add_parser(
+        "status", help="what a run's journal records: counts, sessions, failures, timings")
+    status.add_argument("journal", metavar="JOURNAL", help="the --journal file of a run")
+    show = status.add_mutually_exclusive_group()
+    show.add_argument("--json", action="store_true", help="print it as JSON, for scripts")
+    show.add_argument("--traceback", metavar="KEY",
+                        help="print the full traceback of the failed block KEY (z_y_x)")
 
     # Listed for --help; main() hands its arguments to the emulator's own parser.
     commands.add_parser(
@@ -148,6 +196,30 @@ def _parser() -> argparse.ArgumentParser:
         help="serve the local BOSS API emulator (see: ndframework boss-emulator --help)",
     )
     return parser
+
+
+def _run_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--journal", metavar="PATH",
+                         help="keep the run's ledger in this SQLite file (created when "
+                              "missing); a rerun with the same journal skips the blocks it "
+                              "records done")
+    command.add_argument("--restart", action="store_true",
+                         help="discard what --journal records and start over (needed when "
+                              "the journal records another run)")
+    command.add_argument("--max-attempts", type=int, default=3,
+                         help="tries for a block whose worker died or that timed out "
+                              "(default: 3)")
+    command.add_argument("--max-failures", type=_non_negative, metavar="N",
+                         help="stop handing out blocks once N have failed; 0: no limit "
+                              "(default: with --journal, stop after 10 failures while they "
+                              "are at least half the blocks finished; else no limit)")
+    command.add_argument("--block-timeout", type=_seconds, metavar="SECONDS",
+                         help="stop a block that runs longer (its worker is ended; "
+                              "processes executor only)")
+    command.add_argument("--report", metavar="FILE.json",
+                         help="write the result as JSON: counts, stop reason, reduced "
+                              "value, and every block's record")
+    command.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
 def _executor_options(command: argparse.ArgumentParser, default_workers: int | None = None) -> None:
@@ -186,13 +258,27 @@ def _pipeline(args: argparse.Namespace) -> Pipeline:
     sink = None
     if args.output is not None and (Path(args.output).exists() or args.command == "run"):
         sink = _output_sink(args, source, tiler)
-    progress = args.command == "run" and not args.no_progress
-    return Pipeline(
-        source, processor, tiler=tiler, executor=_executor(args), sink=sink,
-        channels=args.channels.split(",") if args.channels else None, bounds=args.bounds,
-        plugins=[ProgressBar()] if progress else [],
-        **({"max_attempts": args.max_attempts} if args.command == "run" else {}),
-    )
+    options: dict[str, Any] = {}
+    if args.command == "run":
+        if args.restart and args.journal is None:
+            raise ConfigError("--restart needs --journal PATH", args.restart)
+        if args.report is not None and not Path(args.report).parent.is_dir():
+            raise ConfigError(f"--report {args.report!r}: its folder does not exist",
+                              args.report)
+        options = dict(journal=args.journal, restart=args.restart,
+                       max_attempts=args.max_attempts, max_failures=args.max_failures,
+                       block_timeout=args.block_timeout,
+                       plugins=[] if args.no_progress else [ProgressBar()])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pipeline = Pipeline(
+            source, processor, tiler=tiler, executor=_executor(args), sink=sink,
+            channels=args.channels.split(",") if args.channels else None, bounds=args.bounds,
+            **options,
+        )
+    for warning in caught:  # e.g. a --block-timeout the executor cannot enforce
+        print(f"ndframework {args.command}: warning: {warning.message}", file=sys.stderr)
+    return pipeline
 
 
 def _output_sink(args: argparse.Namespace, source: Any, tiler: Any) -> ZarrSink:
@@ -221,6 +307,202 @@ def _output_sink(args: argparse.Namespace, source: Any, tiler: Any) -> ZarrSink:
     return ZarrSink.create(args.output, wanted, source.bounds, chunk_shape=chunks)
 
 
+# -- run ---------------------------------------------------------------------------------
+
+def _run(pipeline: Pipeline, args: argparse.Namespace) -> int:
+    """Run, print what happened, write ``--report``; the exit status."""
+    try:
+        result = pipeline.run()
+    except RunInterrupted as interrupt:
+        resume = (f"rerun with the same --journal {args.journal} to resume it"
+                  if args.journal else "it kept no --journal, so a rerun starts over")
+        _error(args, f"interrupted by {signal.Signals(interrupt.signal).name}; {resume}")
+        return _finish(pipeline, interrupt.result, args, interrupt.exit_status)
+    except (DataAccessError, WorkerError) as error:  # SetupError is a WorkerError
+        _error(args, error)
+        return _finish(pipeline, error.result, args, EXIT_FAILED)
+    except BaseException:
+        _close(pipeline.journal)
+        raise
+    return _finish(pipeline, result, args, EXIT_OK if result.ok else EXIT_FAILED)
+
+
+def _finish(pipeline: Pipeline, result: RunResult | None, args: argparse.Namespace,
+            status: int) -> int:
+    """Show ``result`` (when there is one) and close the journal; the exit status."""
+    try:
+        return status if result is None else _show_result(result, args, status)
+    finally:
+        _close(pipeline.journal if result is None else result.journal)
+
+
+def _show_result(result: RunResult, args: argparse.Namespace, status: int) -> int:
+    """Print the summary and the reduced value, write the report; the exit status, made 1
+    when the report cannot be written."""
+    print(result.summary())
+    if result.reduced is not None:
+        print(f"reduced: {_short_repr(result.reduced)}")
+    if not result.ok and args.journal:
+        print(f"journal: {args.journal} keeps what was done; rerun with the same --journal to "
+              f"run the blocks not done, `ndframework status {args.journal}` to see why")
+    if args.report is not None:
+        try:
+            Path(args.report).write_text(result.to_json())
+        except OSError as error:
+            _error(args, f"cannot write --report {args.report!r}: {error}")
+            return status or EXIT_FAILED
+    return status
+
+
+def _short_repr(value: Any) -> str:
+    text = repr(value)
+    if len(text) <= REDUCED_CHARACTERS:
+        return text
+    return f"{text[:REDUCED_CHARACTERS]}... ({len(text):,} characters; --report keeps it all)"
+
+
+def _close(journal: Journal | None) -> None:
+    """Close the run's journal, keeping the stop reason its session recorded (``close``
+    would set it anew)."""
+    if journal is None:
+        return
+    try:
+        recorded = {row["session"]: row["stopped"] for row in journal.sessions()}
+    except RuntimeError:  # not open: the run stopped before opening it
+        return
+    journal.close(recorded.get(journal.session))
+
+
+def _error(args: argparse.Namespace, message: object) -> None:
+    print(f"ndframework {args.command}: error: {message}", file=sys.stderr)
+
+
+# -- status ------------------------------------------------------------------------------
+
+def _status(args: argparse.Namespace) -> int:
+    _check_journal_file(args.journal)
+    journal = Journal.read(args.journal)
+    try:
+        if args.traceback is not None:
+            return _show_traceback(journal, args.traceback)
+        report = _journal_report(journal)
+        print(json.dumps(report, indent=2) if args.json else _format_status(report))
+        return EXIT_FAILED if report["counts"]["failed"] else EXIT_OK
+    finally:
+        journal.close()
+
+
+def _check_journal_file(path: str) -> None:
+    """Refuse a file that is no journal without writing to it (opening an SQLite file as a
+    journal would turn on its write-ahead log)."""
+    file = Path(path)
+    if not file.is_file():
+        return  # Journal.read says so
+    with file.open("rb") as handle:
+        header = handle.read(16)
+    if header != b"SQLite format 3\x00":
+        raise ConfigError(f"{path!r} is not an ndframework journal (not an SQLite file)", path)
+    uri = f"file:{urllib.parse.quote(str(file.resolve()))}?mode=ro"
+    try:
+        connection = sqlite3.connect(uri, uri=True)
+        try:
+            tables = {row[0] for row in connection.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'")}
+        finally:
+            connection.close()
+    except sqlite3.Error:
+        return  # e.g. a journal in use; Journal.read checks it
+    if not {"meta", "sessions", "blocks"} <= tables:
+        raise ConfigError(f"{path!r} is an SQLite file but not an ndframework journal", path)
+
+
+def _journal_report(journal: Journal) -> dict[str, Any]:
+    """What ``status`` shows, as JSON-ready data."""
+    counts = journal.counts()
+    failures = [_record_dict(record) for record in
+                journal.records(status=BlockStatus.FAILED, limit=SHOWN_FAILURES)]
+    return {
+        "journal": journal.path,
+        "fingerprint": journal.fingerprint(),
+        "counts": counts,
+        "sessions": journal.sessions(),
+        "failures": failures,
+        "more_failures": max(0, counts.get("failed", 0) - len(failures)),
+        "slowest": [_record_dict(record) for record in
+                    journal.records(order="slowest", limit=SHOWN_SLOWEST)],
+    }
+
+
+def _record_dict(record: BlockRecord) -> dict[str, Any]:
+    data = record.to_dict()
+    data["total"] = record.timings.total
+    return data
+
+
+def _format_status(report: dict[str, Any]) -> str:
+    fingerprint = report["fingerprint"]
+    names = ["source", "bounds", "channels", "tiler", "halo_mode", "processor", "sink"]
+    names += [name for name in fingerprint if name not in names and name != "source_bounds"]
+    lines = [f"journal:    {report['journal']}"]
+    lines += [f"{name + ':':<11} {fingerprint[name]}" for name in names if name in fingerprint]
+    counts = report["counts"]
+    lines.append(f"blocks:     {counts.get('done', 0)} done, {counts.get('failed', 0)} failed")
+    lines.append(f"sessions:   {len(report['sessions'])}")
+    for number, session in enumerate(report["sessions"], 1):
+        lines.append(f"  {number}. {_session_line(session)}")
+    if report["failures"]:
+        lines.append("failed blocks:")
+        for record in report["failures"]:
+            lines.append(f"  {record['key']}  after {record['attempts']} attempt(s) "
+                         f"({record['all_attempts']} in all), worker {record['worker'] or '?'}")
+            error_lines = (record["error"] or "unknown error").splitlines()
+            lines += [f"      {line}" for line in error_lines[:SHOWN_ERROR_LINES]]
+            if len(error_lines) > SHOWN_ERROR_LINES:
+                lines.append("      ...")
+        if report["more_failures"]:
+            lines.append(f"  ... and {report['more_failures']} more")
+        lines.append(f"  (ndframework status {report['journal']} --traceback KEY shows a "
+                     f"block's traceback)")
+    if report["slowest"]:
+        lines.append("slowest blocks (seconds read + process + write = total):")
+        for record in report["slowest"]:
+            lines.append(f"  {record['key']:<16} {record['read']:.3f} + {record['process']:.3f} "
+                         f"+ {record['write']:.3f} = {record['total']:.3f}  {record['status']}, "
+                         f"worker {record['worker'] or '?'}")
+    return "\n".join(lines)
+
+
+def _session_line(session: dict[str, Any]) -> str:
+    started, ended = session["started"], session["ended"]
+    text = f"{_when(started)} on {session['host']} (pid {session['pid']})"
+    if session["executor"]:
+        text += f", {session['executor']}"
+    if ended is None:
+        return f"{text}: not ended (still running, or killed before it could record its end)"
+    text += f", {ended - started:.1f} s"
+    if session["stopped"]:
+        return f"{text}: stopped, {session['stopped']}"
+    return f"{text}: ran to the end"
+
+
+def _when(seconds: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seconds))
+
+
+def _show_traceback(journal: Journal, key: str) -> int:
+    record = journal.record(key)
+    if record is None:
+        raise ConfigError(f"the journal has no record of block {key!r}", key)
+    if record.status is not BlockStatus.FAILED:
+        raise ConfigError(f"block {key!r} is {record.status.value}, not failed: it has no "
+                          f"traceback", key)
+    print(record.traceback or f"{record.error}\n(no traceback: the error happened outside "
+                                f"the processor, e.g. its worker died or it timed out)")
+    return EXIT_OK
+
+
+# -- the command -------------------------------------------------------------------------
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ndframework`` command; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -236,15 +518,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             result, matches = run_demo(_executor(args), source=args.source, shape=args.shape,
                                        workdir=args.workdir, progress=not args.no_progress)
             return EXIT_OK if result.ok and matches else EXIT_FAILED
+        if args.command == "status":
+            return _status(args)
         pipeline = _pipeline(args)
         if args.command == "plan":
             print(pipeline.plan())
             return EXIT_OK
-        result = pipeline.run()
-        print(result.summary())
-        return EXIT_OK if result.ok else EXIT_FAILED
+        return _run(pipeline, args)
     except (NDFrameworkError, ValueError, OSError) as error:
-        print(f"ndframework {args.command}: error: {error}", file=sys.stderr)
+        # a JournalMismatchError is a ConfigError: it names what differs and --restart
+        _error(args, error)
         return EXIT_USAGE if isinstance(error, ValueError) else EXIT_FAILED
     except KeyboardInterrupt:
         print(f"ndframework {args.command}: interrupted", file=sys.stderr)

@@ -1,10 +1,17 @@
-"""The ``ndframework`` command: demo, plan, run; bad input in one line, no traceback."""
+"""The ``ndframework`` command: demo, plan, run, status; bad input in one line, no
+traceback."""
 
 from __future__ import annotations
 
+import json
+import os
+import re
+import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 
 import numpy as np
 import pytest
@@ -41,8 +48,26 @@ def processor_file(tmp_path):
 
             def process(self, data, block):
                 return 1
+
+        class Total(ndf.BlockProcessor):
+            def process(self, data, block):
+                return int(data["em"].sum())
+
+            def reduce(self, results):
+                return sum(results.values())
+
+        class FailOnOne(Total):
+            def process(self, data, block):
+                if block.key == "5_8_10":
+                    raise RuntimeError("bad block 5_8_10")
+                return super().process(data, block)
     """))
     return path
+
+
+def run_args(volume_path, processor_file, name, *more):
+    return ["run", str(volume_path), "--processor", f"{processor_file}:{name}",
+            "--block-shape", "5,8,10", "--executor", "serial", "--no-progress", *more]
 
 
 def test_demo_reads_a_boss_emulator_with_worker_processes_and_checks_itself(tmp_path, capsys):
@@ -209,3 +234,229 @@ def test_the_boss_emulator_command_is_wired(capsys):
                                 "--help"], capture_output=True, text=True, timeout=60)
     assert completed.returncode == 0
     assert "--token" in completed.stdout and "--demo" in completed.stdout
+
+
+# -- keeping what a run computed: --journal, --report, status ---------------------------------
+
+def test_a_rerun_with_the_same_journal_skips_every_block(volume_path, processor_file, volume,
+                                                          tmp_path, capsys):
+    arguments = run_args(volume_path, processor_file, "Total", "--journal",
+                         str(tmp_path / "run.sqlite"))
+    assert main(arguments) == 0
+    total = int(volume["em"].sum())
+    out = capsys.readouterr().out
+    assert "OK: 12 done, 0 failed, 0 skipped" in out and f"reduced: {total}" in out
+    assert main(arguments) == 0
+    out = capsys.readouterr().out
+    assert "OK: 0 done, 0 failed, 12 skipped, 0 not run" in out
+    assert f"reduced: {total}" in out  # from the values the journal kept
+
+
+def test_a_failed_block_exits_one_and_status_shows_its_error(volume_path, processor_file,
+                                                            tmp_path, capsys):
+    journal = str(tmp_path / "run.sqlite")
+    assert main(run_args(volume_path, processor_file, "FailOnOne", "--journal", journal)) == 1
+    out = capsys.readouterr().out
+    assert "NOT OK: 11 done, 1 failed" in out and "RuntimeError: bad block 5_8_10" in out
+    assert f"ndframework status {journal}" in out
+
+    assert main(["status", journal]) == 1
+    out = capsys.readouterr().out
+    assert "processor:  analysis.FailOnOne()" in out and "bounds:     [0:10, 0:24, 0:20]" in out
+    assert "blocks:     11 done, 1 failed" in out
+    assert re.search(r"1\. .* serial \(1 worker\), [0-9.]+ s: ran to the end", out)
+    failures = out[out.index("failed blocks:"):out.index("slowest blocks")]
+    assert "5_8_10  after 1 attempt(s)" in failures
+    assert "RuntimeError: bad block 5_8_10" in failures
+    slowest = out[out.index("slowest blocks"):].splitlines()[1:]
+    assert len(slowest) == 5 and all(" = " in line for line in slowest)
+
+    assert main(["status", journal, "--traceback", "5_8_10"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("Traceback (most recent call last):")
+    assert 'raise RuntimeError("bad block 5_8_10")' in out
+    assert main(["status", journal, "--traceback", "0_0_0"]) == 2
+    assert "block '0_0_0' is done, not failed" in capsys.readouterr().err
+
+
+def test_status_lists_twenty_failures_then_how_many_more(volume_path, processor_file,
+                                                        tmp_path, capsys):
+    journal = str(tmp_path / "run.sqlite")
+    arguments = ["run", str(volume_path), "--processor", f"{processor_file}:fail_on_first",
+                 "--block-shape", "1,4,10", "--executor", "serial", "--no-progress",
+                 "--journal", journal, "--max-failures", "0"]
+    assert main(arguments) == 1
+    capsys.readouterr()
+    assert main(["status", journal]) == 1
+    out = capsys.readouterr().out
+    assert out.count("RuntimeError: no good") == 20 and "  ... and 100 more" in out
+
+
+def test_report_has_counts_the_reduced_value_and_every_block(volume_path, processor_file,
+                                                             volume, tmp_path, capsys):
+    report = tmp_path / "report.json"
+    assert main(run_args(volume_path, processor_file, "Total", "--report", str(report))) == 0
+    data = json.loads(report.read_text())
+    assert data["ok"] is True and data["stopped"] is None
+    assert data["counts"] == {"done": 12, "failed": 0, "skipped": 0, "not_run": 0}
+    assert data["reduced"] == int(volume["em"].sum())
+    assert len(data["blocks"]) == 12 and {b["status"] for b in data["blocks"]} == {"done"}
+
+
+def test_max_failures_stops_a_run_early(volume_path, processor_file, tmp_path, capsys):
+    report = tmp_path / "report.json"
+    status = main(run_args(volume_path, processor_file, "fail_on_first", "--max-failures", "2",
+                           "--report", str(report)))
+    out = capsys.readouterr().out
+    assert status == 1
+    assert "NOT OK: 0 done, 2 failed, 0 skipped, 10 not run" in out
+    assert "stopped: max_failures=2 reached" in out
+    assert "reduced:" not in out
+    assert json.loads(report.read_text())["stopped"].startswith("max_failures=2 reached")
+
+
+def test_a_journal_of_another_run_is_refused_unless_restart(volume_path, processor_file,
+                                                            tmp_path):
+    journal = str(tmp_path / "run.sqlite")
+    assert main(run_args(volume_path, processor_file, "Total", "--journal", journal)) == 0
+    changed = run_args(volume_path, processor_file, "Total", "--journal", journal)
+    changed[changed.index("5,8,10")] = "5,8,20"
+    completed = subprocess.run([sys.executable, "-m", "ndframework.cli", *changed],
+                               capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 2, completed.stderr
+    assert len(completed.stderr.strip().splitlines()) == 1 and "Traceback" not in completed.stderr
+    assert "records another run (tiler: " in completed.stderr
+    assert "block_shape=(5, 8, 10)" in completed.stderr and "block_shape=(5, 8, 20)" in completed.stderr
+    assert "--restart" in completed.stderr
+    completed = subprocess.run([sys.executable, "-m", "ndframework.cli", *changed, "--restart"],
+                               capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0, completed.stderr
+    assert "OK: 6 done, 0 failed, 0 skipped" in completed.stdout
+
+
+def test_status_json_is_for_scripts(volume_path, processor_file, tmp_path, capsys):
+    journal = str(tmp_path / "run.sqlite")
+    main(run_args(volume_path, processor_file, "FailOnOne", "--journal", journal))
+    main(run_args(volume_path, processor_file, "FailOnOne", "--journal", journal))
+    capsys.readouterr()
+    assert main(["status", journal, "--json"]) == 1
+    data = json.loads(capsys.readouterr().out)
+    assert data["counts"] == {"done": 11, "failed": 1}
+    assert data["fingerprint"]["processor"] == "analysis.FailOnOne()"
+    assert [s["stopped"] for s in data["sessions"]] == [None, None]
+    assert all(s["ended"] >= s["started"] for s in data["sessions"])
+    [failure] = data["failures"]
+    assert failure["key"] == "5_8_10" and failure["error"] == "RuntimeError: bad block 5_8_10"
+    assert failure["attempts"] == 1 and failure["all_attempts"] == 2
+    assert "Traceback" in failure["traceback"] and data["more_failures"] == 0
+    assert len(data["slowest"]) == 5
+    assert data["slowest"][0]["total"] >= data["slowest"][-1]["total"]
+
+
+@pytest.mark.parametrize("kind", ["text", "sqlite", "empty", "missing", "folder"])
+def test_status_on_a_path_that_is_no_journal_is_one_line(kind, tmp_path, capsys):
+    path = tmp_path / "thing"
+    if kind == "text":
+        path.write_text("not a journal\n" * 10)
+    elif kind == "sqlite":
+        with sqlite3.connect(path) as connection:
+            connection.execute("CREATE TABLE blocks (x)")
+        connection.close()
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "folder":
+        path.mkdir()
+    assert main(["status", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "journal" in err and str(path) in err
+    if kind == "sqlite":  # left as it was: no write-ahead log turned on
+        assert sorted(os.listdir(tmp_path)) == ["thing"]
+        with sqlite3.connect(path) as connection:
+            assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+        connection.close()
+
+
+SLOW_PROCESSOR = """
+import pathlib
+import time
+import ndframework as ndf
+
+class Slow(ndf.BlockProcessor):
+    def process(self, data, block):
+        time.sleep(0.3)
+        (pathlib.Path({marks!r}) / block.key).touch()  # the test waits for a few of these
+        return int(data["em"].sum())
+
+    def reduce(self, results):
+        return sum(results.values())
+"""
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(("signum", "exit_status"),
+                         [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_stops_the_run_and_a_rerun_resumes_it(signum, exit_status, volume_path,
+                                                       volume, tmp_path, capsys):
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    slow = tmp_path / "slow.py"
+    slow.write_text(SLOW_PROCESSOR.format(marks=str(marks)))
+    journal = str(tmp_path / "run.sqlite")
+    arguments = ["run", str(volume_path), "--processor", f"{slow}:Slow", "--block-shape",
+                 "5,8,10", "--executor", "processes", "--workers", "2", "--journal", journal,
+                 "--no-progress"]
+    process = subprocess.Popen([sys.executable, "-m", "ndframework.cli", *arguments],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    try:
+        deadline = time.monotonic() + 40
+        while len(os.listdir(marks)) < 3:  # the run is under way
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "the run did not start"
+            time.sleep(0.02)
+        process.send_signal(signum)
+        out, err = process.communicate(timeout=10)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    name = signal.Signals(signum).name
+    assert process.returncode == exit_status, (out, err)
+    assert "Traceback" not in err
+    assert f"interrupted by {name}; rerun with the same --journal {journal} to resume" in err
+    counts = re.search(r"NOT OK: (\d+) done, 0 failed, 0 skipped, (\d+) not run, of 12 blocks",
+                       out)
+    assert counts, out
+    done = int(counts[1])
+    assert done >= 1 and done + int(counts[2]) == 12
+    assert f"stopped: interrupted by {name}" in out
+
+    assert main(["status", journal]) == 0
+    assert f": stopped, interrupted by {name}" in capsys.readouterr().out
+    arguments[arguments.index("processes")] = "threads"
+    arguments[arguments.index("2")] = "4"
+    assert main(arguments) == 0
+    out = capsys.readouterr().out
+    assert f"OK: {12 - done} done, 0 failed, {done} skipped, 0 not run" in out
+    assert f"reduced: {int(volume['em'].sum())}" in out
+
+
+@pytest.mark.parametrize("error_type", [ndf.DataAccessError, ndf.SetupError, ndf.WorkerError])
+def test_a_run_stopped_by_an_error_prints_it_and_what_was_done(error_type, volume_path,
+                                                               processor_file, monkeypatch,
+                                                               capsys):
+    info = ndf.RunInfo("id", ndf.Box((0, 0, 0), (10, 24, 20)), 12, ("em",), "source",
+                       "Total", "serial")
+    error = error_type("reading block 5_0_0 failed: ConnectionResetError")
+    error.result = ndf.RunResult(info, ndf.RunCounts(done=3, not_run=9), None, 1.0,
+                                 stopped="data access failed for block 5_0_0")
+
+    def run(self):
+        raise error
+
+    monkeypatch.setattr(ndf.Pipeline, "run", run)
+    assert main(run_args(volume_path, processor_file, "Total")) == 1
+    out, err = capsys.readouterr()
+    assert err == "ndframework run: error: reading block 5_0_0 failed: ConnectionResetError\n"
+    assert "NOT OK: 3 done, 0 failed, 0 skipped, 9 not run" in out
+    assert "stopped: data access failed for block 5_0_0" in out
