@@ -363,7 +363,7 @@ def labels_with_zeros_and_an_all_zero_middle(data, block):
 
 
 HALF_FAILING = Faults(error_rate=0.5, status=503, seed=7, error_window=1.5)
-"""Half of all cutouts (reads, clears, posts) fail for the first 1.5 s: an outage that
+"""Half of all cutouts (reads, clears, posts) fail for 1.5 s from the first: an outage that
 passes, which a run must ride out."""
 PATIENT = RetryPolicy(max_elapsed=30.0, base_delay=0.05, max_delay=0.4)
 

@@ -75,8 +75,8 @@ class Faults:
     >>> Faults(error_rate=0.2, status=429)
     Faults(error_rate=0.2, status=429, latency=0.0, seed=0, error_window=None, frozen=False)
 
-    An outage that passes: half of all cutouts fail for the first two seconds after the
-    faults are set, then none do.
+    An outage that passes: half of all cutouts fail for two seconds from the first cutout
+    request after the faults are set, then none do.
 
     >>> Faults(error_rate=0.5, error_window=2.0).error_window
     2.0
@@ -93,9 +93,9 @@ class Faults:
     error_window: float | None = attrs.field(
         default=None, converter=_as_window, validator=_check_window
     )
-    """Seconds during which ``error_rate`` applies, counted from when these faults were set
-    (or the emulator started, for the faults it starts with); None: for as long as they
-    are set."""
+    """Seconds during which ``error_rate`` applies, counted from the first cutout request
+    made under these faults (so that a client's start-up time does not count); None: for
+    as long as they are set."""
     frozen: bool = attrs.field(default=False, validator=_check_frozen)
     """Accept every connection and never answer, as a hung server does: requests (of any
     kind) are held until the faults change or the emulator stops, then the connection is
@@ -312,7 +312,7 @@ class BossApi:
     _by_status: collections.Counter[int] = attrs.field(factory=collections.Counter, init=False)
     _injected: int = attrs.field(default=0, init=False)
     _unanswered: int = attrs.field(default=0, init=False)
-    _faults_set_at: float = attrs.field(factory=time.monotonic, init=False, repr=False)
+    _window_start: float | None = attrs.field(default=None, init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         self._rng = random.Random(self._faults.seed)
@@ -329,12 +329,7 @@ class BossApi:
         with self._lock:
             self._faults = faults
             self._rng = random.Random(faults.seed)
-            self._faults_set_at = time.monotonic()
-
-    def restart_fault_clock(self) -> None:
-        """Count ``error_window`` from now (the emulator calls this when it starts)."""
-        with self._lock:
-            self._faults_set_at = time.monotonic()
+            self._window_start = None
 
     def stats(self) -> EmulatorStats:
         """A snapshot of the request counters."""
@@ -410,8 +405,12 @@ class BossApi:
             return False
         with self._lock:
             window = faults.error_window
-            if window is not None and time.monotonic() - self._faults_set_at >= window:
-                return False
+            if window is not None:
+                now = time.monotonic()
+                if self._window_start is None:
+                    self._window_start = now
+                if now - self._window_start >= window:
+                    return False
             return self._rng.random() < faults.error_rate
 
     @staticmethod

@@ -9,10 +9,10 @@ under the BOSS's size limit (`_split`).
 How long a server that stops answering can hold a run: a request gives up once its budget
 (``max_elapsed``) is spent, its last try cut short to fit, so within ``max_elapsed`` plus
 the connect timeout. Once one request of a process has given up, the server is taken to be
-down for the next ``max_elapsed`` seconds: other requests of that source or sink in that
-process (e.g. blocks already handed to the worker, which a stopping run still waits for)
-make one try, waiting at most the connect timeout for an answer, and are not retried. A
-request that succeeds ends that.
+down for as long again (`_outage`): other requests to it from that process (e.g. for blocks
+already handed to the worker, which a stopping run still waits for) make one try, waiting
+at most the connect timeout for an answer, and are not retried. A request that the server
+answers ends that.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ import requests
 from ..errors import ConfigError, DataAccessError
 from ..geometry import Box, Triple
 from ..tiling import BOSS_CUBOID
+from . import _outage
 from ._metadata import ChannelInfo, VolumeInfo
 from ._retry import RetryPolicy, http_status, is_transient, short_reason
 from ._split import MAX_CUTOUT_BYTES, TooLarge, split_box
@@ -54,16 +55,6 @@ DEFAULT_TIMEOUT = (5.0, 120.0)
 _PLACEHOLDER_TOKEN = "set-after-construction"
 _LISTED = 20  # names quoted at most when listing what exists
 _SHORTEST_TRY = 0.01  # seconds: a try's timeouts are never cut below this
-
-
-@attrs.frozen
-class _Outage:
-    """A request of this process that spent its whole retry budget failing."""
-
-    at: float
-    """``time.monotonic()`` when it was given up."""
-    spent: float
-    """Seconds it spent failing."""
 
 
 def _as_timeout(value: object) -> tuple[float, float]:
@@ -134,11 +125,10 @@ class BossVolume:
         self._local = threading.local()  # one BossRemote per thread
         self._lock = threading.Lock()
         self._resources: dict[str, ChannelResource] = {}
-        self._outage: _Outage | None = None  # the server's state as this process saw it
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        for name in ("_local", "_lock", "_resources", "_outage"):  # each process its own
+        for name in ("_local", "_lock", "_resources"):  # each process makes its own
             del state[name]
         return state
 
@@ -293,12 +283,14 @@ class BossVolume:
         """A metadata request, HTTP 5xx and 429 retried within the budget; errors as they
         come."""
         started = time.monotonic()
-        return self.retry.call(
+        result = self.retry.call(
             self._timed(call, started),
             what=f"a metadata request to {self.config.url}",
             transient=lambda e: is_transient(e) and http_status(e) is not None,
             started=started,
         )
+        _outage.answered(self.config.url)
+        return result
 
     def _settings_error(self, error: requests.HTTPError) -> Exception:
         c = self.config
@@ -343,6 +335,9 @@ class BossVolume:
                 return self._not_a_boss("answered HTTP 404 to listing collections, which "
                                         "every BOSS API serves")
             collections = None
+        except json.JSONDecodeError:
+            return self._not_a_boss("answered listing collections with something other than "
+                                    "JSON")
         except (requests.RequestException, ValueError):
             collections = None
         try:
@@ -455,10 +450,9 @@ class BossVolume:
     def _call(self, call: Callable[[], T], what: str) -> T:
         """A cutout request: transient failures retried within the budget (one try only
         while this process takes the server to be down), others a `DataAccessError`."""
+        url = self.config.url
         started = time.monotonic()
-        outage = self._outage
-        if outage is not None and started - outage.at >= self.retry.max_elapsed:
-            outage = None  # long enough ago: try in earnest again
+        outage = _outage.current(url)
         policy = self.retry if outage is None else attrs.evolve(self.retry, max_attempts=1)
         longest_wait = None if outage is None else self.timeout[0]
         try:
@@ -478,13 +472,13 @@ class BossVolume:
                     f"{outage.spent:.1f} s"
                 )
             elif gave_up is not None:
-                self._outage = _Outage(time.monotonic(), elapsed)
+                _outage.given_up(url, elapsed, self.retry.max_elapsed)
             detail = "" if gave_up is None else f" ({gave_up})"
             raise DataAccessError(
                 f"{what} failed after {attempts} attempt(s) in {elapsed:.1f} s{detail}: "
                 f"{self._reason(error)}"
             ) from error
-        self._outage = None
+        _outage.answered(url)
         return result
 
     def _reason(self, error: BaseException) -> str:

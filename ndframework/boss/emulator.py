@@ -167,7 +167,6 @@ class BossEmulator:
             daemon=True,
         )
         self._server = server
-        self._api.restart_fault_clock()
         self._thread.start()
         return self
 
@@ -407,7 +406,8 @@ def _parser() -> argparse.ArgumentParser:
         "--error-window",
         type=float,
         default=None,
-        help="seconds after the start during which --error-rate applies (default: always)",
+        help="seconds from the first cutout request during which --error-rate applies "
+        "(default: always)",
     )
     faults.add_argument(
         "--frozen",
