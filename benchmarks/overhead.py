@@ -9,6 +9,11 @@ Part 2: a compute-bound processor (about 50 ms of CPU a block) on `SerialExecuto
 `ThreadExecutor(2)` and `ProcessExecutor(2)`: the speed-up over serial. A worker pool's
 start-up is part of the measured run, as it is for a user's one run per script.
 
+Part 3: the run journal's cost per block. Every run records each block's outcome in a
+journal (an SQLite file: the user's, or a temporary one). Measured alone (recording N
+outcomes with a small value, committed in batches, as the coordinator does) and end to end
+(the serial no-op run with a journal file beside the same run with its temporary journal).
+
 Run:  python benchmarks/overhead.py [--blocks-per-axis 16] [--compute-blocks 80] [--repeat 3]
 Needs the ``dask`` extra (dask[array]). Timings are the best of ``--repeat`` runs.
 """
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import tempfile
 import time
 
 import numpy as np
@@ -118,6 +124,47 @@ def part_compute(blocks, repeat):
     return rows
 
 
+def record_outcomes(count, path):
+    """What the coordinator does per block for the journal: pickle the value, buffer the
+    record, commit in batches; then close."""
+    from ndframework.journal import Journal, dumps_value
+
+    journal = Journal(path)
+    journal.open({"benchmark": "journal"})
+    timings = ndf.BlockTimings(0.001, 0.002, 0.0)
+    for ordinal in range(count):
+        outcome = ndf.BlockOutcome(f"{ordinal}_0_0", ndf.BlockStatus.DONE, value=ordinal,
+                                   timings=timings, worker="1234/MainThread")
+        journal.finished(ordinal, outcome, 1, dumps_value(outcome.value))
+    journal.close()
+
+
+def part_journal(blocks_per_axis, repeat, directory):
+    count = blocks_per_axis ** 3 * 4
+    print(f"\nPart 3: the run journal, best of {repeat}")
+    paths = iter(os.path.join(directory, f"journal-{n}.sqlite") for n in range(10 ** 6))
+    alone = best_of(repeat, lambda: record_outcomes(count, next(paths)))
+    print(f"  recording {count:,} outcomes alone: {alone / count * 1e6:.2f} µs per block "
+          f"(aim: at most 10 µs added per block)")
+    block_shape = (4, 8, 8)
+    shape = tuple(b * blocks_per_axis for b in block_shape)
+    source = ndf.InMemorySource({"em": np.zeros(shape, np.uint8)})
+    tiler = ndf.RegularTiler(block_shape)
+    blocks = tiler.count(source.bounds)
+
+    def run(journal):
+        result = ndf.Pipeline(source, noop, tiler=tiler, executor="serial",
+                              load_entrypoints=False, journal=journal).run()
+        assert result.ok and result.counts.done == blocks
+
+    temporary = best_of(repeat, lambda: run(None))
+    on_file = best_of(repeat, lambda: run(next(paths)))
+    print(f"  serial no-op run, {blocks:,} blocks, temporary journal: "
+          f"{temporary / blocks * 1e6:.1f} µs/block; journal file: "
+          f"{on_file / blocks * 1e6:.1f} µs/block")
+    return alone / count
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--blocks-per-axis", type=int, default=16,
@@ -128,6 +175,8 @@ def main():
     args = parser.parse_args()
     part_overhead(args.blocks_per_axis, args.repeat)
     part_compute(args.compute_blocks, args.repeat)
+    with tempfile.TemporaryDirectory() as directory:
+        part_journal(args.blocks_per_axis, args.repeat, directory)
 
 
 if __name__ == "__main__":

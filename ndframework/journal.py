@@ -188,6 +188,7 @@ class Journal:
         self._buffer: list[tuple[Any, ...]] = []
         self._last_commit = 0.0
         self._temporary = path is None
+        self._ended = False
 
     def __repr__(self) -> str:
         return f"Journal({'temporary' if self._temporary else self.path!r})"
@@ -205,7 +206,7 @@ class Journal:
             raise RuntimeError(f"{self!r} is not open")
         return self._connection
 
-    def _connect(self) -> sqlite3.Connection:
+    def _connect(self, *, read_only: bool = False) -> sqlite3.Connection:
         if self._temporary and self.path is None:
             handle, self.path = tempfile.mkstemp(prefix="ndframework-journal-", suffix=".sqlite")
             os.close(handle)
@@ -214,15 +215,16 @@ class Journal:
         try:
             connection = sqlite3.connect(self.path, timeout=60.0, isolation_level=None,
                                          check_same_thread=False)
-            connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute("PRAGMA synchronous=NORMAL")
+            if not read_only:  # read_only: change nothing in a file that may be no journal
+                connection.execute("PRAGMA journal_mode=WAL")
+                connection.execute("PRAGMA synchronous=NORMAL")
         except sqlite3.Error as error:
             raise ConfigError(f"cannot open the journal {self.path!r}: {error}",
                               self.path) from error
         return connection
 
     def open(self, fingerprint: Mapping[str, str], *, restart: bool = False,
-             executor: str = "") -> None:
+             executor: str = "", block_count: int | None = None) -> None:
         """Create the journal or check that it belongs to the run of ``fingerprint``, and
         start a session of it.
 
@@ -250,6 +252,9 @@ class Journal:
                 "INSERT OR REPLACE INTO meta VALUES ('fingerprint', ?), ('schema', ?)",
                 (json.dumps(fingerprint, sort_keys=True), str(SCHEMA_VERSION)),
             )
+            if block_count is not None:
+                connection.execute("INSERT OR REPLACE INTO meta VALUES ('block_count', ?)",
+                                   (str(block_count),))
             self.session = uuid.uuid4().hex[:12]
             connection.execute(
                 "INSERT INTO sessions (session, started, host, pid, executor) "
@@ -257,6 +262,7 @@ class Journal:
                 (self.session, time.time(), socket.gethostname(), os.getpid(), executor),
             )
         self._last_commit = time.monotonic()
+        self._ended = False
 
     def _mismatch(self, recorded: Mapping[str, str], now: Mapping[str, str]) -> str:
         names = sorted(set(recorded) | set(now))
@@ -276,10 +282,18 @@ class Journal:
         if not Path(path).is_file():
             raise ConfigError(f"no journal at {os.fspath(path)!r}", path)
         journal = cls(path)
+        connection = None
         try:
-            journal._connection = journal._connect()
-            journal.connection.execute("SELECT 1 FROM blocks LIMIT 1")
+            connection = journal._connect(read_only=True)
+            tables = {row[0] for row in connection.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if not {"meta", "sessions", "blocks"} <= tables:
+                raise sqlite3.DatabaseError(f"it has no journal tables (tables: "
+                                            f"{', '.join(sorted(tables)) or 'none'})")
+            journal._connection = connection
         except (sqlite3.DatabaseError, ConfigError) as error:
+            if connection is not None:
+                connection.close()
             raise ConfigError(f"{os.fspath(path)!r} is not an ndframework journal: {error}",
                               path) from error
         return journal
@@ -288,13 +302,9 @@ class Journal:
         """Commit what is buffered, end the session, and close the file."""
         if self._connection is None:
             return
+        if self.session and not self._ended:
+            self.end_session(stopped)
         self.flush()
-        if self.session:
-            with _transaction(self.connection):
-                self.connection.execute(
-                    "UPDATE sessions SET ended = ?, stopped = ? WHERE session = ?",
-                    (time.time(), stopped, self.session),
-                )
         self.connection.close()
         self._connection = None
 
@@ -307,6 +317,7 @@ class Journal:
                 "UPDATE sessions SET ended = ?, stopped = ? WHERE session = ?",
                 (time.time(), stopped, self.session),
             )
+        self._ended = True
 
     # -- recording -----------------------------------------------------------------------
 
@@ -417,6 +428,12 @@ class Journal:
             f"SELECT {_COLUMNS} FROM blocks WHERE key = ?", (key,)
         ).fetchone()
         return None if row is None else _record(row)
+
+    def block_count(self) -> int | None:
+        """How many blocks the run has, as its last session counted them."""
+        row = self.connection.execute(
+            "SELECT value FROM meta WHERE name = 'block_count'").fetchone()
+        return None if row is None else int(row[0])
 
     def fingerprint(self) -> dict[str, str]:
         """The fingerprint of the run the journal records."""

@@ -335,7 +335,7 @@ class Pipeline:
         hooks = Hooks(self.plugins, load_entrypoints=self.load_entrypoints)
         journal = self.journal if self.journal is not None else Journal()
         journal.open(prepared.fingerprint, restart=self.restart,
-                     executor=self.executor.describe())
+                     executor=self.executor.describe(), block_count=prepared.info.block_count)
         info = attrs.evolve(
             prepared.info, session=journal.session,
             journal=None if self.journal is None else journal.path,

@@ -492,7 +492,8 @@ class RunResult:
             if shown == 10:
                 lines.append(f"  ... and {counts.failed - 10} more failed blocks")
                 break
-            lines.append(f"  failed {key} after {failure.attempts} attempt(s): {failure.error}")
+            error = failure.error.splitlines()[0] if failure.error else "unknown error"
+            lines.append(f"  failed {key} after {failure.attempts} attempt(s): {error}")
         for error in self.plugin_errors:
             lines.append(f"  plugin error: {error}")
         return "\n".join(lines)

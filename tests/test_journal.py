@@ -238,3 +238,28 @@ def test_result_views_and_json(source, tiler):
     assert hash(result) == hash(result)
     assert result.failed == {"0_100_200": result.failed["0_100_200"]}
     assert len(result.values) == 7 and set(result.values.values()) == {2}
+
+
+def test_reading_another_sqlite_file_changes_nothing_in_it(tmp_path):
+    path = tmp_path / "other.db"
+    other = sqlite3.connect(path)
+    other.execute("CREATE TABLE things (x)")
+    other.commit()
+    other.close()
+    with pytest.raises(ndf.ConfigError, match=r"not an ndframework journal.*tables: things"):
+        Journal.read(path)
+    assert sorted(os.listdir(tmp_path)) == ["other.db"]
+    assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone() == ("delete",)
+
+
+def test_a_session_keeps_its_stop_reason_and_the_run_its_block_count(volume, tmp_path):
+    source = ndf.InMemorySource(volume)
+    journal = ndf.Journal(tmp_path / "j.sqlite")
+    result = ndf.Pipeline(source, lambda d: 1 / 0, tiler=ndf.RegularTiler((5, 12, 10)),
+                          executor="serial", journal=journal, max_failures=1).run()
+    assert result.stopped == "max_failures=1 reached: 1 blocks failed"
+    journal.close()
+    journal.close()
+    read = ndf.Journal.read(tmp_path / "j.sqlite")
+    assert read.sessions()[-1]["stopped"] == result.stopped
+    assert read.block_count() == 8
