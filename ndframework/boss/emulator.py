@@ -231,7 +231,8 @@ class BossEmulator:
 
     @property
     def faults(self) -> Faults:
-        """The faults injected now; assign a new `Faults` to change them (it resets the draw)."""
+        """The faults injected now; assign a new `Faults` to change them (it resets the draw
+        and the error window)."""
         return self._api.faults
 
     @faults.setter
