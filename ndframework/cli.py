@@ -15,26 +15,24 @@ import importlib
 import importlib.util
 import json
 import signal
-import sqlite3
 import sys
-import time
-import urllib.parse
 import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
+from ._status import failed_traceback, format_status, status_report
 from .errors import (
     ConfigError, DataAccessError, NDFrameworkError, RunInterrupted, WorkerError,
 )
 from .executors import EXECUTORS, get_executor
 from .geometry import Box, as_triple
-from .journal import BlockRecord, Journal
+from .journal import Journal
 from .pipeline import Pipeline
 from .plugins import ProgressBar
 from .processor import BlockProcessor
-from .result import BlockStatus, RunResult
+from .result import RunResult
 from .storage import ZarrSink, ZarrSource
 from .tiling import RegularTiler
 
@@ -44,12 +42,6 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 REDUCED_CHARACTERS = 300
 """How much of the reduced value's repr ``run`` prints (``--report`` keeps all of it)."""
-SHOWN_FAILURES = 20
-"""Failed blocks that ``status`` lists."""
-SHOWN_ERROR_LINES = 3
-"""Lines of each failed block's error that ``status`` shows."""
-SHOWN_SLOWEST = 5
-"""Slowest blocks that ``status`` lists."""
 
 
 def _triple(text: str) -> tuple[int, int, int]:
@@ -362,15 +354,8 @@ def _short_repr(value: Any) -> str:
 
 
 def _close(journal: Journal | None) -> None:
-    """Close the run's journal, keeping the stop reason its session recorded (``close``
-    would set it anew)."""
-    if journal is None:
-        return
-    try:
-        recorded = {row["session"]: row["stopped"] for row in journal.sessions()}
-    except RuntimeError:  # not open: the run stopped before opening it
-        return
-    journal.close(recorded.get(journal.session))
+    if journal is not None:  # None: the run keeps no journal
+        journal.close()
 
 
 def _error(args: argparse.Namespace, message: object) -> None:
@@ -380,125 +365,16 @@ def _error(args: argparse.Namespace, message: object) -> None:
 # -- status ------------------------------------------------------------------------------
 
 def _status(args: argparse.Namespace) -> int:
-    _check_journal_file(args.journal)
     journal = Journal.read(args.journal)
     try:
         if args.traceback is not None:
-            return _show_traceback(journal, args.traceback)
-        report = _journal_report(journal)
-        print(json.dumps(report, indent=2) if args.json else _format_status(report))
+            print(failed_traceback(journal, args.traceback))
+            return EXIT_OK
+        report = status_report(journal)
+        print(json.dumps(report, indent=2) if args.json else format_status(report))
         return EXIT_FAILED if report["counts"]["failed"] else EXIT_OK
     finally:
         journal.close()
-
-
-def _check_journal_file(path: str) -> None:
-    """Refuse a file that is no journal without writing to it (opening an SQLite file as a
-    journal would turn on its write-ahead log)."""
-    file = Path(path)
-    if not file.is_file():
-        return  # Journal.read says so
-    with file.open("rb") as handle:
-        header = handle.read(16)
-    if header != b"SQLite format 3\x00":
-        raise ConfigError(f"{path!r} is not an ndframework journal (not an SQLite file)", path)
-    uri = f"file:{urllib.parse.quote(str(file.resolve()))}?mode=ro"
-    try:
-        connection = sqlite3.connect(uri, uri=True)
-        try:
-            tables = {row[0] for row in connection.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'table'")}
-        finally:
-            connection.close()
-    except sqlite3.Error:
-        return  # e.g. a journal in use; Journal.read checks it
-    if not {"meta", "sessions", "blocks"} <= tables:
-        raise ConfigError(f"{path!r} is an SQLite file but not an ndframework journal", path)
-
-
-def _journal_report(journal: Journal) -> dict[str, Any]:
-    """What ``status`` shows, as JSON-ready data."""
-    counts = journal.counts()
-    failures = [_record_dict(record) for record in
-                journal.records(status=BlockStatus.FAILED, limit=SHOWN_FAILURES)]
-    return {
-        "journal": journal.path,
-        "fingerprint": journal.fingerprint(),
-        "counts": counts,
-        "sessions": journal.sessions(),
-        "failures": failures,
-        "more_failures": max(0, counts.get("failed", 0) - len(failures)),
-        "slowest": [_record_dict(record) for record in
-                    journal.records(order="slowest", limit=SHOWN_SLOWEST)],
-    }
-
-
-def _record_dict(record: BlockRecord) -> dict[str, Any]:
-    data = record.to_dict()
-    data["total"] = record.timings.total
-    return data
-
-
-def _format_status(report: dict[str, Any]) -> str:
-    fingerprint = report["fingerprint"]
-    names = ["source", "bounds", "channels", "tiler", "halo_mode", "processor", "sink"]
-    names += [name for name in fingerprint if name not in names and name != "source_bounds"]
-    lines = [f"journal:    {report['journal']}"]
-    lines += [f"{name + ':':<11} {fingerprint[name]}" for name in names if name in fingerprint]
-    counts = report["counts"]
-    lines.append(f"blocks:     {counts.get('done', 0)} done, {counts.get('failed', 0)} failed")
-    lines.append(f"sessions:   {len(report['sessions'])}")
-    for number, session in enumerate(report["sessions"], 1):
-        lines.append(f"  {number}. {_session_line(session)}")
-    if report["failures"]:
-        lines.append("failed blocks:")
-        for record in report["failures"]:
-            lines.append(f"  {record['key']}  after {record['attempts']} attempt(s) "
-                         f"({record['all_attempts']} in all), worker {record['worker'] or '?'}")
-            error_lines = (record["error"] or "unknown error").splitlines()
-            lines += [f"      {line}" for line in error_lines[:SHOWN_ERROR_LINES]]
-            if len(error_lines) > SHOWN_ERROR_LINES:
-                lines.append("      ...")
-        if report["more_failures"]:
-            lines.append(f"  ... and {report['more_failures']} more")
-        lines.append(f"  (ndframework status {report['journal']} --traceback KEY shows a "
-                     f"block's traceback)")
-    if report["slowest"]:
-        lines.append("slowest blocks (seconds read + process + write = total):")
-        for record in report["slowest"]:
-            lines.append(f"  {record['key']:<16} {record['read']:.3f} + {record['process']:.3f} "
-                         f"+ {record['write']:.3f} = {record['total']:.3f}  {record['status']}, "
-                         f"worker {record['worker'] or '?'}")
-    return "\n".join(lines)
-
-
-def _session_line(session: dict[str, Any]) -> str:
-    started, ended = session["started"], session["ended"]
-    text = f"{_when(started)} on {session['host']} (pid {session['pid']})"
-    if session["executor"]:
-        text += f", {session['executor']}"
-    if ended is None:
-        return f"{text}: not ended (still running, or killed before it could record its end)"
-    text += f", {ended - started:.1f} s"
-    if session["stopped"]:
-        return f"{text}: stopped, {session['stopped']}"
-    return f"{text}: ran to the end"
-
-
-def _when(seconds: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seconds))
-
-
-def _show_traceback(journal: Journal, key: str) -> int:
-    record = journal.record(key)
-    if record is None:
-        raise ConfigError(f"the journal has no record of block {key!r}", key)
-    if record.status is not BlockStatus.FAILED:
-        raise ConfigError(f"block {key!r} is {record.status.value}, not failed: it has no "
-                          f"traceback", key)
-    print(record.traceback or f"{record.error}\n(no traceback: the error happened outside "
-                                f"the processor, e.g. its worker died or it timed out)")
-    return EXIT_OK
 
 
 # -- the command -------------------------------------------------------------------------

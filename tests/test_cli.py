@@ -353,6 +353,39 @@ def test_status_json_is_for_scripts(volume_path, processor_file, tmp_path, capsy
     assert data["slowest"][0]["total"] >= data["slowest"][-1]["total"]
 
 
+def test_status_counts_the_blocks_a_stopped_run_never_tried(volume_path, processor_file,
+                                                            tmp_path, capsys):
+    journal = str(tmp_path / "run.sqlite")
+    arguments = run_args(volume_path, processor_file, "fail_on_first", "--journal", journal,
+                         "--max-failures", "1")
+    arguments[arguments.index("5,8,10")] = "5,12,10"  # 2 x 2 x 2 blocks
+    assert main(arguments) == 1
+    assert "NOT OK: 0 done, 1 failed, 0 skipped, 7 not run" in capsys.readouterr().out
+    assert main(["status", journal]) == 1
+    out = capsys.readouterr().out
+    assert "blocks:     0 done, 1 failed, 7 never tried, of 8\n" in out
+    assert ": stopped, max_failures=1 reached" in out
+    assert main(["status", journal, "--json"]) == 1
+    data = json.loads(capsys.readouterr().out)
+    assert data["counts"] == {"done": 0, "failed": 1}
+    assert data["block_count"] == 8 and data["never_tried"] == 7
+
+
+def test_status_of_a_journal_without_a_block_count_does_not_guess(volume_path, processor_file,
+                                                                  tmp_path, capsys):
+    journal = str(tmp_path / "run.sqlite")
+    assert main(run_args(volume_path, processor_file, "Total", "--journal", journal)) == 0
+    with sqlite3.connect(journal) as connection:  # as journals were before they kept it
+        connection.execute("DELETE FROM meta WHERE name = 'block_count'")
+    connection.close()
+    capsys.readouterr()
+    assert main(["status", journal]) == 0
+    assert "blocks:     12 done, 0 failed\n" in capsys.readouterr().out
+    assert main(["status", journal, "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["block_count"] is None and data["never_tried"] is None
+
+
 @pytest.mark.parametrize("kind", ["text", "sqlite", "empty", "missing", "folder"])
 def test_status_on_a_path_that_is_no_journal_is_one_line(kind, tmp_path, capsys):
     path = tmp_path / "thing"

@@ -1,0 +1,121 @@
+"""What ``ndframework status`` shows of a run's journal: its report as data, as text, and a
+failed block's traceback. Pure functions of an open `Journal`; the command prints them."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from .errors import ConfigError
+from .journal import BlockRecord, Journal
+from .result import BlockStatus
+
+__all__ = ["status_report", "format_status", "failed_traceback"]
+
+SHOWN_FAILURES = 20
+"""Failed blocks that ``status`` lists."""
+SHOWN_ERROR_LINES = 3
+"""Lines of each failed block's error that ``status`` shows."""
+SHOWN_SLOWEST = 5
+"""Slowest blocks that ``status`` lists."""
+
+
+def status_report(journal: Journal) -> dict[str, Any]:
+    """What ``status`` shows, as JSON-ready data. ``block_count`` and ``never_tried`` are
+    None for a journal older than the recording of the run's block count."""
+    counts = journal.counts()
+    block_count = journal.block_count()
+    failures = [_record_dict(record) for record in
+                journal.records(status=BlockStatus.FAILED, limit=SHOWN_FAILURES)]
+    return {
+        "journal": journal.path,
+        "fingerprint": journal.fingerprint(),
+        "counts": counts,
+        "block_count": block_count,
+        "never_tried": (None if block_count is None
+                        else block_count - counts["done"] - counts["failed"]),
+        "sessions": journal.sessions(),
+        "failures": failures,
+        "more_failures": max(0, counts["failed"] - len(failures)),
+        "slowest": [_record_dict(record) for record in
+                    journal.records(order="slowest", limit=SHOWN_SLOWEST)],
+    }
+
+
+def _record_dict(record: BlockRecord) -> dict[str, Any]:
+    data = record.to_dict()
+    data["total"] = record.timings.total
+    return data
+
+
+def format_status(report: dict[str, Any]) -> str:
+    """``report`` (from `status_report`) as the text ``status`` prints."""
+    fingerprint = report["fingerprint"]
+    names = ["source", "bounds", "channels", "tiler", "halo_mode", "processor", "sink"]
+    names += [name for name in fingerprint if name not in names and name != "source_bounds"]
+    lines = [f"journal:    {report['journal']}"]
+    lines += [f"{name + ':':<11} {fingerprint[name]}" for name in names if name in fingerprint]
+    counts = report["counts"]
+    blocks = f"blocks:     {counts['done']} done, {counts['failed']} failed"
+    if report["never_tried"] is not None:
+        blocks += f", {report['never_tried']} never tried, of {report['block_count']}"
+    lines.append(blocks)
+    lines.append(f"sessions:   {len(report['sessions'])}")
+    for number, session in enumerate(report["sessions"], 1):
+        lines.append(f"  {number}. {_session_line(session)}")
+    if report["failures"]:
+        lines.append("failed blocks:")
+        for record in report["failures"]:
+            lines.append(f"  {record['key']}  after {record['attempts']} attempt(s) "
+                         f"({record['all_attempts']} in all), worker {record['worker'] or '?'}")
+            error_lines = (record["error"] or "unknown error").splitlines()
+            lines += [f"      {line}" for line in error_lines[:SHOWN_ERROR_LINES]]
+            if len(error_lines) > SHOWN_ERROR_LINES:
+                lines.append("      ...")
+        if report["more_failures"]:
+            lines.append(f"  ... and {report['more_failures']} more")
+        lines.append(f"  (ndframework status {report['journal']} --traceback KEY shows a "
+                     f"block's traceback)")
+    if report["slowest"]:
+        lines.append("slowest blocks (seconds read + process + write = total):")
+        for record in report["slowest"]:
+            lines.append(f"  {record['key']:<16} {record['read']:.3f} + {record['process']:.3f} "
+                         f"+ {record['write']:.3f} = {record['total']:.3f}  {record['status']}, "
+                         f"worker {record['worker'] or '?'}")
+    return "\n".join(lines)
+
+
+def _session_line(session: dict[str, Any]) -> str:
+    started, ended = session["started"], session["ended"]
+    text = f"{_when(started)} on {session['host']} (pid {session['pid']})"
+    if session["executor"]:
+        text += f", {session['executor']}"
+    if ended is None:
+        return f"{text}: not ended (still running, or killed before it could record its end)"
+    text += f", {ended - started:.1f} s"
+    if session["stopped"]:
+        return f"{text}: stopped, {session['stopped']}"
+    return f"{text}: ran to the end"
+
+
+def _when(seconds: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seconds))
+
+
+def failed_traceback(journal: Journal, key: str) -> str:
+    """The full traceback of the failed block ``key`` (or its error, when it failed outside
+    the processor).
+
+    Raises
+    ------
+    ConfigError
+        The journal has no record of ``key``, or records it done.
+    """
+    record = journal.record(key)
+    if record is None:
+        raise ConfigError(f"the journal has no record of block {key!r}", key)
+    if record.status is not BlockStatus.FAILED:
+        raise ConfigError(f"block {key!r} is {record.status.value}, not failed: it has no "
+                          f"traceback", key)
+    return record.traceback or (f"{record.error}\n(no traceback: the error happened outside "
+                                f"the processor, e.g. its worker died or it timed out)")
