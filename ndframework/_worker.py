@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import threading
 import time
 import traceback
@@ -94,6 +95,10 @@ def initialize(run_id: str, processor: bytes, context: WorkerContext | bytes,
     which block it runs, so that the coordinator can stop it. A failure is kept and
     reported by `run_block`.
     """
+    if board is not None and threading.current_thread() is threading.main_thread():
+        # A worker process: Ctrl-C reaches the whole process group, but stopping is the
+        # coordinator's call (it ends its workers), not a failure of the block at hand.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     _workers()[run_id] = _Worker(processor, context, board)
 
 
