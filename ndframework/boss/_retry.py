@@ -99,7 +99,7 @@ def _check_attempts(instance: object, attribute: attrs.Attribute, value: int | N
         )
 
 
-def _as_seconds(value: object) -> object:
+def _as_float(value: object) -> object:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return value  # the validator names it
     return float(value)
@@ -150,15 +150,15 @@ class RetryPolicy:
     """
 
     max_elapsed: float = attrs.field(
-        default=DEFAULT_MAX_ELAPSED, converter=_as_seconds, validator=_check_budget
+        default=DEFAULT_MAX_ELAPSED, converter=_as_float, validator=_check_budget
     )
     """Seconds a request may spend failing before it is given up, from its first try:
     tries (each bounded by the timeouts), and the waits between them."""
-    base_delay: float = attrs.field(default=0.5, converter=_as_seconds, validator=_check_seconds)
+    base_delay: float = attrs.field(default=0.5, converter=_as_float, validator=_check_seconds)
     """Seconds before the first retry (before jitter)."""
-    max_delay: float = attrs.field(default=30.0, converter=_as_seconds, validator=_check_seconds)
+    max_delay: float = attrs.field(default=30.0, converter=_as_float, validator=_check_seconds)
     """Longest wait between two tries, in seconds (a ``Retry-After`` may ask for more)."""
-    jitter: float = attrs.field(default=0.5, converter=_as_seconds, validator=_check_jitter)
+    jitter: float = attrs.field(default=0.5, converter=_as_float, validator=_check_jitter)
     """Largest fraction by which a wait is randomly shortened: 0 (none) to 1 (full jitter)."""
     max_attempts: int | None = attrs.field(default=None, validator=_check_attempts)
     """Most tries in all, the first included (1 means no retry); None: as many as fit in
@@ -231,12 +231,12 @@ class RetryPolicy:
                 return function()
             except Exception as error:
                 elapsed = clock() - started
-                gave_up: str | None = None
-                wait = 0.0
-                if transient(error):
-                    wait = self.delay(attempt, error)
-                    gave_up = self._give_up(attempt, elapsed, wait, error)
-                if gave_up is not None or not transient(error):
+                if not transient(error):
+                    _annotate(error, attempt, elapsed, gave_up=None)
+                    raise
+                wait = self.delay(attempt, error)
+                gave_up = self._give_up(attempt, elapsed, wait, error)
+                if gave_up is not None:
                     _annotate(error, attempt, elapsed, gave_up)
                     raise
                 logger.info(
