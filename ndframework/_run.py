@@ -302,12 +302,14 @@ class Run:
         suspects = [task for task in broken if task.ticket in running
                     and task.ticket not in self.timed_out
                     and (dead is None or running[task.ticket][0] in dead)]
-        died_alone = len(suspects) == 1
+        # each suspect's own worker died when the pool tells which did; otherwise only a
+        # block that was running alone is surely the one that killed its worker
+        certain = dead is not None or len(suspects) == 1
         for task in broken:
             if task.ticket in self.timed_out:
                 self._timed_out(task)
             elif task in suspects:
-                self._worker_died(task, certain=died_alone)
+                self._worker_died(task, certain=certain)
             else:
                 task.attempts -= 1
                 self.retry.appendleft(task)
