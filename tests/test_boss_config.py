@@ -22,7 +22,7 @@ import requests
 import ndframework as ndf
 from ndframework.boss import BossConfig, BossSink, BossSource, RetryPolicy, Secret
 from ndframework.boss import _emulator_model
-from ndframework.boss._volume import _network_reason
+from ndframework.boss._messages import network_reason
 from ndframework.boss.emulator import BossEmulator, Faults
 from ndframework.geometry import Box
 from ndframework.plugins import logging as run_logging
@@ -305,7 +305,7 @@ def test_an_unreachable_host_says_so_within_the_timeout(tmp_path):
 ])
 def test_a_host_name_that_does_not_resolve_says_so(text, reason):
     error = requests.ConnectionError(f"Max retries exceeded with url: /v1/ (Caused by {text})")
-    assert _network_reason(error) == f"connection failed: {reason}"
+    assert network_reason(error) == f"connection failed: {reason}"
 
 
 def test_a_server_that_never_answers_times_out(tmp_path):

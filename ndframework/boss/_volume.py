@@ -22,7 +22,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
@@ -33,6 +33,8 @@ from ..errors import ConfigError, DataAccessError
 from ..geometry import Box, Triple
 from ..tiling import BOSS_CUBOID
 from . import _outage
+from ._arguments import as_box, as_timeout, check_positive
+from ._messages import listing, network_reason
 from ._metadata import ChannelInfo, VolumeInfo
 from ._retry import RetryPolicy, http_status, is_transient, short_reason
 from ._split import MAX_CUTOUT_BYTES, TooLarge, split_box
@@ -42,7 +44,7 @@ if TYPE_CHECKING:
     from intern.remote.boss import BossRemote
     from intern.resource.boss.resource import ChannelResource
 
-__all__ = ["BossVolume", "DEFAULT_TIMEOUT", "as_box", "listing"]
+__all__ = ["BossVolume", "DEFAULT_TIMEOUT"]
 
 logger = logging.getLogger("ndframework.boss")
 
@@ -53,42 +55,8 @@ DEFAULT_TIMEOUT = (5.0, 120.0)
 """Seconds to connect, and to wait for the server between bytes of an answer."""
 
 _PLACEHOLDER_TOKEN = "set-after-construction"
-_LISTED = 20  # names quoted at most when listing what exists
 _SHORTEST_TRY = 0.01  # seconds: a try's timeouts are never cut below this
 
-
-def _as_timeout(value: object) -> tuple[float, float]:
-    pair = value if isinstance(value, (tuple, list)) else (value, value)
-    try:
-        connect, read = (float(v) for v in pair)  # type: ignore[union-attr]
-    except (TypeError, ValueError):
-        connect = read = -1.0
-    if not (connect > 0 and read > 0 and len(pair) == 2):
-        raise ConfigError(
-            f"timeout must be a positive number of seconds or a (connect, read) pair of them, "
-            f"got {value!r}",
-            value,
-        )
-    return connect, read
-
-
-def _check_positive(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{name} must be a positive integer, got {value!r}", value)
-    return value
-
-
-def as_box(bounds: object) -> Box | None:
-    if bounds is None or isinstance(bounds, Box):
-        return bounds
-    try:
-        start, stop = bounds  # type: ignore[misc]
-        return Box(start, stop)  # type: ignore[has-type]
-    except (TypeError, ValueError):
-        raise ConfigError(
-            f"bounds must be a Box, ((z, y, x) start, (z, y, x) stop) or None, got {bounds!r}",
-            bounds,
-        ) from None
 
 class BossVolume:
     """What `BossSource` and `BossSink` share: settings, connection, metadata, requests.
@@ -111,9 +79,9 @@ class BossVolume:
             raise ConfigError(f"retry must be a RetryPolicy or None, got {retry!r}", retry)
         self._check_config(config)
         self.config = config
-        self.timeout = _as_timeout(timeout)
+        self.timeout = as_timeout(timeout)
         self.retry = retry or RetryPolicy()
-        self.max_request_bytes = _check_positive("max_request_bytes", max_request_bytes)
+        self.max_request_bytes = check_positive("max_request_bytes", max_request_bytes)
         self._info: VolumeInfo | None = None
         self._bounds: Box | None = None
         self._init_process_state()
@@ -270,7 +238,7 @@ class BossVolume:
                 f"{c.where('host')} = {c.host!r}: cannot reach the BOSS at {c.url} within "
                 f"the timeout of {self.timeout[0]:g} s to connect and "
                 f"{min(self.timeout[1], self.retry.max_elapsed):g} s to answer "
-                f"({_network_reason(error)}); check the host and the protocol",
+                f"({network_reason(error)}); check the host and the protocol",
                 c.host,
             ) from None
         except requests.HTTPError as error:
@@ -489,7 +457,7 @@ class BossVolume:
                 f"was refused"
             )
         if isinstance(error, (requests.ConnectionError, requests.Timeout)):
-            return _network_reason(error)
+            return network_reason(error)
         return short_reason(error)
 
     def _where(self, channel: str, box: Box) -> str:
@@ -504,23 +472,3 @@ class BossVolume:
         """intern's (x_range, y_range, z_range) of a ZYX box."""
         (z0, y0, x0), (z1, y1, x1) = box.start, box.stop
         return [x0, x1], [y0, y1], [z0, z1]
-
-
-def _network_reason(error: BaseException) -> str:
-    if isinstance(error, requests.Timeout):
-        connecting = isinstance(error, requests.ConnectTimeout)
-        return f"timed out {'connecting' if connecting else 'waiting for an answer'}"
-    text = str(error)
-    for known in ("Connection refused", "Name or service not known",
-                  "Temporary failure in name resolution", "nodename nor servname",
-                  "Failed to resolve", "timed out", "Connection reset", "Remote end closed",
-                  "SSL", "Max retries exceeded"):
-        if known in text:
-            return f"connection failed: {known.lower()}"
-    return f"connection failed: {short_reason(error)}"
-
-
-def listing(names: Sequence[str]) -> str:
-    names = list(names)
-    shown = ", ".join(map(repr, names[:_LISTED])) or "none"
-    return shown + (f" and {len(names) - _LISTED} more" if len(names) > _LISTED else "")

@@ -19,10 +19,12 @@ import numpy as np
 from ..errors import ChannelError, ConfigError
 from ..geometry import Box, Triple
 from ..storage import DataSink
+from ._arguments import as_box
+from ._messages import listing
 from ._retry import RetryPolicy
 from ._secret import Secret
 from ._split import MAX_CUTOUT_BYTES, TooLarge, halve, smaller
-from ._volume import DEFAULT_TIMEOUT, BossVolume, as_box, listing
+from ._volume import DEFAULT_TIMEOUT, BossVolume
 from .config import SUPPORTED_DATATYPES, BossConfig
 
 __all__ = ["BossSink", "WRITE_MODES"]

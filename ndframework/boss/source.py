@@ -10,10 +10,11 @@ import numpy as np
 from ..geometry import Box
 from ..storage import DataSource
 from ..tiling import CuboidTiler
+from ._arguments import as_box
 from ._retry import RetryPolicy
 from ._secret import Secret
 from ._split import MAX_CUTOUT_BYTES, TooLarge, smaller
-from ._volume import DEFAULT_TIMEOUT, BossVolume, as_box
+from ._volume import DEFAULT_TIMEOUT, BossVolume
 from .config import BossConfig
 
 __all__ = ["BossSource"]
