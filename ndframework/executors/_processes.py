@@ -12,6 +12,8 @@ import attrs
 
 from ..errors import ConfigError
 from ._base import Executor, WorkerLifecycle, check_workers
+from ._board import WorkerBoard
+from ._lifeline import ProcessIdentity, exit_when_gone
 
 __all__ = ["ProcessExecutor"]
 
@@ -35,7 +37,9 @@ class ProcessExecutor(Executor):
     """``workers`` worker processes, each reading, processing and writing its own blocks.
 
     A worker that dies (killed, crashed, out of memory) breaks the pool; the pipeline starts
-    a new one and retries the blocks it held.
+    a new one and retries the blocks it held. Workers end within moments of the process that
+    started the pool if it dies, even by SIGKILL, and the forkserver and resource tracker of
+    `multiprocessing` then exit too.
 
     Parameters
     ----------
@@ -52,13 +56,22 @@ class ProcessExecutor(Executor):
     start_method: str | None = attrs.field(default=None, validator=_check_start_method)
     """How worker processes start (see `multiprocessing`)."""
 
+    can_stop_blocks = True
+
+    def make_board(self) -> WorkerBoard:
+        """A board on which this executor's workers show which block they run."""
+        return WorkerBoard(self._context(), self.workers)
+
+    def _context(self) -> Any:
+        return multiprocessing.get_context(self.start_method or _default_start_method())
+
     def start(self, lifecycle: WorkerLifecycle) -> futures.Executor:
         context = multiprocessing.get_context(self.start_method or _default_start_method())
         pool = futures.ProcessPoolExecutor(
             self.workers,
             mp_context=context,
             initializer=_start_worker,
-            initargs=(lifecycle,),
+            initargs=(lifecycle, ProcessIdentity.current()),
         )
         # Start every worker with the first task, as CPython does for "fork". Workers
         # spawned one submit at a time race with the pool's handling of a dead worker: a
@@ -68,8 +81,11 @@ class ProcessExecutor(Executor):
         return pool
 
 
-def _start_worker(lifecycle: WorkerLifecycle) -> None:
+def _start_worker(lifecycle: WorkerLifecycle, coordinator: ProcessIdentity) -> None:
     """Start a worker process, and have it stop as it exits normally (the pool's workers
-    return from their loop at shutdown and run multiprocessing's exit finalizers)."""
+    return from their loop at shutdown and run multiprocessing's exit finalizers), or at
+    once if the ``coordinator`` that started its pool dies."""
+    # Before setup(), which may take long (loading a model) and the coordinator die meanwhile.
+    exit_when_gone(coordinator)
     lifecycle.start()
     util.Finalize(None, lifecycle.stop, exitpriority=10)
