@@ -1,0 +1,168 @@
+"""Stopping and being stopped: SIGINT and SIGTERM end a run within seconds with its journal
+committed; SIGKILL leaves no process behind; and the rerun finishes the volume exactly as an
+uninterrupted run would, voxel for voxel."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+
+import ndframework as ndf
+from test_orphans import _command, _descendants, _running
+
+pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+
+SHAPE, BLOCK = (6, 32, 32), (1, 16, 16)  # 24 blocks
+
+COORDINATOR = textwrap.dedent("""
+    import json, os, sys, time
+    import numpy as np
+    import ndframework as ndf
+
+    class Double(ndf.BlockProcessor):
+        def process(self, data, block):
+            time.sleep(float(os.environ["SLEEP"]))
+            owned = block.crop(data["em"])
+            open(os.path.join(os.environ["MARKS"], block.key), "w").close()
+            return ndf.BlockOutput({"out": owned.astype(np.uint16) * 2},
+                                   value=int(owned.astype(np.int64).sum()))
+
+        def reduce(self, results):
+            return sum(results.values())
+
+    if __name__ == "__main__":
+        workdir, executor = sys.argv[1], sys.argv[2]
+        em = np.random.default_rng(7).integers(0, 256, %(shape)r, dtype=np.uint8)
+        out = os.path.join(workdir, "out.zarr")
+        if os.path.exists(out):
+            sink = ndf.ZarrSink(out)
+        else:
+            sink = ndf.ZarrSink.create(out, {"out": "uint16"}, ndf.Box((0, 0, 0), %(shape)r),
+                                       chunk_shape=%(block)r)
+        os.makedirs(os.environ["MARKS"])
+        executor = ndf.get_executor(executor, **({} if executor == "serial" else {"workers": 2}))
+        pipeline = ndf.Pipeline(ndf.InMemorySource({"em": em}), Double(),
+                                tiler=ndf.RegularTiler(%(block)r), executor=executor, sink=sink,
+                                journal=os.path.join(workdir, "run.sqlite"))
+        try:
+            result = pipeline.run()
+        except ndf.RunInterrupted as error:
+            result = error.result
+            print(json.dumps({"signal": error.signal, "done": list(result.done),
+                              "not_run": len(result.not_run), "stopped": result.stopped}))
+            sys.exit(error.exit_status)
+        print(json.dumps({"ok": result.ok, "done": list(result.done),
+                          "skipped": list(result.skipped), "reduced": result.reduced}))
+""") % {"shape": SHAPE, "block": BLOCK}
+
+
+def _expected():
+    em = np.random.default_rng(7).integers(0, 256, SHAPE, dtype=np.uint8)
+    return em.astype(np.uint16) * 2, int(em.astype(np.int64).sum())
+
+
+def _start(workdir: Path, executor: str, name: str, sleep: float = 0.12) -> subprocess.Popen:
+    script = workdir / "coordinator.py"
+    script.write_text(COORDINATOR)
+    return subprocess.Popen([sys.executable, str(script), str(workdir), executor],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "MARKS": str(workdir / f"marks-{name}"),
+                                 "SLEEP": str(sleep)},
+                            start_new_session=True)
+
+
+def _wait_for_marks(workdir: Path, name: str, count: int, process: subprocess.Popen) -> None:
+    marks = workdir / f"marks-{name}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if marks.is_dir() and len(os.listdir(marks)) >= count:
+            return
+        if process.poll() is not None:
+            raise AssertionError(f"the run ended early: {process.communicate()}")
+        time.sleep(0.05)
+    raise AssertionError(f"fewer than {count} blocks done in 30 s")
+
+
+def _finish(workdir: Path, executor: str) -> dict:
+    """Rerun to the end and check the output against numpy."""
+    rerun = _start(workdir, executor, "rerun")
+    try:
+        stdout, stderr = rerun.communicate(timeout=60)
+    finally:
+        rerun.kill()
+    assert rerun.returncode == 0, stderr
+    report = json.loads(stdout)
+    expected, total = _expected()
+    assert report["ok"] and report["reduced"] == total
+    np.testing.assert_array_equal(zarr.open_group(str(workdir / "out.zarr"), mode="r")["out"][:],
+                                  expected)
+    # the rerun ran exactly the blocks the journal did not record done
+    assert sorted(os.listdir(workdir / "marks-rerun")) == sorted(report["done"])
+    assert len(report["done"]) + len(report["skipped"]) == 24
+    return report
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(("signum", "executor"), [
+    (signal.SIGTERM, "processes"), (signal.SIGINT, "processes"), (signal.SIGTERM, "serial"),
+    (signal.SIGINT, "threads"),
+])
+def test_a_signal_ends_the_run_within_seconds_and_a_rerun_resumes(tmp_path, signum, executor):
+    process = _start(tmp_path, executor, "first")
+    try:
+        _wait_for_marks(tmp_path, "first", 3, process)
+        tree = _descendants(process.pid)
+        # Ctrl-C reaches the whole process group; a scheduler's SIGTERM the coordinator
+        os.killpg(process.pid, signum) if signum == signal.SIGINT else process.send_signal(signum)
+        sent = time.monotonic()
+        stdout, stderr = process.communicate(timeout=20)
+        took = time.monotonic() - sent
+    finally:
+        process.kill()
+    assert process.returncode == 128 + signum, stderr
+    assert took < 5, f"the run took {took:.1f} s to stop"
+    report = json.loads(stdout)
+    assert report["signal"] == signum
+    assert report["stopped"] == f"interrupted by {signal.Signals(signum).name}"
+    assert 3 <= len(report["done"]) < 24 and report["not_run"] == 24 - len(report["done"])
+    deadline = time.monotonic() + 5
+    while _running(tree) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _running(tree), [_command(pid) for pid in _running(tree)]
+    final = _finish(tmp_path, executor)
+    assert set(report["done"]) <= set(final["skipped"])
+
+
+@pytest.mark.timeout(120)
+def test_a_coordinator_killed_part_way_leaves_nothing_behind_and_the_rerun_completes(tmp_path):
+    process = _start(tmp_path, "processes", "first", sleep=0.4)  # 24 blocks: about 5 s
+    try:
+        _wait_for_marks(tmp_path, "first", 4, process)
+        time.sleep(1.1)  # past one commit interval of the journal
+        tree = _descendants(process.pid)
+        assert process.poll() is None, "the run ended before it could be killed"
+        assert len(tree) >= 2  # the workers (and multiprocessing's helpers)
+        process.kill()
+        process.wait(10)
+    finally:
+        process.kill()
+    deadline = time.monotonic() + 10
+    while _running(tree) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _running(tree), [_command(pid) for pid in _running(tree)]
+    recorded = {r.key for r in ndf.Journal.read(tmp_path / "run.sqlite").records(status="done")}
+    assert recorded, "the journal recorded nothing before the kill"
+    final = _finish(tmp_path, "processes")
+    assert set(final["skipped"]) == recorded
+    assert set(final["done"]) == {f"{z}_{y}_{x}" for z in range(6) for y in (0, 16)
+                                  for x in (0, 16)} - recorded
