@@ -157,12 +157,15 @@ class Run:
 
     def _stop(self, error: NDFrameworkError | None, reason: str,
               traceback: str | None = None) -> None:
-        """Hand out no more blocks; the run ends once those in flight are in."""
+        """Hand out no more blocks; the run ends once those running are in (blocks handed
+        out but not started are taken back: they are left not run)."""
         if self.stopped is None:
             self.stopped = reason
             if error is not None:
                 error.traceback = traceback
                 self.stop_error = error
+            for future in self.in_flight:
+                future.cancel()
 
     # -- handing out ---------------------------------------------------------------------
 

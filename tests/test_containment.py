@@ -200,3 +200,12 @@ def test_a_plugin_class_instead_of_an_instance_gets_a_clear_message(source):
     with pytest.raises(ndf.PluginError, match=r"got the class ProgressBar; pass "
                                               r"ProgressBar\(\) instead"):
         ndf.Pipeline(source, lambda d: 1, executor="serial", plugins=[ndf.ProgressBar]).run()
+
+
+def test_a_stop_takes_back_the_blocks_handed_out_but_not_started(volume):
+    source = ndf.InMemorySource(volume)
+    result = ndf.Pipeline(source, AlwaysFails(None), tiler=ndf.RegularTiler((1, 6, 5)),
+                          executor=ndf.ThreadExecutor(1), max_in_flight=6,
+                          max_failures=1).run()
+    # one worker: the first block fails, the five queued behind it are never started
+    assert len(result.failed) == 1 and result.counts.not_run == 159
