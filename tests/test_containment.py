@@ -4,6 +4,7 @@ named exceptions, and plugins that raise. Each costs the blocks it concerns, not
 from __future__ import annotations
 
 import logging
+import time
 import warnings
 
 import numpy as np
@@ -204,7 +205,11 @@ def test_a_plugin_class_instead_of_an_instance_gets_a_clear_message(source):
 
 def test_a_stop_takes_back_the_blocks_handed_out_but_not_started(volume):
     source = ndf.InMemorySource(volume)
-    result = ndf.Pipeline(source, AlwaysFails(None), tiler=ndf.RegularTiler((1, 6, 5)),
+    def slow_failure(data):
+        time.sleep(0.2)
+        raise ValueError("poison")
+
+    result = ndf.Pipeline(source, slow_failure, tiler=ndf.RegularTiler((1, 6, 5)),
                           executor=ndf.ThreadExecutor(1), max_in_flight=6,
                           max_failures=1).run()
     # one worker: the first block fails, the five queued behind it are never started
