@@ -212,5 +212,6 @@ def test_a_stop_takes_back_the_blocks_handed_out_but_not_started(volume):
     result = ndf.Pipeline(source, slow_failure, tiler=ndf.RegularTiler((1, 6, 5)),
                           executor=ndf.ThreadExecutor(1), max_in_flight=6,
                           max_failures=1).run()
-    # one worker: the first block fails, the five queued behind it are never started
-    assert len(result.failed) == 1 and result.counts.not_run == 159
+    # one worker: the first block fails; the worker may have started the next one, but
+    # the four queued behind them are taken back and never started
+    assert len(result.failed) <= 2 and result.counts.not_run == 160 - len(result.failed)
