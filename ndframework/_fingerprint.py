@@ -43,8 +43,12 @@ def stable_repr(value: Any, depth: int = 0) -> str:
         return "{" + inner + "}"
     if isinstance(value, type) or callable(value) and hasattr(value, "__qualname__"):
         return f"{getattr(value, '__module__', '?')}.{value.__qualname__}"
-    attributes = getattr(value, "__dict__", None)
     name = f"{type(value).__module__}.{type(value).__qualname__}"
+    describe = getattr(value, "describe", None)
+    if callable(describe) and not isinstance(value, type):
+        # sources, sinks, processors, executors: their own secret-free description
+        return f"{name}({describe()})"
+    attributes = getattr(value, "__dict__", None)
     if isinstance(attributes, dict):
         return f"{name}({stable_repr(attributes, depth + 1)})"
     return _ADDRESS.sub("", repr(value))

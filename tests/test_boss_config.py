@@ -492,11 +492,15 @@ def test_a_pipeline_run_shows_the_token_in_no_log_line_error_repr_or_report(
     sink = BossSink.from_config(path, {"out": "uint8"}, create=True, retry=FAST)
     boss.faults = Faults(error_rate=0.2, status=503, seed=7)  # retries, logged
 
+    class HoldsTheSource(ndf.FunctionProcessor):  # its parameters go into the fingerprint
+        def __init__(self):
+            super().__init__(fail_one_block, pass_block=True)
+            self.source = source
+
     def pipeline():
         return ndf.Pipeline(
-            source, ndf.FunctionProcessor(fail_one_block, pass_block=True),
-            executor=ndf.ThreadExecutor(2), sink=sink, plugins=[run_logging],
-            load_entrypoints=False,
+            source, HoldsTheSource(), executor=ndf.ThreadExecutor(2), sink=sink,
+            plugins=[run_logging], load_entrypoints=False, journal=tmp_path / "run.sqlite",
         )
 
     plan = pipeline().plan()
@@ -521,8 +525,14 @@ def test_a_pipeline_run_shows_the_token_in_no_log_line_error_repr_or_report(
     assert {"ndframework.run", "ndframework.boss", "urllib3.connectionpool"} <= names
     assert any("retrying" in record.getMessage() for record in records)
     assert any("beyond repair" in text for text in texts)
+    texts += [result.to_json(), stopped.result.to_json()]
     for text in texts:
         assert TOKEN not in text
+    journal = ndf.Journal.read(tmp_path / "run.sqlite")
+    assert "HoldsTheSource" in journal.fingerprint()["processor"]
+    journal.close()
+    for file in tmp_path.glob("run.sqlite*"):  # the journal and its write-ahead log
+        assert TOKEN.encode() not in file.read_bytes(), file
 
 
 def test_a_secret_compares_and_pickles_without_showing_itself():
