@@ -61,6 +61,12 @@ def processor_file(tmp_path):
                 if block.key == "5_8_10":
                     raise RuntimeError("bad block 5_8_10")
                 return super().process(data, block)
+
+        class ExitsOnOne(Total):
+            def process(self, data, block):
+                if block.key == "0_8_10":
+                    exit(3)
+                return super().process(data, block)
     """))
     return path
 
@@ -118,6 +124,19 @@ def test_failed_blocks_exit_with_status_one(volume_path, processor_file, capsys)
     out = capsys.readouterr().out
     assert status == 1
     assert "NOT OK: 0 done, 1 failed" in out and "RuntimeError: no good" in out
+
+
+@pytest.mark.parametrize("executor", ["serial", "processes"])
+def test_exit_called_in_a_block_fails_that_block_and_the_run_goes_on(
+    volume_path, processor_file, executor, capsys
+):
+    arguments = run_args(volume_path, processor_file, "ExitsOnOne")
+    arguments[arguments.index("serial")] = executor
+    status = main(arguments)
+    out = capsys.readouterr().out
+    assert status == 1
+    assert "NOT OK: 11 done, 1 failed" in out and "failed 0_8_10" in out
+    assert "SystemExit: 3" in out
 
 
 @pytest.mark.parametrize(
