@@ -62,10 +62,11 @@ class FailureLimit:
 
     def describe(self, failed: int, done: int) -> str:
         if self.ratio is None:
-            return f"max_failures={self.count} reached: {failed} blocks failed"
+            return (f"max_failures={self.count} reached: {failed} blocks had failed, so no "
+                    f"more were handed out")
         return (f"{failed} blocks failed and only {done} were done: the processor fails "
                 f"on most blocks (the default limit for runs with a journal; pass "
-                f"max_failures= to change it)")
+                f"max_failures= or --max-failures to change it)")
 
 
 class Run:
@@ -102,7 +103,7 @@ class Run:
         self.retry: collections.deque[_Task] = collections.deque()
         self.in_flight: dict[futures.Future, _Task] = {}
         self.tickets = itertools.count(1)
-        self.timed_out: dict[int, float] = {}
+        self.timed_out: dict[int, tuple[float, int]] = {}
         self.board: Any = None
         self.done = self.failed = self.skipped = 0
         self.stop_error: NDFrameworkError | None = None
@@ -272,8 +273,9 @@ class Run:
             self._stop(None, self.failure_limit.describe(self.failed, self.done))
         self.hooks.call("ndf_on_block_error", run=self.info, block=block, outcome=outcome)
 
-    def _fail(self, task: _Task, error: str) -> None:
-        self._settle(task, BlockOutcome(task.block.key, BlockStatus.FAILED, error=error))
+    def _fail(self, task: _Task, error: str, worker: str = "") -> None:
+        self._settle(task, BlockOutcome(task.block.key, BlockStatus.FAILED, error=error,
+                                        worker=worker))
 
     # -- timeouts, dead workers, interrupts ---------------------------------------------
 
@@ -283,7 +285,7 @@ class Run:
         now = time.monotonic()
         for ticket, (pid, started) in self.board.running().items():
             if ticket not in self.timed_out and now - started > self.block_timeout:
-                self.timed_out[ticket] = now - started
+                self.timed_out[ticket] = (now - started, pid)
                 self.executor.stop_worker(pid)
 
     def _restart(self, pool: futures.Executor, broken: list[_Task]) -> futures.Executor:
@@ -327,13 +329,13 @@ class Run:
         return self._start_pool()
 
     def _timed_out(self, task: _Task) -> None:
-        seconds = self.timed_out.pop(task.ticket)
+        seconds, pid = self.timed_out.pop(task.ticket)
         if task.attempts < self.max_attempts:
             self.retry.append(task)
             return
         self._fail(task, f"BlockTimeout: block {task.block.key} timed out after "
                          f"{self.block_timeout:g} s (ran {seconds:.1f} s; its worker was "
-                         f"ended), {task.attempts} time(s)")
+                         f"ended), {task.attempts} time(s)", worker=str(pid))
 
     def _worker_died(self, task: _Task, *, certain: bool) -> None:
         """``task`` was running on a worker that died. Certain: it was the only one, so it

@@ -333,7 +333,9 @@ def _show_result(result: RunResult, args: argparse.Namespace, status: int) -> in
     when the report cannot be written."""
     print(result.summary())
     if result.reduced is not None:
-        print(f"reduced: {_short_repr(result.reduced)}")
+        partial = "" if result.ok else (
+            f" (over the {result.counts.done + result.counts.skipped} blocks done only)")
+        print(f"reduced{partial}: {_short_repr(result.reduced)}")
     if not result.ok and args.journal:
         print(f"journal: {args.journal} keeps what was done; rerun with the same --journal to "
               f"run the blocks not done, `ndframework status {args.journal}` to see why")

@@ -39,6 +39,8 @@ def test_a_block_that_sleeps_forever_times_out_and_the_run_ends(source, volume, 
     failure = result.failed["0_112_200"]
     assert failure.error.startswith("BlockTimeout: block 0_112_200 timed out after 1 s")
     assert failure.attempts == 2
+    (record,) = [r for r in result.records() if r.key == "0_112_200"]
+    assert record.worker.isdigit()  # the pid of the worker that was ended
     expected = _sums(volume, source, tiler)
     del expected["0_112_200"]
     assert dict(result.values) == expected
@@ -104,7 +106,8 @@ def test_max_failures_stops_a_run_where_every_block_fails(executor, volume, limi
     tiler = ndf.RegularTiler((1, 6, 5))  # 160 blocks
     result = ndf.Pipeline(source, AlwaysFails(None), tiler=tiler, executor=executor,
                           max_failures=limit).run()
-    assert result.stopped == f"max_failures={limit} reached: {limit} blocks failed"
+    assert result.stopped == (f"max_failures={limit} reached: {limit} blocks had failed, so "
+                              f"no more were handed out")
     # blocks already in flight finish: at most max_in_flight more
     assert limit <= len(result.failed) <= limit + 2 * executor.workers
     assert result.counts.not_run == 160 - len(result.failed) and not result.ok

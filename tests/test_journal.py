@@ -257,7 +257,8 @@ def test_a_session_keeps_its_stop_reason_and_the_run_its_block_count(volume, tmp
     journal = ndf.Journal(tmp_path / "j.sqlite")
     result = ndf.Pipeline(source, lambda d: 1 / 0, tiler=ndf.RegularTiler((5, 12, 10)),
                           executor="serial", journal=journal, max_failures=1).run()
-    assert result.stopped == "max_failures=1 reached: 1 blocks failed"
+    assert result.stopped == "max_failures=1 reached: 1 blocks had failed, so no more were " \
+                             "handed out"
     journal.close()
     journal.close()
     read = ndf.Journal.read(tmp_path / "j.sqlite")
