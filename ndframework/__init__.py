@@ -19,6 +19,7 @@ from .errors import (
     PluginError,
     BlocksFailedError,
     JournalMismatchError,
+    ReduceError,
     RunInterrupted,
     SetupError,
     WorkerError,
@@ -93,7 +94,7 @@ __all__ = [
     "hookimpl", "ProgressBar",
     "NDFrameworkError", "ConfigError", "GeometryError", "ChannelError", "OutOfBoundsError",
     "OutputError", "DataAccessError", "WorkerError", "SetupError", "PluginError",
-    "JournalMismatchError", "BlocksFailedError", "RunInterrupted",
+    "JournalMismatchError", "BlocksFailedError", "RunInterrupted", "ReduceError",
     "BossConfig", "BossSource", "BossSink", "RetryPolicy",
     "run_parallel", "compute_blocks", "get_boss_resource",
 ]

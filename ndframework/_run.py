@@ -11,6 +11,7 @@ import itertools
 import signal
 import threading
 import time
+import traceback
 from concurrent import futures
 from typing import Any, Callable, Iterator
 
@@ -18,10 +19,10 @@ import attrs
 
 from . import _worker
 from ._hooks import Hooks
-from .errors import DataAccessError, NDFrameworkError, SetupError, WorkerError
-from .executors import Executor, WorkerLifecycle, exit_codes
+from .errors import DataAccessError, NDFrameworkError, ReduceError, SetupError, WorkerError
+from .executors import Executor, WorkerLifecycle, worker_processes
 from .geometry import Block
-from .journal import Journal, dumps_value
+from .journal import HEARTBEAT, BlockState, Journal, dumps_value
 from .processor import BlockProcessor
 from .result import BlockOutcome, BlockStatus, RunCounts, RunInfo, RunResult
 
@@ -53,7 +54,10 @@ class FailureLimit:
     """
 
     count: int
+    """Failed blocks at which the run stops."""
     ratio: float | None = None
+    """With it, stop only while failures are at least this fraction of the blocks
+    finished (done blocks of earlier sessions included)."""
 
     def reached(self, failed: int, done: int) -> bool:
         if failed < self.count:
@@ -98,15 +102,16 @@ class Run:
         self.max_in_flight = max_in_flight
         self.failure_limit = failure_limit
         self.block_timeout = block_timeout
-        self.todo = journal.pending(blocks())
-        self.deferred: collections.deque[_Task] = collections.deque()
+        self.todo = self._candidates()
         self.retry: collections.deque[_Task] = collections.deque()
         self.in_flight: dict[futures.Future, _Task] = {}
         self.tickets = itertools.count(1)
         self.timed_out: dict[int, tuple[float, int]] = {}
         self.board: Any = None
         self.done = self.failed = self.skipped = 0
+        self.failed_before = 0
         self.stop_error: NDFrameworkError | None = None
+        self.reduce_error: ReduceError | None = None
         self.stopped: str | None = None
         self.interrupted: int | None = None
         self.deaths_in_a_row = 0
@@ -138,6 +143,7 @@ class Run:
                         pool = self._restart(pool, broken)
                     if self.journal.due() == 0.0:
                         self.journal.flush()
+                    self.journal.keep_alive()
             except BaseException:
                 self._abandon(pool)
                 raise
@@ -145,18 +151,18 @@ class Run:
                 pool.shutdown(wait=True)
         return self.result()
 
-    def _wait(self) -> float | None:
+    def _wait(self) -> float:
         due = self.journal.due()
-        if self.block_timeout is not None or _Signals.active(self):
-            return _POLL if due is None else min(due, _POLL)
-        return due
+        longest = _POLL if self.block_timeout is not None or _Signals.active(self) \
+            else HEARTBEAT
+        return longest if due is None else min(due, longest)
 
     def _start_pool(self) -> futures.Executor:
         self.board = self.executor.make_board() if self.block_timeout or \
             self.executor.can_stop_blocks else None
         return self.executor.start(self.lifecycle(self.board))
 
-    def _stop(self, error: NDFrameworkError | None, reason: str,
+    def stop(self, error: NDFrameworkError | None, reason: str,
               traceback: str | None = None) -> None:
         """Hand out no more blocks; the run ends once those running are in (blocks handed
         out but not started are taken back: they are left not run)."""
@@ -170,23 +176,33 @@ class Run:
 
     # -- handing out ---------------------------------------------------------------------
 
+    def _candidates(self) -> Iterator[_Task]:
+        """The blocks to run in this session, in two passes over the tiling: first those
+        never tried (or not done), then those that failed in an earlier session, so that a
+        resumed run makes progress before it meets known trouble. Blocks recorded done are
+        skipped; blocks another live session has claimed are left to it. Claims go a few
+        blocks ahead of the workers, so that sessions sharing the journal share the work."""
+        batch = max(16, 4 * self.max_in_flight)
+        for ordinal, block, state in self.journal.pending(self.blocks(), claim=True,
+                                                          batch=batch):
+            if state is BlockState.NEW:
+                yield _Task(ordinal, block)
+            elif state is BlockState.DONE:
+                self.skipped += 1
+            elif state is BlockState.FAILED_BEFORE:
+                self.failed_before += 1
+        if self.failed_before:
+            for ordinal, block, state in self.journal.pending(self.blocks(), claim=True,
+                                                              batch=batch):
+                if state is BlockState.FAILED_BEFORE:
+                    yield _Task(ordinal, block)
+
     def _next_task(self) -> _Task | None:
-        """The next block never tried in this session; those that failed in an earlier
-        session come last, so that a resumed run makes progress first."""
-        for ordinal, block, failed_before in self.todo:
-            if block is None:
-                continue
-            task = _Task(ordinal, block)
-            if failed_before:
-                self.deferred.append(task)
-                continue
-            self.hooks.call("ndf_before_block", run=self.info, block=block)
-            return task
-        if self.deferred:
-            task = self.deferred.popleft()
+        """The next block never handed out in this session, its hook called."""
+        task = next(self.todo, None)
+        if task is not None:
             self.hooks.call("ndf_before_block", run=self.info, block=task.block)
-            return task
-        return None
+        return task
 
     def _fill(self, pool: futures.Executor) -> futures.Executor:
         """Hand blocks to workers until ``max_in_flight`` are out. A block suspected of
@@ -259,18 +275,20 @@ class Run:
         self.journal.finished(task.ordinal, outcome, task.attempts)
         self.failed += 1
         if outcome.status is BlockStatus.DATA_ERROR:
-            self._stop(DataAccessError(
+            self.stop(DataAccessError(
                 f"data access failed for block {block.key} (box {block.box}, read box "
                 f"{block.read_box}): {outcome.error}",
                 key=block.key,
             ), f"data access failed for block {block.key}", outcome.traceback)
         elif outcome.status is BlockStatus.SETUP_ERROR:
-            self._stop(SetupError(
+            self.stop(SetupError(
                 f"the processor's setup() failed in worker {outcome.worker}: {outcome.error}"
             ), "the processor's setup() failed", outcome.traceback)
         elif self.failure_limit is not None and \
-                self.failure_limit.reached(self.failed, self.done):
-            self._stop(None, self.failure_limit.describe(self.failed, self.done))
+                self.failure_limit.reached(self.failed, self.done + self.skipped):
+            # blocks done by earlier sessions count as done: a resumed run whose only
+            # blocks left are known failures is not "failing on most blocks"
+            self.stop(None, self.failure_limit.describe(self.failed, self.done + self.skipped))
         self.hooks.call("ndf_on_block_error", run=self.info, block=block, outcome=outcome)
 
     def _fail(self, task: _Task, error: str, worker: str = "") -> None:
@@ -294,7 +312,7 @@ class Run:
         that were merely queued, or running on workers the pool ended because of it, go
         back to be handed out again as if never tried."""
         running = {} if self.board is None else self.board.running()
-        processes = exit_codes(pool)
+        processes = worker_processes(pool)
         pool.shutdown(wait=True, cancel_futures=True)
         for future, task in list(self.in_flight.items()):  # settled by the shutdown
             del self.in_flight[future]
@@ -304,12 +322,16 @@ class Run:
         if processes is not None:
             dead = {pid for pid, process in processes.items()
                     if process.exitcode not in (None, 0, -signal.SIGTERM)}
+        # a worker ended for a timeout may have moved on to another block meanwhile
+        ended = {pid for _, pid in self.timed_out.values()}
         suspects = [task for task in broken if task.ticket in running
                     and task.ticket not in self.timed_out
+                    and running[task.ticket][0] not in ended
                     and (dead is None or running[task.ticket][0] in dead)]
         # each suspect's own worker died when the pool tells which did; otherwise only a
         # block that was running alone is surely the one that killed its worker
         certain = dead is not None or len(suspects) == 1
+        timeouts_only = not suspects and any(task.ticket in self.timed_out for task in broken)
         for task in broken:
             if task.ticket in self.timed_out:
                 self._timed_out(task)
@@ -318,11 +340,15 @@ class Run:
             else:
                 task.attempts -= 1
                 self.retry.appendleft(task)
+        self.timed_out.clear()  # the new pool's workers start afresh
         # Two blocks that each kill their worker cost 2 * max_attempts deaths; more in a row
         # without a block done means workers die whatever they run (memory, a broken setup).
+        # A pool broken only because the run ended a block that timed out is no death.
+        if timeouts_only:
+            return self._start_pool()
         self.deaths_in_a_row += 1
         if self.deaths_in_a_row > 2 * self.max_attempts:
-            self._stop(WorkerError(
+            self.stop(WorkerError(
                 f"worker processes died {self.deaths_in_a_row} times in a row without "
                 f"finishing a block (killed, crashed or out of memory)"
             ), "worker processes kept dying")
@@ -355,7 +381,7 @@ class Run:
         if self.board is not None:
             for pid, _ in self.board.running().values():
                 self.executor.stop_worker(pid)
-        processes = exit_codes(pool)
+        processes = worker_processes(pool)
         for process in (processes or {}).values():
             try:
                 process.kill()
@@ -367,22 +393,32 @@ class Run:
     def interrupt(self, signum: int) -> None:
         """Called on SIGINT or SIGTERM: stop handing out blocks and end the workers."""
         self.interrupted = signum
-        self._stop(None, f"interrupted by {signal.Signals(signum).name}")
+        self.stop(None, f"interrupted by {signal.Signals(signum).name}")
 
     # -- the result ----------------------------------------------------------------------
 
     def result(self) -> RunResult:
         """What happened in this session; the journal is committed first."""
-        self.journal.end_session(self.stopped)
-        # every block recorded done by another session is one this session need not run
-        self.skipped = self.journal.count(status=BlockStatus.DONE, session=self.info.session,
-                                          other_sessions=True)
-        not_run = self.info.block_count - self.done - self.failed - self.skipped
-        counts = RunCounts(self.done, self.failed, self.skipped, not_run)
+        journal, session = self.journal, self.info.session
+        journal.end_session(self.stopped)
+        # From the records, not this session's counters: where sessions share the journal,
+        # a block two of them ran belongs to the one that recorded it last. Every block
+        # recorded done by another session is one this session need not run.
+        done = journal.count(status=BlockStatus.DONE, session=session)
+        failed = journal.count(status=BlockStatus.FAILED, session=session)
+        skipped = journal.count(status=BlockStatus.DONE, session=session, other_sessions=True)
+        not_run = max(0, self.info.block_count - done - failed - skipped)
+        counts = RunCounts(done, failed, skipped, not_run)
         reduced = None
         if self.stopped is None:
-            result = RunResult(self.info, counts, None, 0.0, journal=self.journal)
-            reduced = self.processor.reduce_values(result.values)
+            values = RunResult(self.info, counts, None, 0.0, journal=journal).values
+            try:
+                reduced = self.processor.reduce_values(values)
+            except Exception as error:
+                self.reduce_error = ReduceError(
+                    f"the processor's {'fold' if self.processor.folds else 'reduce'}() "
+                    f"raised {type(error).__name__}: {error}")
+                self.reduce_error.traceback = "".join(traceback.format_exception(error))
         return RunResult(
             run=self.info,
             counts=counts,
@@ -423,7 +459,7 @@ class _Signals:
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self.run.interrupted is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt
+            raise _worker.ForcedInterrupt("interrupted again: stopping at once")
         self.run.interrupt(signum)
 
     def __exit__(self, *exc: object) -> None:

@@ -46,6 +46,12 @@ class WorkerContext:
     """Where outputs go, if anywhere."""
 
 
+class ForcedInterrupt(KeyboardInterrupt):
+    """A second Ctrl-C during a run: raised by the coordinator's signal handler wherever
+    the main thread is, also inside a block run by the serial executor, which must let it
+    through rather than record the block as failed."""
+
+
 class _Worker:
     """One worker's state for one run: its context, its own processor, and how setup went."""
 
@@ -143,7 +149,7 @@ def _run_block(worker: _Worker, block: Block) -> BlockOutcome:
     try:
         arrays, value = _split(processor.process(data, block), context.sink)
     except BaseException as error:  # sys.exit() and KeyboardInterrupt in a block fail it too
-        if isinstance(error, GeneratorExit):
+        if isinstance(error, (GeneratorExit, ForcedInterrupt)):
             raise
         timings = BlockTimings(read_done - started, clock() - read_done)
         retry = isinstance(error, processor.retry_on) if processor.retry_on else False

@@ -22,6 +22,7 @@ __all__ = [
     "JournalMismatchError",
     "BlocksFailedError",
     "RunInterrupted",
+    "ReduceError",
 ]
 
 
@@ -134,3 +135,10 @@ class RunInterrupted(KeyboardInterrupt):
     @property
     def exit_status(self) -> int:
         return 128 + self.signal
+
+
+class ReduceError(NDFrameworkError, RuntimeError):
+    """The processor's ``reduce`` or ``fold`` raised once every block was run; ``result``
+    holds the `RunResult` (its ``reduced`` is None), ``traceback`` the error's traceback.
+    The blocks and their values are in the journal: fix ``reduce`` and run again to get the
+    value without running a block."""

@@ -3,12 +3,15 @@
 Every hook runs in the coordinating process (the one that called ``Pipeline.run``), never in
 a worker, so a plugin may keep state, draw a progress bar or write a log without locks.
 Return values are ignored. A hook that raises does not stop the run: the error is logged
-once (logger ``ndframework.plugins``) and listed in ``RunResult.plugin_errors``. Implement hooks with `ndframework.hookimpl` on a class or module
-and pass it in ``Pipeline(plugins=[...])``, or publish it in the ``ndframework`` entry-point
-group of your package's metadata.
+once (logger ``ndframework.plugins``) and listed in ``RunResult.plugin_errors``. Implement
+hooks with `ndframework.hookimpl` on a class or module and pass it in
+``Pipeline(plugins=[...])``, or publish it in the ``ndframework`` entry-point group of your
+package's metadata.
 
 For every block handed out, exactly one of `ndf_after_block` and `ndf_on_block_error`
-follows its `ndf_before_block`, unless the run is interrupted while the block is in flight.
+follows its `ndf_before_block`, unless the run stops while the block is in flight (it is
+interrupted, or it stops early and takes back the blocks handed out but not started): such
+blocks are counted in ``result.not_run``.
 Blocks that an earlier session of the run recorded done in the journal are skipped: no hook
 sees them.
 """

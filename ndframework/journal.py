@@ -24,7 +24,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import pickle
 import socket
 import sqlite3
 import tempfile
@@ -35,125 +34,26 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-import attrs
-import cloudpickle
-
+from ._ledger import (
+    COLUMNS,
+    HEARTBEAT,
+    LEASE,
+    SCHEMA,
+    SCHEMA_VERSION,
+    BlockRecord,
+    BlockState,
+    dumps_value,
+    record_of,
+    remove_files,
+    session_alive,
+    transaction,
+    where_clause,
+)
 from .errors import ConfigError, JournalMismatchError
 from .geometry import Block
-from .result import BlockFailure, BlockOutcome, BlockStatus, BlockTimings
+from .result import BlockOutcome, BlockStatus
 
-__all__ = ["Journal", "BlockRecord"]
-
-SCHEMA_VERSION = 1
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS sessions (
-    session TEXT PRIMARY KEY,
-    started REAL NOT NULL,
-    ended REAL,
-    host TEXT,
-    pid INTEGER,
-    executor TEXT,
-    stopped TEXT
-);
-CREATE TABLE IF NOT EXISTS blocks (
-    ordinal INTEGER PRIMARY KEY,
-    key TEXT NOT NULL,
-    status TEXT NOT NULL,
-    attempts INTEGER NOT NULL,
-    all_attempts INTEGER NOT NULL,
-    read REAL, process REAL, write REAL,
-    worker TEXT,
-    error TEXT,
-    traceback TEXT,
-    value BLOB,
-    session TEXT NOT NULL,
-    finished REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS blocks_by_key ON blocks (key);
-"""
-
-_COLUMNS = ("ordinal, key, status, attempts, all_attempts, read, process, write, worker, error, traceback, "
-            "value, session, finished")
-
-
-@attrs.frozen
-class BlockRecord:
-    """A block's entry in the journal: its latest outcome."""
-
-    ordinal: int
-    """The block's position in the tiling's order."""
-    key: str
-    """The block's key, ``"z_y_x"``."""
-    status: BlockStatus
-    """`BlockStatus.DONE` or `BlockStatus.FAILED`."""
-    attempts: int
-    """Tries in the run session that recorded it."""
-    all_attempts: int
-    """Tries in all, over every run session that tried it."""
-    timings: BlockTimings
-    """Worker-side seconds of the last try."""
-    worker: str
-    """The worker that ran the last try."""
-    error: str | None
-    """For failed blocks: the error's type and message."""
-    traceback: str | None
-    """For failed blocks: the formatted traceback, when there is one."""
-    session: str
-    """The run session that recorded it."""
-    finished: float
-    """When it was recorded, in seconds since the epoch."""
-    value_bytes: bytes | None = attrs.field(default=None, repr=False)
-    """The pickled per-block value."""
-
-    @property
-    def value(self) -> Any:
-        """The per-block value (None for failed blocks)."""
-        return None if self.value_bytes is None else pickle.loads(self.value_bytes)
-
-    @property
-    def failure(self) -> BlockFailure:
-        """The record as a `BlockFailure`."""
-        return BlockFailure(self.error or "unknown error", self.traceback, self.attempts)
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (without the value)."""
-        return {
-            "key": self.key, "status": self.status.value, "attempts": self.attempts,
-            "all_attempts": self.all_attempts,
-            "read": self.timings.read, "process": self.timings.process,
-            "write": self.timings.write, "worker": self.worker, "error": self.error,
-            "traceback": self.traceback, "session": self.session, "finished": self.finished,
-        }
-
-
-def _record(row: tuple[Any, ...]) -> BlockRecord:
-    (ordinal, key, status, attempts, all_attempts, read, process, write, worker, error,
-     trace, value, session, finished) = row
-    return BlockRecord(
-        ordinal, key, BlockStatus(status), attempts, all_attempts,
-        BlockTimings(read or 0.0, process or 0.0, write or 0.0), worker or "", error, trace,
-        session, finished, value,
-    )
-
-
-def dumps_value(value: Any) -> bytes:
-    """``value`` pickled for the journal; cloudpickle for what plain pickle refuses (lambdas,
-    classes from ``__main__``)."""
-    try:
-        return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-    except Exception:
-        return cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-
-
-def _remove(path: str) -> None:
-    for suffix in ("", "-wal", "-shm"):
-        try:
-            os.unlink(path + suffix)
-        except OSError:
-            pass
-
+__all__ = ["Journal", "BlockRecord", "BlockState", "dumps_value", "HEARTBEAT", "LEASE"]
 
 class Journal:
     """The ledger of one run in an SQLite file.
@@ -169,10 +69,15 @@ class Journal:
     commit_interval:
         Most seconds between two commits while outcomes arrive: what a killed run may lose
         of its record (the blocks lost are simply run again).
+    wal:
+        Keep the file in SQLite's WAL mode (the default): writers never block readers, and
+        commits are cheap. WAL needs every process that opens the file to be on one host;
+        for sessions on several hosts sharing a journal on a network file system with
+        working POSIX locks, pass ``wal=False`` (SQLite's rollback journal).
     """
 
     def __init__(self, path: str | os.PathLike[str] | None = None, *,
-                 commit_interval: float = 1.0) -> None:
+                 commit_interval: float = 1.0, wal: bool = True) -> None:
         if path is not None and not isinstance(path, (str, os.PathLike)):
             raise ConfigError(f"journal must be a path or a Journal, got {path!r}", path)
         if isinstance(commit_interval, bool) or not isinstance(commit_interval, (int, float)) \
@@ -189,6 +94,8 @@ class Journal:
         self._last_commit = 0.0
         self._temporary = path is None
         self._ended = False
+        self._alive = 0.0
+        self.wal = bool(wal)
 
     def __repr__(self) -> str:
         return f"Journal({'temporary' if self._temporary else self.path!r})"
@@ -210,13 +117,13 @@ class Journal:
         if self._temporary and self.path is None:
             handle, self.path = tempfile.mkstemp(prefix="ndframework-journal-", suffix=".sqlite")
             os.close(handle)
-            weakref.finalize(self, _remove, self.path)
+            weakref.finalize(self, remove_files, self.path)
         assert self.path is not None
         try:
             connection = sqlite3.connect(self.path, timeout=60.0, isolation_level=None,
                                          check_same_thread=False)
             if not read_only:  # read_only: change nothing in a file that may be no journal
-                connection.execute("PRAGMA journal_mode=WAL")
+                connection.execute(f"PRAGMA journal_mode={'WAL' if self.wal else 'DELETE'}")
                 connection.execute("PRAGMA synchronous=NORMAL")
         except sqlite3.Error as error:
             raise ConfigError(f"cannot open the journal {self.path!r}: {error}",
@@ -233,10 +140,12 @@ class Journal:
         JournalMismatchError
             The journal records a run with another fingerprint (and ``restart`` is False).
         """
+        if self._connection is not None:  # a journal object used for another run
+            self._connection.close()
         connection = self._connection = self._connect()
         fingerprint = {name: str(value) for name, value in fingerprint.items()}
-        with _transaction(connection):
-            for statement in _SCHEMA.split(";"):
+        with transaction(connection):
+            for statement in SCHEMA.split(";"):
                 if statement.strip():
                     connection.execute(statement)
             row = connection.execute("SELECT value FROM meta WHERE name = 'fingerprint'").fetchone()
@@ -246,7 +155,14 @@ class Journal:
                 if recorded != fingerprint and has_blocks:
                     raise JournalMismatchError(self._mismatch(recorded, fingerprint), recorded)
             if restart:
+                live = self._live_sessions(connection)
+                if live:
+                    raise ConfigError(
+                        f"cannot restart the journal {self.path!r}: a session of its run is "
+                        f"still running ({', '.join(live)}); stop it first, or use another "
+                        f"journal", self.path)
                 connection.execute("DELETE FROM blocks")
+                connection.execute("DELETE FROM claims")
                 connection.execute("DELETE FROM sessions")
             connection.execute(
                 "INSERT OR REPLACE INTO meta VALUES ('fingerprint', ?), ('schema', ?)",
@@ -256,18 +172,29 @@ class Journal:
                 connection.execute("INSERT OR REPLACE INTO meta VALUES ('block_count', ?)",
                                    (str(block_count),))
             self.session = uuid.uuid4().hex[:12]
+            self._alive = time.time()
             connection.execute(
-                "INSERT INTO sessions (session, started, host, pid, executor) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (self.session, time.time(), socket.gethostname(), os.getpid(), executor),
+                "INSERT INTO sessions (session, started, host, pid, executor, alive) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (self.session, self._alive, socket.gethostname(), os.getpid(), executor,
+                 self._alive),
             )
         self._last_commit = time.monotonic()
         self._ended = False
 
+    @staticmethod
+    def _live_sessions(connection: sqlite3.Connection) -> list[str]:
+        """Sessions that have not ended and showed a sign of life within the lease."""
+        rows = connection.execute(
+            "SELECT host, pid, alive FROM sessions WHERE ended IS NULL").fetchall()
+        return [f"pid {pid} on {host}" for host, pid, alive in rows
+                if session_alive(host, pid, alive)]
+
     def _mismatch(self, recorded: Mapping[str, str], now: Mapping[str, str]) -> str:
         names = sorted(set(recorded) | set(now))
         differs = [
-            f"{name}: {recorded.get(name, '(none)')!r} in the journal, {now.get(name, '(none)')!r} now"
+            f"{name}: {recorded.get(name, '(none)')!r} in the journal, "
+            f"{now.get(name, '(none)')!r} now"
             for name in names if recorded.get(name) != now.get(name)
         ]
         return (
@@ -312,35 +239,81 @@ class Journal:
         """Commit what is buffered and mark the session ended; the file stays open for
         reading the result."""
         self.flush()
-        with _transaction(self.connection):
+        with transaction(self.connection):
             self.connection.execute(
                 "UPDATE sessions SET ended = ?, stopped = ? WHERE session = ?",
                 (time.time(), stopped, self.session),
             )
+            self.connection.execute("DELETE FROM claims WHERE session = ?", (self.session,))
         self._ended = True
 
     # -- recording -----------------------------------------------------------------------
 
-    def pending(self, blocks: Iterable[Block], *,
-                batch: int = 1024) -> Iterator[tuple[int, Block | None, bool]]:
-        """``(ordinal, block, failed_before)`` for every block in ``blocks``: ``block`` is
-        None for those recorded done, which the run skips, and ``failed_before`` is True for
-        those recorded failed. The records are looked up a batch at a time, so memory stays
-        small whatever the number of blocks."""
+    def pending(self, blocks: Iterable[Block], *, claim: bool = False,
+                batch: int = 1024) -> Iterator[tuple[int, Block, BlockState]]:
+        """``(ordinal, block, state)`` for every block in ``blocks``, ``state`` saying what
+        the journal records of it (see `BlockState`). The records are looked up a batch at
+        a time, so memory stays small whatever the number of blocks.
+
+        With ``claim``, this session claims the blocks it is given that are neither done
+        nor claimed by another live session, a batch at a time, so that several sessions
+        sharing the journal split the blocks between them instead of each running all.
+        """
         iterator = iter(blocks)
         ordinal = 0
         while True:
             chunk = list(itertools.islice(iterator, batch))
             if not chunk:
                 return
-            recorded = dict(self.connection.execute(
-                "SELECT ordinal, status FROM blocks WHERE ordinal BETWEEN ? AND ?",
-                (ordinal, ordinal + len(chunk) - 1),
-            ).fetchall())
+            span = (ordinal, ordinal + len(chunk) - 1)
+            if claim:
+                with transaction(self.connection):
+                    states = self._states(span)
+                    self.connection.executemany(
+                        "INSERT OR REPLACE INTO claims VALUES (?, ?)",
+                        [(number, self.session) for number in range(span[0], span[1] + 1)
+                         if states.get(number) not in (BlockState.DONE, BlockState.CLAIMED)],
+                    )
+                    self._heartbeat()
+            else:
+                states = self._states(span)
             for block in chunk:
-                status = recorded.get(ordinal)
-                yield ordinal, None if status == "done" else block, status == "failed"
+                yield ordinal, block, states.get(ordinal, BlockState.NEW)
                 ordinal += 1
+
+    def _states(self, span: tuple[int, int]) -> dict[int, BlockState]:
+        states = {}
+        for number, status, session in self.connection.execute(
+            "SELECT ordinal, status, session FROM blocks WHERE ordinal BETWEEN ? AND ?", span
+        ):
+            if status == "done":
+                states[number] = BlockState.DONE
+            elif session != self.session:
+                states[number] = BlockState.FAILED_BEFORE
+        live: dict[str, bool] = {}
+        for number, session, host, pid, alive in self.connection.execute(
+            "SELECT claims.ordinal, session, host, pid, alive FROM claims JOIN sessions "
+            "USING (session) WHERE claims.ordinal BETWEEN ? AND ? AND session != ? "
+            "AND sessions.ended IS NULL",
+            (*span, self.session),
+        ):
+            if session not in live:
+                live[session] = session_alive(host, pid, alive)
+            if live[session] and states.get(number) is not BlockState.DONE:
+                states[number] = BlockState.CLAIMED
+        return states
+
+    def _heartbeat(self) -> None:
+        self._alive = time.time()
+        self.connection.execute("UPDATE sessions SET alive = ? WHERE session = ?",
+                                (self._alive, self.session))
+
+    def keep_alive(self) -> None:
+        """Show that this session still runs (at most every `HEARTBEAT` seconds), so that
+        other sessions leave its claimed blocks alone."""
+        if self.session and not self._ended and time.time() - self._alive > HEARTBEAT:
+            with transaction(self.connection):
+                self._heartbeat()
 
     def finished(self, ordinal: int, outcome: BlockOutcome, attempts: int,
                  value: bytes | None = None) -> None:
@@ -369,18 +342,22 @@ class Journal:
         if not self._buffer or self._connection is None:
             return
         rows, self._buffer = self._buffer, []
-        with _transaction(self.connection):
+        with transaction(self.connection):
             self.connection.executemany(
-                f"INSERT INTO blocks ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                f"INSERT INTO blocks ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                # done wins: a failure recorded by another session never undoes a block done
                 "ON CONFLICT (ordinal) DO UPDATE SET key = excluded.key, "
                 "status = excluded.status, attempts = excluded.attempts, "
                 "all_attempts = blocks.all_attempts + excluded.attempts, "
                 "read = excluded.read, process = excluded.process, write = excluded.write, "
                 "worker = excluded.worker, error = excluded.error, "
                 "traceback = excluded.traceback, value = excluded.value, "
-                "session = excluded.session, finished = excluded.finished",
+                "session = excluded.session, finished = excluded.finished "
+                "WHERE blocks.status != 'done' OR excluded.status = 'done'",
                 rows,
             )
+            if self.session:
+                self._heartbeat()
 
     # -- reading -------------------------------------------------------------------------
 
@@ -399,7 +376,7 @@ class Journal:
     def count(self, *, status: BlockStatus | None = None, session: str | None = None,
               other_sessions: bool = False) -> int:
         """How many records match (see `records`)."""
-        where, args = _where(status, session, other_sessions)
+        where, args = where_clause(status, session, other_sessions)
         self.flush()
         return self.connection.execute(f"SELECT count(*) FROM blocks{where}", args).fetchone()[0]
 
@@ -409,25 +386,25 @@ class Journal:
         """Records in block order (or ``order="slowest"``), streamed from the file.
         ``session`` keeps those of one session, or of every other one with
         ``other_sessions``."""
-        where, args = _where(status, session, other_sessions)
+        where, args = where_clause(status, session, other_sessions)
         ordering = {"ordinal": "ordinal",
                     "slowest": "coalesce(read, 0) + coalesce(process, 0) + "
                                "coalesce(write, 0) DESC"}[order]
-        query = f"SELECT {_COLUMNS} FROM blocks{where} ORDER BY {ordering}"
+        query = f"SELECT {COLUMNS} FROM blocks{where} ORDER BY {ordering}"
         if limit is not None:
             query += f" LIMIT {int(limit)}"
         self.flush()
         # a cursor of its own, so that readers may interleave with each other
         for row in self.connection.cursor().execute(query, args):
-            yield _record(row)
+            yield record_of(row)
 
     def record(self, key: str) -> BlockRecord | None:
         """The record of the block ``key``, if there is one."""
         self.flush()
         row = self.connection.execute(
-            f"SELECT {_COLUMNS} FROM blocks WHERE key = ?", (key,)
+            f"SELECT {COLUMNS} FROM blocks WHERE key = ?", (key,)
         ).fetchone()
-        return None if row is None else _record(row)
+        return None if row is None else record_of(row)
 
     def block_count(self) -> int | None:
         """How many blocks the run has, as its last session counted them."""
@@ -437,7 +414,8 @@ class Journal:
 
     def fingerprint(self) -> dict[str, str]:
         """The fingerprint of the run the journal records."""
-        row = self.connection.execute("SELECT value FROM meta WHERE name = 'fingerprint'").fetchone()
+        row = self.connection.execute(
+            "SELECT value FROM meta WHERE name = 'fingerprint'").fetchone()
         return {} if row is None else json.loads(row[0])
 
     def sessions(self) -> list[dict[str, Any]]:
@@ -448,31 +426,3 @@ class Journal:
         )
         names = [column[0] for column in cursor.description]
         return [dict(zip(names, row)) for row in cursor]
-
-
-def _where(status: BlockStatus | None, session: str | None,
-           other_sessions: bool) -> tuple[str, tuple[Any, ...]]:
-    clauses, args = [], []
-    if status is not None:
-        clauses.append("status = ?")
-        args.append(BlockStatus(status).value)
-    if session is not None:
-        clauses.append("session != ?" if other_sessions else "session = ?")
-        args.append(session)
-    return (" WHERE " + " AND ".join(clauses) if clauses else ""), tuple(args)
-
-
-class _transaction:
-    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on error) on an autocommit
-    connection: the write lock is taken up front, so concurrent writers queue on SQLite's
-    busy timeout instead of failing half way."""
-
-    def __init__(self, connection: sqlite3.Connection) -> None:
-        self.connection = connection
-
-    def __enter__(self) -> sqlite3.Connection:
-        self.connection.execute("BEGIN IMMEDIATE")
-        return self.connection
-
-    def __exit__(self, kind: object, error: object, trace: object) -> None:
-        self.connection.execute("COMMIT" if kind is None else "ROLLBACK")

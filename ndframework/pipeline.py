@@ -362,8 +362,15 @@ class Pipeline:
         try:
             result = run.execute()
         except BaseException as error:  # still tell the plugins what was done
-            run._stop(None, f"stopped by {type(error).__name__}")
-            hooks.call("ndf_after_run", run=info, result=run.result())
+            forced = isinstance(error, _worker.ForcedInterrupt)
+            run.stop(None, "interrupted twice by SIGINT" if forced
+                     else f"stopped by {type(error).__name__}")
+            result = run.result()
+            hooks.call("ndf_after_run", run=info, result=result)
+            if forced:  # the second Ctrl-C: at once, but with the record kept all the same
+                raise RunInterrupted(
+                    f"run interrupted twice by SIGINT: {result.counts.done} blocks done, the "
+                    f"journal is committed", signal.SIGINT, result) from None
             raise
         hooks.call("ndf_after_run", run=info, result=result)
         if run.interrupted is not None:
@@ -371,9 +378,10 @@ class Pipeline:
             raise RunInterrupted(
                 f"run interrupted by {name}: {result.counts.done} blocks done, the journal "
                 f"is committed", run.interrupted, result)
-        if run.stop_error is not None:
-            run.stop_error.result = result
-            raise run.stop_error
+        for error in (run.stop_error, run.reduce_error):
+            if error is not None:
+                error.result = result
+                raise error
         return result
 
     def _failure_limit(self) -> FailureLimit | None:

@@ -110,10 +110,11 @@ class BlockProcessor(abc.ABC):
         ``results`` is a read-only ``{block key: value}`` mapping of every block done, in
         block order, including blocks done by earlier sessions of a resumed run. It is read
         from the run's journal as it is iterated, so ``sum(results.values())`` over millions
-        of blocks takes little memory. The default returns the values as a dict; a processor
+        of blocks takes little memory. The default returns that mapping itself (it compares
+        equal to a dict of the same values; ``dict(result.reduced)`` makes one); a processor
         that overrides `fold` gets the fold instead.
         """
-        return dict(results)
+        return results
 
     def fold(self, accumulator: Any, key: str, value: Any) -> Any:
         """Combine one block's value into ``accumulator`` and return the new accumulator:

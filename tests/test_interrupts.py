@@ -166,3 +166,23 @@ def test_a_coordinator_killed_part_way_leaves_nothing_behind_and_the_rerun_compl
     assert set(final["skipped"]) == recorded
     assert set(final["done"]) == {f"{z}_{y}_{x}" for z in range(6) for y in (0, 16)
                                   for x in (0, 16)} - recorded
+
+
+@pytest.mark.timeout(60)
+def test_a_second_ctrl_c_stops_at_once_and_fails_no_block(tmp_path):
+    process = _start(tmp_path, "serial", "first", sleep=3.0)
+    try:
+        _wait_for_marks(tmp_path, "first", 1, process)  # the second block has begun
+        os.killpg(process.pid, signal.SIGINT)
+        time.sleep(0.3)
+        os.killpg(process.pid, signal.SIGINT)
+        sent = time.monotonic()
+        _, stderr = process.communicate(timeout=20)
+        took = time.monotonic() - sent
+    finally:
+        process.kill()
+    assert process.returncode == 130, stderr
+    assert took < 2.0
+    records = list(ndf.Journal.read(tmp_path / "run.sqlite").records())
+    assert [r.status for r in records] == [ndf.BlockStatus.DONE]  # the block cut short
+    _finish(tmp_path, "serial")                                   # is simply run again

@@ -5,7 +5,10 @@ from __future__ import annotations
 import multiprocessing
 import os
 import sqlite3
+import threading
+import time
 
+import attrs
 import numpy as np
 import pytest
 
@@ -264,3 +267,63 @@ def test_a_session_keeps_its_stop_reason_and_the_run_its_block_count(volume, tmp
     read = ndf.Journal.read(tmp_path / "j.sqlite")
     assert read.sessions()[-1]["stopped"] == result.stopped
     assert read.block_count() == 8
+
+
+def test_sessions_running_at_once_on_one_journal_share_the_blocks(volume, tmp_path):
+    source = ndf.InMemorySource(volume)
+    tiler = ndf.RegularTiler((1, 6, 10))  # 80 blocks
+    marks = tmp_path / "marks"
+    marks.mkdir()
+
+    def slow(data, block):
+        time.sleep(0.01)
+        with open(marks / f"{block.key}-{threading.get_ident()}", "w"):
+            pass
+        return int(block.crop(data["em"]).astype(np.int64).sum())
+
+    results = {}
+
+    def session(name):
+        results[name] = ndf.Pipeline(
+            source, ndf.FunctionProcessor(slow, pass_block=True), tiler=tiler,
+            executor="serial", journal=ndf.Journal(tmp_path / "shared.sqlite")).run()
+
+    threads = [threading.Thread(target=session, args=(name,)) for name in "ab"]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    runs = [name.rsplit("-", 1)[0] for name in os.listdir(marks)]
+    assert sorted(runs) == sorted(block.key for block in tiler.blocks(source.bounds))
+    a, b = results["a"], results["b"]
+    assert a.counts.done >= 16 and b.counts.done >= 16  # each took its share
+    assert a.counts.done + b.counts.done == 80
+    for result in (a, b):
+        assert min(attrs.astuple(result.counts)) >= 0
+    final = ndf.Pipeline(source, ndf.FunctionProcessor(slow, pass_block=True), tiler=tiler,
+                         executor="serial", journal=tmp_path / "shared.sqlite").run()
+    assert final.ok and final.counts.skipped == 80
+    assert final.reduced == _owned_sums(volume, source, tiler)
+
+
+def test_a_failure_recorded_by_another_session_never_undoes_a_block_done(tmp_path):
+    path = tmp_path / "j.sqlite"
+    first, second = Journal(path), Journal(path)
+    first.open({"source": "s"})
+    second.open({"source": "s"})
+    first.finished(0, ndf.BlockOutcome("0_0_0", "done"), attempts=1, value=b"K\x07.")
+    first.flush()
+    second.finished(0, ndf.BlockOutcome("0_0_0", "failed", error="E: late"), attempts=1)
+    second.flush()
+    (record,) = Journal.read(path).records()
+    assert record.status is ndf.BlockStatus.DONE and record.value == 7
+
+
+def test_restart_is_refused_while_another_session_runs(tmp_path):
+    path = tmp_path / "j.sqlite"
+    running = Journal(path)
+    running.open({"source": "s"})
+    with pytest.raises(ndf.ConfigError, match=r"cannot restart .* still running \(pid"):
+        Journal(path).open({"source": "s"}, restart=True)
+    running.close()
+    Journal(path).open({"source": "s"}, restart=True)

@@ -6,7 +6,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ._base import Executor, WorkerLifecycle, default_workers
-from ._board import WorkerBoard, exit_codes
+from ._board import WorkerBoard, worker_processes
 from ._processes import ProcessExecutor
 from ._serial import SerialExecutor
 from ._threads import ThreadExecutor
@@ -15,7 +15,7 @@ __all__ = [
     "Executor",
     "WorkerLifecycle",
     "WorkerBoard",
-    "exit_codes",
+    "worker_processes",
     "SerialExecutor",
     "ThreadExecutor",
     "ProcessExecutor",

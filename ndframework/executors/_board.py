@@ -13,7 +13,7 @@ import time
 from concurrent import futures
 from typing import Any
 
-__all__ = ["WorkerBoard", "exit_codes"]
+__all__ = ["WorkerBoard", "worker_processes"]
 
 _PID, _TICKET, _STARTED = range(3)
 _WIDTH = 3
@@ -74,7 +74,7 @@ class WorkerBoard:
         return table
 
 
-def exit_codes(pool: futures.Executor) -> dict[int, Any] | None:
+def worker_processes(pool: futures.Executor) -> dict[int, Any] | None:
     """``{pid: Process}`` of a `ProcessPoolExecutor`'s workers, taken before the pool is
     shut down (it forgets them then); read each ``exitcode`` after the shutdown. None when
     the pool does not expose them.

@@ -66,7 +66,7 @@ class ProcessExecutor(Executor):
         return multiprocessing.get_context(self.start_method or _default_start_method())
 
     def start(self, lifecycle: WorkerLifecycle) -> futures.Executor:
-        context = multiprocessing.get_context(self.start_method or _default_start_method())
+        context = self._context()
         pool = futures.ProcessPoolExecutor(
             self.workers,
             mp_context=context,
