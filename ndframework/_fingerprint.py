@@ -4,19 +4,24 @@ Two runs with the same fingerprint make the same blocks and mean the same by the
 second may skip what the first recorded done. The fingerprint names the source, the bounds,
 the channels, the tiling (grid, halo and halo mode), the processor's class and parameters,
 and the sink; not the executor, the plugins or the number of workers, which never change a
-result.
+result, nor the processor's code, so that a rerun after a bug fix resumes.
+
+It is kept in the journal, so it holds no secret: sources and sinks by their own
+secret-free ``describe()``, and the processor's parameters other than numbers as digests.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
+import types
 from typing import Any, Mapping
 
 import numpy as np
 
-__all__ = ["fingerprint", "digest", "stable_repr"]
+__all__ = ["fingerprint", "digest", "stable_repr", "processor_parameters"]
 
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 
@@ -41,7 +46,14 @@ def stable_repr(value: Any, depth: int = 0) -> str:
         inner = ", ".join(f"{stable_repr(k, depth + 1)}: {stable_repr(v, depth + 1)}"
                           for k, v in sorted(value.items(), key=lambda kv: repr(kv[0])))
         return "{" + inner + "}"
-    if isinstance(value, type) or callable(value) and hasattr(value, "__qualname__"):
+    if isinstance(value, functools.partial):
+        return (f"partial({stable_repr(value.func, depth + 1)}, "
+                f"{stable_repr(value.args, depth + 1)}, {stable_repr(value.keywords, depth + 1)})")
+    if isinstance(value, type):
+        return f"{value.__module__}.{value.__qualname__}"
+    if isinstance(value, (types.FunctionType, types.MethodType)):
+        return _function_repr(value, depth)
+    if callable(value) and hasattr(value, "__qualname__"):  # builtins
         return f"{getattr(value, '__module__', '?')}.{value.__qualname__}"
     name = f"{type(value).__module__}.{type(value).__qualname__}"
     describe = getattr(value, "describe", None)
@@ -54,27 +66,75 @@ def stable_repr(value: Any, depth: int = 0) -> str:
     return _ADDRESS.sub("", repr(value))
 
 
-def processor_identity(processor: Any) -> str:
-    """The processor's class and parameters (its attributes as constructed)."""
-    cls = type(processor)
-    attributes = {name: value for name, value in vars(processor).items()
-                  if not name.startswith("_")}
-    return f"{cls.__module__}.{cls.__qualname__}({stable_repr(attributes)[1:-1]})"
+def _function_repr(function: Any, depth: int) -> str:
+    """A function by name and by what it was given: its defaults and the values its
+    closure holds (so ``lambda d: d > level`` with another ``level`` differs), not by its
+    code: a rerun after a fix to the code resumes."""
+    if isinstance(function, types.MethodType):
+        return (f"method({stable_repr(function.__self__, depth + 1)}."
+                f"{function.__func__.__name__})")
+    cells = []
+    for cell in function.__closure__ or ():
+        try:
+            cells.append(cell.cell_contents)
+        except ValueError:  # an empty cell
+            cells.append(None)
+    given = (function.__defaults__, function.__kwdefaults__, cells)
+    return (f"{function.__module__}.{function.__qualname__}"
+            f"{stable_repr(given, depth + 1)}")
+
+
+def _shown(value: Any) -> str:
+    """A parameter as kept in the journal: numbers as they are, anything else (which may
+    be or hold a secret) as a digest of its stable text."""
+    if _numeric(value):
+        return repr(value)
+    return "sha1:" + hashlib.sha1(stable_repr(value).encode()).hexdigest()[:16]
+
+
+def _numeric(value: Any) -> bool:
+    if isinstance(value, (tuple, list)):
+        return len(value) <= 8 and all(_numeric(item) for item in value)
+    return type(value) in (bool, int, float, type(None))
+
+
+def processor_parameters(processor: Any) -> dict[str, Any]:
+    """What the processor was given: its public attributes, from the class attributes
+    along its classes (``halo_cval = 7``, ``threshold = 100``) up to the instance's own
+    (set in ``__init__``), which take precedence. Methods and properties are not
+    parameters."""
+    parameters: dict[str, Any] = {}
+    for cls in reversed(type(processor).__mro__):
+        for name, value in vars(cls).items():
+            if name.startswith("_") or isinstance(
+                value, (types.FunctionType, property, classmethod, staticmethod,
+                        functools.cached_property)
+            ):
+                continue
+            parameters[name] = value
+    parameters.update((name, value) for name, value in vars(processor).items()
+                      if not name.startswith("_"))
+    return parameters
 
 
 def fingerprint(*, source: Any, bounds: Any, channels: tuple[str, ...], tiler: Any,
                 halo_mode: str, processor: Any, sink: Any) -> dict[str, str]:
-    """The fingerprint of a run, one line of text per part."""
-    return {
+    """The fingerprint of a run, one line of text per part; the processor's parameters
+    one line each (``processor.threshold``), numbers shown, other values as digests."""
+    cls = type(processor)
+    parts = {
         "source": source.describe(),
         "source_bounds": str(source.bounds),
         "bounds": str(bounds),
         "channels": ",".join(channels),
         "tiler": _ADDRESS.sub("", repr(tiler)),
         "halo_mode": halo_mode,
-        "processor": processor_identity(processor),
+        "processor": f"{cls.__module__}.{cls.__qualname__}",
         "sink": "none" if sink is None else sink.describe(),
     }
+    for name, value in sorted(processor_parameters(processor).items()):
+        parts[f"processor.{name}"] = _shown(value)
+    return parts
 
 
 def digest(parts: Mapping[str, str]) -> str:

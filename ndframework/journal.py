@@ -192,11 +192,15 @@ class Journal:
 
     def _mismatch(self, recorded: Mapping[str, str], now: Mapping[str, str]) -> str:
         names = sorted(set(recorded) | set(now))
-        differs = [
-            f"{name}: {recorded.get(name, '(none)')!r} in the journal, "
-            f"{now.get(name, '(none)')!r} now"
-            for name in names if recorded.get(name) != now.get(name)
-        ]
+        differs = []
+        for name in names:
+            before, after = recorded.get(name, "(none)"), now.get(name, "(none)")
+            if before == after:
+                continue
+            if before.startswith("sha1:") or after.startswith("sha1:"):
+                differs.append(f"{name}: another value")  # no secret is spelt out
+            else:
+                differs.append(f"{name}: {before!r} in the journal, {after!r} now")
         return (
             f"the journal {self.path!r} records another run ({'; '.join(differs)}); use "
             f"another journal, or restart=True (--restart) to discard its records and start "

@@ -281,7 +281,7 @@ def test_a_failed_block_exits_one_and_status_shows_its_error(volume_path, proces
 
     assert main(["status", journal]) == 1
     out = capsys.readouterr().out
-    assert "processor:  analysis.FailOnOne()" in out and "bounds:     [0:10, 0:24, 0:20]" in out
+    assert "processor:  analysis.FailOnOne\n" in out and "bounds:     [0:10, 0:24, 0:20]" in out
     assert "blocks:     11 done, 1 failed" in out
     assert re.search(r"1\. .* serial \(1 worker\), [0-9.]+ s: ran to the end", out)
     failures = out[out.index("failed blocks:"):out.index("slowest blocks")]
@@ -361,7 +361,7 @@ def test_status_json_is_for_scripts(volume_path, processor_file, tmp_path, capsy
     assert main(["status", journal, "--json"]) == 1
     data = json.loads(capsys.readouterr().out)
     assert data["counts"] == {"done": 11, "failed": 1}
-    assert data["fingerprint"]["processor"] == "analysis.FailOnOne()"
+    assert data["fingerprint"]["processor"] == "analysis.FailOnOne"
     assert [s["stopped"] for s in data["sessions"]] == [None, None]
     assert all(s["ended"] >= s["started"] for s in data["sessions"])
     [failure] = data["failures"]

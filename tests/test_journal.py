@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import json
 import multiprocessing
 import os
 import sqlite3
@@ -188,17 +190,17 @@ def test_the_fingerprint_covers_what_gives_blocks_their_meaning(source, tiler, t
     ndf.Pipeline(source, KeySum(scale=1), tiler=tiler, executor="serial",
                  journal=journal).run()
     changes = {
-        "processor": dict(processor=KeySum(scale=2)),
-        "tiler": dict(tiler=ndf.RegularTiler((5, 6, 10), origin=source.bounds.start)),
-        "bounds": dict(bounds=((0, 100, 200), (5, 124, 220))),
-        "channels": dict(channels=["mask"]),
+        r"processor\.scale: '1' in the journal, '2' now": dict(processor=KeySum(scale=2)),
+        "tiler: ": dict(tiler=ndf.RegularTiler((5, 6, 10), origin=source.bounds.start)),
+        "bounds: ": dict(bounds=((0, 100, 200), (5, 124, 220))),
+        "channels: ": dict(channels=["mask"]),
     }
     for what, change in changes.items():
         arguments = dict(processor=KeySum(scale=1), tiler=tiler, executor="serial",
                          journal=journal)
         arguments.update(change)
         processor = arguments.pop("processor")
-        with pytest.raises(ndf.JournalMismatchError, match=rf"\b{what}: ") as info:
+        with pytest.raises(ndf.JournalMismatchError, match=rf"\b{what}") as info:
             ndf.Pipeline(source, processor, **arguments).run()
         assert isinstance(info.value, ndf.ConfigError)
     # swapping the executor or the plugins changes no result: the journal is accepted
@@ -327,3 +329,48 @@ def test_restart_is_refused_while_another_session_runs(tmp_path):
         Journal(path).open({"source": "s"}, restart=True)
     running.close()
     Journal(path).open({"source": "s"}, restart=True)
+
+
+def test_the_processors_parameters_are_fingerprinted_and_secrets_only_as_digests(source):
+    from ndframework._fingerprint import fingerprint
+
+    def parts(processor):
+        return fingerprint(source=source, bounds=source.bounds, channels=("em",),
+                           tiler=ndf.RegularTiler(4), halo_mode="clip", processor=processor,
+                           sink=None)
+
+    class Level(ndf.BlockProcessor):
+        level = 100
+
+        def process(self, data, block):
+            return int((data["em"] > self.level).sum())
+
+    class Higher(Level):
+        level = 200
+
+    assert parts(Level())["processor.level"] == "100"
+    assert parts(Higher())["processor.level"] == "200"
+
+    def above(data, level):
+        return int((data["em"] > level).sum())
+
+    partials = [ndf.FunctionProcessor(functools.partial(above, level=n)) for n in (1, 2)]
+    assert parts(partials[0]) != parts(partials[1])
+
+    def closure(level):
+        return ndf.FunctionProcessor(lambda data: int((data["em"] > level).sum()))
+
+    assert parts(closure(1)) != parts(closure(2)) and parts(closure(1)) == parts(closure(1))
+
+    class WithToken(ndf.BlockProcessor):
+        def __init__(self, token):
+            self.token = token
+
+        def process(self, data, block):
+            return 1
+
+    secret = "s3cr3t-t0ken-value"
+    shown = parts(WithToken(secret))
+    assert shown["processor.token"].startswith("sha1:")
+    assert secret not in json.dumps(shown)
+    assert parts(WithToken("other"))["processor.token"] != shown["processor.token"]
