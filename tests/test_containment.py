@@ -218,3 +218,45 @@ def test_a_stop_takes_back_the_blocks_handed_out_but_not_started(volume):
     # one worker: the first block fails; the worker may have started the next one, but
     # the four queued behind them are taken back and never started
     assert len(result.failed) <= 2 and result.counts.not_run == 160 - len(result.failed)
+
+
+@pytest.mark.timeout(60)
+def test_blocks_that_time_out_one_after_another_are_no_dying_workers(source, tiler):
+    hanging = {"0_100_200", "0_100_210", "0_112_200"}
+    result = ndf.Pipeline(source, SleepForever(hanging), tiler=tiler,
+                          executor=ndf.ProcessExecutor(1), block_timeout=0.5,
+                          max_attempts=2).run()
+    assert result.stopped is None and set(result.failed) == hanging
+    assert all("timed out after 0.5 s" in f.error for f in result.failed.values())
+    assert len(result.done) == 5
+
+
+def test_a_resumed_run_left_with_known_failures_is_not_stopped_as_failing(volume, tmp_path):
+    source = ndf.InMemorySource(volume)
+    tiler = ndf.RegularTiler((1, 6, 5))  # 160 blocks
+    bad = {block.key for block in list(tiler.blocks(source.bounds))[::10]}  # 16 of them
+    journal = tmp_path / "j.sqlite"
+    first = ndf.Pipeline(source, AlwaysFails(bad), tiler=tiler, executor="serial",
+                         journal=journal).run()
+    assert first.stopped is None and len(first.failed) == 16
+    again = ndf.Pipeline(source, AlwaysFails(bad), tiler=tiler, executor="serial",
+                         journal=journal).run()
+    # only the 16 known failures are run, and fail again: 144 done before count as done
+    assert again.stopped is None and set(again.failed) == bad and again.counts.skipped == 144
+
+
+def test_a_reduce_that_raises_is_reported_with_the_result(source, tiler):
+    class BadReduce(ndf.BlockProcessor):
+        def process(self, data, block):
+            return 1
+
+        def reduce(self, results):
+            raise ValueError("cannot combine")
+
+    with pytest.raises(ndf.ReduceError, match=r"reduce\(\) raised ValueError: cannot "
+                                              r"combine") as info:
+        ndf.Pipeline(source, BadReduce(), tiler=tiler, executor="serial").run()
+    result = info.value.result
+    assert result.counts.done == 8 and result.reduced is None
+    assert dict(result.values) == {key: 1 for key in result.done}
+    assert "raise ValueError" in info.value.traceback
