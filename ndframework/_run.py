@@ -109,7 +109,6 @@ class Run:
         self.timed_out: dict[int, tuple[float, int]] = {}
         self.board: Any = None
         self.done = self.failed = self.skipped = 0
-        self.failed_before = 0
         self.stop_error: NDFrameworkError | None = None
         self.reduce_error: ReduceError | None = None
         self.stopped: str | None = None
@@ -158,8 +157,7 @@ class Run:
         return longest if due is None else min(due, longest)
 
     def _start_pool(self) -> futures.Executor:
-        self.board = self.executor.make_board() if self.block_timeout or \
-            self.executor.can_stop_blocks else None
+        self.board = self.executor.make_board()  # None where blocks cannot be stopped
         return self.executor.start(self.lifecycle(self.board))
 
     def stop(self, error: NDFrameworkError | None, reason: str,
@@ -183,15 +181,16 @@ class Run:
         skipped; blocks another live session has claimed are left to it. Claims go a few
         blocks ahead of the workers, so that sessions sharing the journal share the work."""
         batch = max(16, 4 * self.max_in_flight)
+        failed_before = 0
         for ordinal, block, state in self.journal.pending(self.blocks(), claim=True,
                                                           batch=batch):
             if state is BlockState.NEW:
                 yield _Task(ordinal, block)
             elif state is BlockState.DONE:
-                self.skipped += 1
+                self.skipped += 1  # for the failure limit: done blocks met so far
             elif state is BlockState.FAILED_BEFORE:
-                self.failed_before += 1
-        if self.failed_before:
+                failed_before += 1
+        if failed_before:
             for ordinal, block, state in self.journal.pending(self.blocks(), claim=True,
                                                               batch=batch):
                 if state is BlockState.FAILED_BEFORE:
@@ -208,7 +207,7 @@ class Run:
         """Hand blocks to workers until ``max_in_flight`` are out. A block suspected of
         killing its worker runs alone, so that the next death is surely its own."""
         limit = self.max_in_flight
-        while self.stopped is None and self.interrupted is None and len(self.in_flight) < limit:
+        while self.stopped is None and len(self.in_flight) < limit:
             if self.retry:
                 if self.retry[0].alone:
                     if self.in_flight:
