@@ -173,6 +173,9 @@ def test_a_pipeline_run_inside_a_processor_leaves_the_outer_run_alone(source, ti
         ({"channels": []}, ndf.ChannelError, r"no channel chosen; valid channels: 'em', 'mask'"),
         ({"max_attempts": True}, ndf.ConfigError, r"max_attempts must be a positive integer"),
         ({"max_in_flight": 0}, ndf.ConfigError, r"max_in_flight must be a positive integer, got 0"),
+        ({"max_failures": -1}, ndf.ConfigError,
+         r"max_failures must be a non-negative integer \(0: no limit\) or None, got -1"),
+        ({"max_failures": 2.5}, ndf.ConfigError, r"max_failures must be .* got 2.5"),
     ],
 )
 def test_more_bad_pipeline_arguments(source, arguments, error, message):

@@ -374,3 +374,10 @@ def test_the_processors_parameters_are_fingerprinted_and_secrets_only_as_digests
     assert shown["processor.token"].startswith("sha1:")
     assert secret not in json.dumps(shown)
     assert parts(WithToken("other"))["processor.token"] != shown["processor.token"]
+
+
+@pytest.mark.parametrize("interval", [-1, "1", True])
+def test_a_bad_commit_interval_is_refused(tmp_path, interval):
+    with pytest.raises(ndf.ConfigError, match=rf"commit_interval must be a number of seconds "
+                                              rf">= 0, got {interval!r}"):
+        Journal(tmp_path / "j.sqlite", commit_interval=interval)
