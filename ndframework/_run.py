@@ -31,6 +31,13 @@ __all__ = ["Run", "FailureLimit"]
 _POLL = 0.25
 """Seconds between two looks at timeouts, signals and the journal while blocks run."""
 
+BATCH_SECONDS = 0.05
+"""Work per batch that executors with a cost per task (processes, Dask) aim at: enough to
+make that cost small against it, little enough to keep workers evenly loaded."""
+
+MAX_BATCH = 256
+"""Most blocks in one batch."""
+
 
 @attrs.define
 class _Task:
@@ -41,6 +48,9 @@ class _Task:
     attempts: int = 0
     deaths: int = 0
     alone: bool = False
+    """Suspected of killing its worker: runs with no other block in flight."""
+    single: bool = False
+    """Runs in a batch of its own (its batch failed as a whole)."""
     ticket: int = 0
 
 
@@ -104,7 +114,9 @@ class Run:
         self.block_timeout = block_timeout
         self.todo = self._candidates()
         self.retry: collections.deque[_Task] = collections.deque()
-        self.in_flight: dict[futures.Future, _Task] = {}
+        self.in_flight: dict[futures.Future, list[_Task]] = {}
+        self.block_seconds: float | None = None  # a moving average of blocks' durations
+        self.handed_out = 0
         self.tickets = itertools.count(1)
         self.timed_out: dict[int, tuple[float, int]] = {}
         self.board: Any = None
@@ -129,11 +141,11 @@ class Run:
                         break
                     finished, _ = futures.wait(self.in_flight, timeout=self._wait(),
                                                return_when=futures.FIRST_COMPLETED)
-                    broken = []
+                    broken: list[_Task] = []
                     for future in finished:
-                        task = self.in_flight.pop(future)
-                        if not self._collect(task, future):
-                            broken.append(task)
+                        tasks = self.in_flight.pop(future)
+                        if not self._collect(tasks, future):
+                            broken.extend(tasks)
                     if self.interrupted is not None:
                         self._abandon(pool)
                         break
@@ -171,6 +183,8 @@ class Run:
                 self.stop_error = error
             for future in self.in_flight:
                 future.cancel()
+            if self.board is not None:
+                self.board.halt()
 
     # -- handing out ---------------------------------------------------------------------
 
@@ -204,48 +218,96 @@ class Run:
         return task
 
     def _fill(self, pool: futures.Executor) -> futures.Executor:
-        """Hand blocks to workers until ``max_in_flight`` are out. A block suspected of
-        killing its worker runs alone, so that the next death is surely its own."""
-        limit = self.max_in_flight
-        while self.stopped is None and len(self.in_flight) < limit:
-            if self.retry:
-                if self.retry[0].alone:
-                    if self.in_flight:
-                        return pool
-                    limit = 1
-                task = self.retry.popleft()
-            else:
-                next_task = self._next_task()
-                if next_task is None:
-                    return pool
-                task = next_task
-            task.attempts += 1
-            task.ticket = next(self.tickets)
+        """Hand batches of blocks to workers until ``max_in_flight`` batches are out. A
+        block suspected of killing its worker runs alone, so that the next death is surely
+        its own."""
+        while self.stopped is None and len(self.in_flight) < self.max_in_flight:
+            tasks = self._next_batch()
+            if not tasks:
+                return pool
+            for task in tasks:
+                task.attempts += 1
+                task.ticket = next(self.tickets)
             try:
-                future = pool.submit(_worker.run_block, self.info.session, task.block,
-                                     task.ticket)
+                future = pool.submit(_worker.run_blocks, self.info.session,
+                                     [(task.block, task.ticket) for task in tasks])
             except futures.BrokenExecutor:
-                task.attempts -= 1
-                self.retry.appendleft(task)
+                for task in reversed(tasks):
+                    task.attempts -= 1
+                    self.retry.appendleft(task)
                 pool = self._restart(pool, [])
             else:
-                self.in_flight[future] = task
+                self.in_flight[future] = tasks
+                if tasks[0].alone:
+                    return pool
         return pool
+
+    def _next_batch(self) -> list[_Task]:
+        """The blocks to hand out together: blocks to try again first, else new ones in
+        tiling order (neighbours, so that a worker's reads stay local)."""
+        if self.retry:
+            if self.retry[0].alone:
+                return [] if self.in_flight else [self.retry.popleft()]
+            if self.retry[0].single:
+                return [self.retry.popleft()]
+            tasks = []
+            while (self.retry and not self.retry[0].alone and not self.retry[0].single
+                   and len(tasks) < self._batch_size()):
+                tasks.append(self.retry.popleft())
+            return tasks
+        size = self._batch_size()
+        tasks = []
+        while len(tasks) < size and (task := self._next_task()) is not None:
+            tasks.append(task)
+        self.handed_out += len(tasks)
+        return tasks
+
+    def _batch_size(self) -> int:
+        """Blocks per batch: about `BATCH_SECONDS` of work by the blocks' measured
+        durations, for executors that batch; never so many that workers would be left
+        idle at the end (each batch at most a share of the blocks left)."""
+        if not self.executor.batches or self.block_seconds is None:
+            return 1
+        wanted = int(BATCH_SECONDS / max(self.block_seconds, 1e-6))
+        left = self.info.block_count - self.handed_out
+        share = left // (2 * self.executor.workers)
+        return max(1, min(wanted, MAX_BATCH, share))
+
+    def _measured(self, outcome: BlockOutcome) -> None:
+        seconds = outcome.timings.total
+        if self.block_seconds is None:
+            self.block_seconds = seconds
+        else:
+            self.block_seconds += 0.2 * (seconds - self.block_seconds)
 
     # -- collecting ----------------------------------------------------------------------
 
-    def _collect(self, task: _Task, future: futures.Future) -> bool:
-        """Settle a finished future; False when it reports a broken pool."""
+    def _collect(self, tasks: list[_Task], future: futures.Future) -> bool:
+        """Settle a finished batch; False when it reports a broken pool."""
         try:
-            outcome = future.result()
+            outcomes = future.result()
         except futures.BrokenExecutor:
             return False
         except futures.CancelledError:
             return True
         except Exception as error:  # e.g. a value that cannot be pickled back
-            outcome = BlockOutcome(task.block.key, BlockStatus.FAILED,
-                                   error=f"{type(error).__name__}: {error}")
-        self._settle(task, outcome)
+            if len(tasks) > 1:  # find out which block, each on its own: none is charged
+                for task in tasks:
+                    task.attempts -= 1
+                    task.single = True
+                self.retry.extend(tasks)
+                return True
+            outcomes = [BlockOutcome(tasks[0].block.key, BlockStatus.FAILED,
+                                     error=f"{type(error).__name__}: {error}")]
+        given_back = []
+        for task, outcome in zip(tasks, outcomes):
+            if outcome is None:  # given back unrun: the batch ended early
+                task.attempts -= 1
+                given_back.append(task)
+                continue
+            self._measured(outcome)
+            self._settle(task, outcome)
+        self.retry.extendleft(reversed(given_back))  # next, in their order
         return True
 
     def _settle(self, task: _Task, outcome: BlockOutcome) -> None:
@@ -313,10 +375,10 @@ class Run:
         running = {} if self.board is None else self.board.running()
         processes = worker_processes(pool)
         pool.shutdown(wait=True, cancel_futures=True)
-        for future, task in list(self.in_flight.items()):  # settled by the shutdown
+        for future, tasks in list(self.in_flight.items()):  # settled by the shutdown
             del self.in_flight[future]
-            if not self._collect(task, future):
-                broken.append(task)
+            if not self._collect(tasks, future):
+                broken.extend(tasks)
         dead = None
         if processes is not None:
             dead = {pid for pid, process in processes.items()

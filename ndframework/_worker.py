@@ -30,7 +30,7 @@ from .processor import BlockOutput, BlockProcessor
 from .result import BlockOutcome, BlockStatus, BlockTimings
 from .storage import DataSink, DataSource
 
-__all__ = ["WorkerContext", "initialize", "finalize", "run_block"]
+__all__ = ["WorkerContext", "initialize", "finalize", "run_block", "run_blocks"]
 
 logger = logging.getLogger("ndframework.worker")
 
@@ -118,16 +118,39 @@ def finalize(run_id: str) -> None:
 def run_block(run_id: str, block: Block, ticket: int = 0) -> BlockOutcome:
     """Read, process and write one block in the current worker; report what happened.
     ``ticket`` names this try of the block on the worker board."""
+    outcome = run_blocks(run_id, [(block, ticket)])[0]
+    assert outcome is not None
+    return outcome
+
+
+def run_blocks(run_id: str, blocks: list[tuple[Block, int]]) -> list[BlockOutcome | None]:
+    """`run_block` for each ``(block, ticket)`` of a batch, one after the other: one task
+    and one message for several blocks, each with its own outcome, each shown on the
+    worker board while it runs.
+
+    The batch ends early, its other blocks given back as None (not run), after a block
+    that is not done, so that a failure costs one block, not a batch, and the coordinator
+    hears of it at once; and when the coordinator has halted the board (the run stops).
+    """
     worker = _workers().get(run_id)
     if worker is None:
         raise WorkerError(f"no worker was set up for run {run_id} in this thread")
-    if worker.board is None:
-        return _run_block(worker, block)
-    worker.board.begin(worker.row, ticket)
-    try:
-        return _run_block(worker, block)
-    finally:
-        worker.board.end(worker.row)
+    board = worker.board
+    outcomes: list[BlockOutcome | None] = []
+    for block, ticket in blocks:
+        if board is not None:
+            if board.halted():
+                break
+            board.begin(worker.row, ticket)
+        try:
+            outcome = _run_block(worker, block)
+        finally:
+            if board is not None:
+                board.end(worker.row)
+        outcomes.append(outcome)
+        if not outcome.ok:
+            break
+    return outcomes + [None] * (len(blocks) - len(outcomes))
 
 
 def _run_block(worker: _Worker, block: Block) -> BlockOutcome:

@@ -94,6 +94,9 @@ class Executor(abc.ABC):
         first task and ``lifecycle.stop()`` once when it stops, in the same thread. The
         caller shuts the pool down. A worker that dies (a killed process) does not stop."""
 
+    batches: ClassVar[bool] = False
+    """True when each task costs enough (a message to another process or machine) that
+    blocks are handed out several to a task, sized from their measured durations."""
     can_stop_blocks: ClassVar[bool] = False
     """True when a running block can be stopped (its worker ended), so that
     ``block_timeout`` is enforced."""

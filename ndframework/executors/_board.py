@@ -35,6 +35,7 @@ class WorkerBoard:
         self.rows = rows
         self._slots = context.RawArray("d", rows * _WIDTH)
         self._claimed = context.RawValue("i", 0)
+        self._halted = context.RawValue("b", 0)
         self._lock = context.Lock()
 
     # -- in the worker -------------------------------------------------------------------
@@ -61,7 +62,15 @@ class WorkerBoard:
         if row >= 0:
             self._slots[row * _WIDTH + _TICKET] = 0
 
+    def halted(self) -> bool:
+        """True once the coordinator wants no more tasks started."""
+        return bool(self._halted.value)
+
     # -- in the coordinator --------------------------------------------------------------
+
+    def halt(self) -> None:
+        """Have workers start no more tasks of the batches they hold."""
+        self._halted.value = 1
 
     def running(self) -> dict[int, tuple[int, float]]:
         """``{ticket: (pid, started)}`` of the tasks being run now."""

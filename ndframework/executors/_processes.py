@@ -57,6 +57,7 @@ class ProcessExecutor(Executor):
     """How worker processes start (see `multiprocessing`)."""
 
     can_stop_blocks = True
+    batches = True
 
     def make_board(self) -> WorkerBoard:
         """A board on which this executor's workers show which block they run."""
