@@ -260,3 +260,19 @@ def test_a_reduce_that_raises_is_reported_with_the_result(source, tiler):
     assert result.counts.done == 8 and result.reduced is None
     assert dict(result.values) == {key: 1 for key in result.done}
     assert "raise ValueError" in info.value.traceback
+
+
+def test_in_a_batch_a_failing_block_fails_alone_and_the_rest_are_done(volume, processes):
+    source = ndf.InMemorySource(volume)
+    tiler = ndf.RegularTiler((1, 4, 4))  # 300 tiny blocks: the process executor batches them
+    keys = [block.key for block in tiler.blocks(source.bounds)]
+    poison = {keys[40], keys[41], keys[200]}
+    halo_mode_processor = ndf.FunctionProcessor(
+        lambda data, block: poison.isdisjoint({block.key}) or 1 / 0, pass_block=True,
+        halo=1, halo_mode="reflect")
+    result = ndf.Pipeline(source, halo_mode_processor, tiler=tiler, executor=processes).run()
+    assert set(result.failed) == poison
+    assert all(f.error.startswith("ZeroDivisionError") and f.attempts == 1
+               for f in result.failed.values())
+    assert len(result.done) == 297 and result.not_run == ()
+    assert all(n == 1 for n in result.attempts.values())
