@@ -65,6 +65,7 @@ _LAZY = {
     "run_parallel": "ndframework.compat",
     "compute_blocks": "ndframework.compat",
     "get_boss_resource": "ndframework.compat",
+    "DaskExecutor": "ndframework.executors",
 }
 
 
@@ -87,7 +88,8 @@ __all__ = [
     "Tiler", "RegularTiler", "CuboidTiler", "BOSS_CUBOID",
     "DataSource", "DataSink", "InMemorySource", "InMemorySink", "ZarrSource", "ZarrSink",
     "BlockProcessor", "FunctionProcessor", "BlockOutput",
-    "Executor", "SerialExecutor", "ThreadExecutor", "ProcessExecutor", "get_executor",
+    "Executor", "SerialExecutor", "ThreadExecutor", "ProcessExecutor", "DaskExecutor",
+    "get_executor",
     "EXECUTORS", "WorkerLifecycle", "default_workers",
     "Pipeline", "Plan", "RunInfo", "RunResult", "RunCounts", "BlockFailure", "BlockOutcome",
     "BlockTimings", "BlockStatus", "Journal", "BlockRecord",

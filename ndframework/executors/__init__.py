@@ -1,4 +1,5 @@
-"""Executors run blocks: serially, in threads, or in processes; chosen by name too."""
+"""Executors run blocks: serially, in threads, in processes, or on a Dask cluster; chosen by
+name too. Dask itself is imported only when a `DaskExecutor` connects."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 from ..errors import ConfigError
 from ._base import Executor, WorkerLifecycle, default_workers
 from ._board import WorkerBoard, worker_processes
+from ._dask import DaskExecutor
 from ._processes import ProcessExecutor
 from ._serial import SerialExecutor
 from ._threads import ThreadExecutor
@@ -19,6 +21,7 @@ __all__ = [
     "SerialExecutor",
     "ThreadExecutor",
     "ProcessExecutor",
+    "DaskExecutor",
     "get_executor",
     "default_workers",
     "EXECUTORS",
@@ -28,6 +31,7 @@ EXECUTORS: dict[str, type[Executor]] = {
     SerialExecutor.name: SerialExecutor,
     ThreadExecutor.name: ThreadExecutor,
     ProcessExecutor.name: ProcessExecutor,
+    DaskExecutor.name: DaskExecutor,
 }
 """Executors by name."""
 
@@ -40,7 +44,7 @@ def get_executor(name: str | Executor, **options: Any) -> Executor:
     >>> get_executor("gpu")
     Traceback (most recent call last):
     ...
-    ndframework.errors.ConfigError: unknown executor 'gpu'; valid executors: 'serial', 'threads', 'processes'
+    ndframework.errors.ConfigError: unknown executor 'gpu'; valid executors: 'serial', 'threads', 'processes', 'dask'
     """
     if isinstance(name, Executor):
         return name

@@ -1,0 +1,135 @@
+"""The Dask executor on a two-worker `LocalCluster`, started once for the module."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import ndframework as ndf
+from processors import CrashOn, NeighbourhoodSum, RecordWorkers
+
+pytest.importorskip("distributed")
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture(scope="module")
+def dask_executor():
+    with ndf.DaskExecutor(workers=2) as executor:
+        yield executor
+
+
+@pytest.fixture
+def em():
+    return np.random.default_rng(3).integers(0, 256, (8, 16, 16), dtype=np.uint8)
+
+
+def _run(executor, em, processor, tmp_path, name, **options):
+    sink = ndf.ZarrSink.create(tmp_path / f"{name}.zarr", {"total": "uint32"},
+                               ndf.Box((0, 0, 0), em.shape), chunk_shape=(2, 8, 8))
+    result = ndf.Pipeline(ndf.InMemorySource({"em": em}), processor,
+                          tiler=ndf.RegularTiler((2, 8, 8)), executor=executor, sink=sink,
+                          journal=tmp_path / f"{name}.sqlite", load_entrypoints=False,
+                          **options).run()
+    written = ndf.ZarrSource(tmp_path / f"{name}.zarr").read(ndf.Box((0, 0, 0), em.shape))
+    return result, written["total"]
+
+
+def test_results_equal_the_serial_executors(dask_executor, em, tmp_path):
+    serial, expected = _run("serial", em, NeighbourhoodSum(), tmp_path, "serial")
+    result, written = _run(dask_executor, em, NeighbourhoodSum(), tmp_path, "dask")
+    assert result.ok and result.counts.done == 16
+    assert result.reduced == serial.reduced == int(em.astype(np.int64).sum())
+    np.testing.assert_array_equal(written, expected)
+    assert set(result.done) == set(serial.done)
+
+
+def test_setup_runs_once_per_worker_process_and_teardown_when_closed(dask_executor, em,
+                                                                      tmp_path):
+    source = ndf.InMemorySource({"em": em})
+    result = ndf.Pipeline(source, RecordWorkers(tmp_path), tiler=ndf.RegularTiler((1, 8, 8)),
+                          executor=dask_executor, load_entrypoints=False).run()
+    assert result.ok and result.counts.done == 32
+    setups = (tmp_path / "setup").read_text().split()
+    processed = set((tmp_path / "process").read_text().split())
+    assert len(setups) == len(set(setups)) == len({line.split("-")[0] for line in setups})
+    assert processed <= set(setups)
+    assert os.getpid() not in {int(line.split("-")[0]) for line in setups}
+    assert not (tmp_path / "teardown").exists()
+    dask_executor.close()  # held by the fixture's with block: the cluster stays up
+    assert sorted((tmp_path / "teardown").read_text().split()) == sorted(setups)
+
+
+def test_a_killed_worker_is_replaced_and_its_block_retried(dask_executor, em, tmp_path):
+    keys = ["2_0_0", "4_8_8"]
+    source = ndf.InMemorySource({"em": em})
+    result = ndf.Pipeline(source, CrashOn(tmp_path, once=keys),
+                          tiler=ndf.RegularTiler((2, 8, 8)), executor=dask_executor,
+                          journal=tmp_path / "run.sqlite", load_entrypoints=False).run()
+    assert result.ok, (result.counts, {k: result.failed[k].error for k in result.failed})
+    assert result.counts.done == 16 and result.reduced[keys[0]] == keys[0]
+    assert all(Path(tmp_path, f"crashed-{key}").exists() for key in keys)
+
+
+class _Count:
+    def __init__(self):
+        self.before, self.after, self.pids = [], [], set()
+
+    @ndf.hookimpl
+    def ndf_before_block(self, run, block):
+        self.before.append(block.key)
+        self.pids.add(os.getpid())
+
+    @ndf.hookimpl
+    def ndf_after_block(self, run, block, outcome):
+        self.after.append(block.key)
+        self.pids.add(os.getpid())
+
+
+def test_hooks_run_in_the_coordinator_once_per_block(dask_executor, em):
+    hooks = _Count()
+    result = ndf.Pipeline(ndf.InMemorySource({"em": em}), lambda data: 1,
+                          tiler=ndf.RegularTiler((2, 8, 8)), executor=dask_executor,
+                          plugins=[hooks], load_entrypoints=False).run()
+    assert result.ok
+    assert sorted(hooks.before) == sorted(hooks.after) == sorted(result.done)
+    assert len(hooks.after) == 16 and hooks.pids == {os.getpid()}
+
+
+def test_the_registry_and_the_cli_know_dask():
+    assert isinstance(ndf.get_executor("dask", workers=2), ndf.DaskExecutor)
+    assert "dask" in ndf.EXECUTORS
+    with pytest.raises(ndf.ConfigError, match="not both"):
+        ndf.DaskExecutor(address="tcp://x:1", client=object())
+    with pytest.raises(ndf.ConfigError, match="workers=2 applies to the local cluster"):
+        ndf.DaskExecutor(workers=2, address="tcp://x:1")
+
+
+def test_a_missing_dask_extra_says_how_to_install_it(monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "distributed" else real(name, *a))
+    with pytest.raises(ndf.ConfigError, match=r'pip install "ndframework\[dask\]"'):
+        ndf.get_executor("dask")
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+def test_no_process_is_left_once_the_executor_closes(em):
+    from test_orphans import _descendants, _running, _wait_until
+
+    before = _descendants(os.getpid())
+    executor = ndf.DaskExecutor(workers=1)
+    result = ndf.Pipeline(ndf.InMemorySource({"em": em}), lambda data: 1,
+                          tiler=ndf.RegularTiler((4, 16, 16)), executor=executor,
+                          load_entrypoints=False).run()
+    assert result.ok
+    started = {pid: since for pid, since in _descendants(os.getpid()).items()
+               if pid not in before}
+    assert started, "the local cluster started no process"
+    executor.close()
+    _wait_until(lambda: not _running(started), 10)
+    assert not _running(started)
