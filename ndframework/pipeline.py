@@ -3,6 +3,7 @@ every block with an honest account of what happened."""
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import warnings
@@ -23,7 +24,7 @@ from .geometry import Box, Halo
 from .processor import BlockProcessor, FunctionProcessor
 from .result import Plan, RunInfo, RunResult
 from .storage import DataSink, DataSource
-from .tiling import Tiler
+from .tiling import ChunkGrid, Tiler, measure, misaligned_edge
 
 __all__ = ["Pipeline"]
 
@@ -262,45 +263,50 @@ class Pipeline:
         if chunks is None or self.executor.workers == 1:
             return
         origin = sink.chunk_origin
-        axes = "zyx"
-        for block in tiler.blocks(bounds, within=self.source.bounds):
-            for axis in range(3):
-                edges = (
-                    (block.box.start[axis], bounds.start[axis], "starts"),
-                    (block.box.stop[axis], bounds.stop[axis], "ends"),
-                )
-                for edge, outer, verb in edges:
-                    aligned = (edge - origin[axis]) % chunks[axis] == 0
-                    if not aligned and edge != outer and edge != sink.bounds.stop[axis]:
-                        raise ConfigError(
-                            f"block {block.key} {verb} at {axes[axis]}={edge}, inside a chunk "
-                            f"of the sink (chunk shape {chunks}, z, y, x): parallel writes "
-                            f"would share chunks. Use block shapes that are multiples of the "
-                            f"chunk shape on a grid through the sink's chunk origin {origin}",
-                            block,
-                        )
+        found = misaligned_edge(tiler, bounds, ChunkGrid(chunks, origin, sink.bounds),
+                                within=self.source.bounds)
+        if found is not None:
+            block, axis, edge = found
+            verb = "starts" if edge == block.box.start[axis] else "ends"
+            raise ConfigError(
+                f"block {block.key} {verb} at {'zyx'[axis]}={edge}, inside a chunk of the "
+                f"sink (chunk shape {chunks}, z, y, x): parallel writes would share chunks. "
+                f"Use block shapes that are multiples of the chunk shape on a grid through "
+                f"the sink's chunk origin {origin}",
+                block,
+            )
 
     def plan(self) -> Plan:
-        """Describe the run without reading voxels: blocks, bytes read, halo overhead.
+        """Describe the run without reading voxels: blocks, bytes read, halo overhead,
+        storage chunks decoded.
 
         Raises the same errors for bad channels, bounds, tilings and sinks that `run`
-        raises before it starts.
+        raises before it starts. For regular tilings the figures are computed axis by axis,
+        in time and memory that do not grow with the number of blocks.
         """
         prepared = self._prepare()
-        itemsize = sum(self.source.dtype(name).itemsize for name in prepared.channels)
-        read_bytes = largest = 0
-        for block in prepared.tiler.blocks(prepared.bounds, within=self._read_limits(prepared)):
-            size = block.read_box.size * itemsize
-            read_bytes += size
-            largest = max(largest, size)
+        source = self.source
+        itemsize = sum(source.dtype(name).itemsize for name in prepared.channels)
+        chunk_shape = source.chunk_shape
+        chunks = None
+        if chunk_shape is not None:
+            origin = getattr(source, "chunk_origin", source.bounds.start)
+            chunks = ChunkGrid(chunk_shape, origin, source.bounds)
+        measures = measure(prepared.tiler, prepared.bounds,
+                           within=self._read_limits(prepared), chunks=chunks)
+        decoded = None
+        if chunks is not None and measures.chunks_read is not None:
+            decoded = measures.chunks_read * math.prod(chunks.shape) * itemsize
         return Plan(
             run=prepared.info,
             block_shape=getattr(prepared.tiler, "block_shape", None),
             halo=Halo.of(prepared.tiler.halo),
-            dtypes={name: str(self.source.dtype(name)) for name in prepared.channels},
+            dtypes={name: str(source.dtype(name)) for name in prepared.channels},
             owned_bytes=prepared.bounds.size * itemsize,
-            read_bytes=read_bytes,
-            largest_block_bytes=largest,
+            read_bytes=measures.read_voxels * itemsize,
+            largest_block_bytes=measures.largest_read_voxels * itemsize,
+            chunk_shape=None if chunks is None else chunks.shape,
+            decoded_bytes=decoded,
         )
 
     def _read_limits(self, prepared: _Prepared) -> Box:

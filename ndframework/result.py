@@ -136,6 +136,11 @@ class Plan:
     """Bytes read by all blocks together, halos included."""
     largest_block_bytes: int
     """Bytes read by the largest block: a lower bound on a worker's memory need."""
+    chunk_shape: Triple | None = None
+    """The source's storage chunk shape (z, y, x), when it has one."""
+    decoded_bytes: int | None = None
+    """Bytes of storage chunks decoded by all blocks together, when the source has chunks:
+    each block decodes every chunk its read box touches inside the source (no cache)."""
 
     @property
     def block_count(self) -> int:
@@ -151,6 +156,14 @@ class Plan:
     def halo_overhead(self) -> float:
         """Extra bytes read for halos, as a fraction of ``owned_bytes`` (0.25 = 25 % more)."""
         return self.read_bytes / self.owned_bytes - 1 if self.owned_bytes else 0.0
+
+    @property
+    def decode_ratio(self) -> float | None:
+        """Bytes of storage chunks decoded per byte owned (1.0 when blocks are whole chunks
+        without halo), or None when the source has no chunks."""
+        if self.decoded_bytes is None:
+            return None
+        return self.decoded_bytes / self.owned_bytes if self.owned_bytes else 0.0
 
     def __str__(self) -> str:
         run = self.run
@@ -168,6 +181,11 @@ class Plan:
             f"read total:  {_bytes(self.read_bytes)} ({self.halo_overhead:.1%} halo overhead "
             f"over {_bytes(self.owned_bytes)})",
         ]
+        if self.decoded_bytes is not None:
+            lines.append(
+                f"decoded:     {_bytes(self.decoded_bytes)} of chunks of shape "
+                f"{self.chunk_shape} ({self.decode_ratio:.2f} bytes per byte owned, no cache)"
+            )
         if run.sink:
             lines.insert(3, f"sink:        {run.sink}")
         return "\n".join(lines)

@@ -1,13 +1,16 @@
-"""Tilers: exact coverage, halos and clipping, order, count, and invalid shapes."""
+"""Tilers: exact coverage, halos and clipping, order, count, invalid shapes, and the
+per-axis measures of a regular grid against walking its blocks."""
 
 from __future__ import annotations
 
+import attrs
 import numpy as np
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import ndframework as ndf
+from ndframework import tiling
 from ndframework.testing.strategies import block_shapes, boxes, halos, triples
 
 
@@ -98,8 +101,34 @@ def test_cuboid_tiler_blocks_equal_a_regular_grid_on_the_cuboid_grid(
     tiler = ndf.CuboidTiler(block_shape, halo=halo, origin=origin, cuboid=cuboid)
     blocks = list(tiler.blocks(bounds))
     assert blocks == list(ndf.RegularTiler(block_shape, halo=halo, origin=origin).blocks(bounds))
+    assert [block.box for block in blocks] == intern_boxes(bounds, block_shape, origin)
     assert tiler.count(bounds) == len(blocks)
     assert_exact_cover(blocks, bounds)
+
+
+def intern_boxes(bounds, block_shape, origin):
+    """The oracle: intern's ``block_compute`` boxes, in ZYX order. Its grid lines start at
+    its ``origin`` argument, so it is anchored at the grid line at or below the start."""
+    from intern.utils.parallel import block_compute
+
+    if bounds.empty:
+        return []
+    anchor = [o + (s - o) // b * b for s, o, b in zip(bounds.start, origin, block_shape)]
+    (z0, y0, x0), (z1, y1, x1) = bounds.start, bounds.stop
+    ranges = block_compute(x0, x1, y0, y1, z0, z1, origin=anchor[::-1],
+                           block_size=block_shape[::-1])
+    return sorted(ndf.Box((z[0], y[0], x[0]), (z[1], y[1], x[1])) for x, y, z in ranges)
+
+
+def test_cuboid_blocks_are_generated_one_at_a_time(monkeypatch):
+    made = []
+    make_block = tiling._make_block
+    monkeypatch.setattr(tiling, "_make_block", lambda *a: made.append(a) or make_block(*a))
+    bounds = ndf.Box((0, 0, 0), (10000, 100000, 100000))  # 24 million BOSS cuboids
+    tiler = ndf.CuboidTiler(ndf.BOSS_CUBOID, halo=(0, 8, 8))
+    first = next(iter(tiler.blocks(bounds)))
+    assert first.box == ndf.Box((0, 0, 0), (16, 512, 512)) and len(made) == 1
+    assert tiler.count(bounds) == 625 * 196 * 196 and len(made) == 1
 
 
 def test_cuboid_tiler_default_is_boss_aligned():
@@ -170,3 +199,129 @@ def test_cuboid_tiler_block_shape_must_be_a_multiple_of_the_cuboid():
 def test_geometry_errors_are_value_errors():
     with pytest.raises(ValueError):
         ndf.RegularTiler(0)
+
+
+class UsersTiler(ndf.Tiler):
+    """A user's own tiler: a regular tiler's blocks, with no grid to measure them by."""
+
+    def __init__(self, tiler):
+        self.tiler, self.halo = tiler, tiler.halo
+
+    def blocks(self, bounds, *, within=None):
+        return self.tiler.blocks(bounds, within=within)
+
+    def count(self, bounds):
+        return self.tiler.count(bounds)
+
+
+class Reversed(ndf.RegularTiler):
+    """A subclass that changes ``blocks`` (their order) but not ``grid``."""
+
+    def blocks(self, bounds, *, within=None):
+        return reversed(list(super().blocks(bounds, within=within)))
+
+
+@st.composite
+def chunk_grids(draw, bounds):
+    """Chunk grids over ``bounds`` grown by a little, through a random origin."""
+    grown = bounds.grow(draw(triples(0, 3)), draw(triples(0, 3)))
+    return tiling.ChunkGrid(draw(block_shapes(6)), draw(triples(-9, 9)), grown)
+
+
+def chunks_touched(read_box, chunks):
+    """Oracle: the distinct chunk indices the voxels of ``read_box`` fall in, inside the
+    chunks' bounds."""
+    inside = read_box.intersect(chunks.bounds)
+    return int(np.prod([
+        len(np.unique((np.arange(a, b) - o) // c))
+        for a, b, o, c in zip(inside.start, inside.stop, chunks.origin, chunks.shape)
+    ]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(bounds=boxes(), block_shape=block_shapes(), halo=halos(), origin=triples(-9, 9),
+       margin=st.tuples(triples(0, 12), triples(0, 12)), data=st.data())
+@example(bounds=ndf.Box((0, 0, 0), (4, 4, 8)), block_shape=(2, 4, 4),
+         halo=ndf.Halo.of(1), origin=(0, 0, 0), margin=((0, 0, 0), (0, 0, 0)), data=None)
+def test_measures_per_axis_equal_the_sums_over_the_blocks(
+    bounds, block_shape, halo, origin, margin, data
+):
+    """The margin stands for the halo modes that pad: read boxes clipped to the source
+    grown by the halo (whole) or by less (clipped on some sides)."""
+    within = bounds.grow(*margin)
+    chunks = None if data is None else data.draw(chunk_grids(within))
+    for tiler in (ndf.RegularTiler(block_shape, halo=halo, origin=origin),
+                  ndf.CuboidTiler(block_shape, halo=halo, origin=origin, cuboid=(1, 1, 1))):
+        blocks = list(tiler.blocks(bounds, within=within))
+        expected = tiling.TilingMeasures(
+            block_count=len(blocks),
+            read_voxels=sum(block.read_box.size for block in blocks),
+            largest_read_voxels=max((block.read_box.size for block in blocks), default=0),
+            chunks_read=None if chunks is None else sum(
+                chunks_touched(block.read_box, chunks) for block in blocks),
+        )
+        if not blocks:  # an empty product: a largest block of 0 voxels, and none read
+            assert tiling.measure(tiler, bounds, within=within, chunks=chunks).block_count == 0
+            continue
+        assert tiling.measure(tiler, bounds, within=within, chunks=chunks) == expected
+        walked = tiling.measure(UsersTiler(tiler), bounds, within=within, chunks=chunks)
+        assert walked == expected
+
+
+def test_a_subclass_that_changes_blocks_is_measured_by_walking(monkeypatch):
+    bounds = ndf.Box((0, 0, 0), (4, 4, 8))
+    tiler = Reversed((2, 4, 4), halo=1)
+    assert tiling._regular_grid(tiler, bounds) is None
+    assert tiling._regular_grid(ndf.RegularTiler((2, 4, 4)), bounds) is not None
+    assert tiling.measure(tiler, bounds) == tiling.measure(ndf.RegularTiler((2, 4, 4), 1), bounds)
+
+
+def first_misaligned_by_walking(blocks, bounds, chunks):
+    for block in blocks:
+        for axis in range(3):
+            for edge, outer in ((block.box.start[axis], bounds.start[axis]),
+                                (block.box.stop[axis], bounds.stop[axis])):
+                if edge != outer and (edge - chunks.origin[axis]) % chunks.shape[axis]:
+                    return block, axis, edge
+    return None
+
+
+@settings(max_examples=300, deadline=None)
+@given(bounds=boxes(), block_shape=block_shapes(), origin=triples(-9, 9), halo=halos(3),
+       data=st.data())
+@example(bounds=ndf.Box((0, 0, 0), (8, 8, 8)), block_shape=(4, 4, 6), origin=(0, 0, 0),
+         halo=ndf.Halo.of(0), data=None)
+def test_the_first_misaligned_block_per_axis_equals_the_walked_one(
+    bounds, block_shape, origin, halo, data
+):
+    if data is None:
+        chunks = tiling.ChunkGrid((4, 4, 4), (0, 0, 0), bounds)
+    else:  # often aligned: chunk shapes that divide the block shape, through the origin
+        chunks = data.draw(chunk_grids(bounds))
+        if data.draw(st.booleans()):
+            divisors = [data.draw(st.sampled_from([d for d in range(1, b + 1) if b % d == 0]))
+                        for b in block_shape]
+            chunks = attrs.evolve(chunks, shape=tuple(divisors), origin=origin)
+    tiler = ndf.RegularTiler(block_shape, halo=halo, origin=origin)
+    expected = first_misaligned_by_walking(tiler.blocks(bounds), bounds, chunks)
+    assert tiling.misaligned_edge(tiler, bounds, chunks) == expected
+    assert tiling.misaligned_edge(UsersTiler(tiler), bounds, chunks) == expected
+
+
+def test_chunks_must_cover_the_bounds_to_check_alignment():
+    chunks = tiling.ChunkGrid((4, 4, 4), (0, 0, 0), ndf.Box((0, 0, 0), (4, 4, 4)))
+    with pytest.raises(ndf.GeometryError, match=r"must contain the bounds \[0:8, 0:4, 0:4\]"):
+        tiling.misaligned_edge(ndf.RegularTiler(4), ndf.Box((0, 0, 0), (8, 4, 4)), chunks)
+
+
+@settings(max_examples=300, deadline=None)
+@given(start=st.integers(-20, 20), extent=st.integers(0, 30), step=st.integers(1, 7),
+       origin=st.integers(-9, 9))
+def test_a_grid_axis_computes_what_it_iterates(start, extent, step, origin):
+    axis = tiling.GridAxis(start, start + extent, step, origin)
+    intervals = list(axis)
+    assert len(axis) == len(intervals)
+    assert [axis.interval(i) for i in range(len(axis))] == intervals
+    assert [low for low, _ in intervals[1:]] == [high for _, high in intervals[:-1]]
+    with pytest.raises(IndexError):
+        axis.interval(len(axis))
