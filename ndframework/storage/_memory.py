@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+import threading
+import warnings
+import weakref
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from ..errors import ConfigError
 from ..geometry import Box, Triple, as_triple
 from ._base import DataSink, DataSource
+from ._shared import Segments, SharedArray, can_share
 
 __all__ = ["InMemorySource", "InMemorySink"]
 
@@ -63,6 +67,14 @@ class _InMemoryVolume:
 class InMemorySource(_InMemoryVolume, DataSource):
     """A source over numpy arrays, one per channel, all of one ZYX shape.
 
+    Worker processes share one copy of the arrays: the first time the source is pickled
+    (for worker processes), each array is copied into a shared memory segment, which this
+    process then reads from too, and a pickle holds only the segments' names. Workers map
+    the segments read-only; every read still returns arrays of the caller's own. The
+    segments are removed when the source is closed or collected, and by multiprocessing's
+    resource tracker if this process dies first. Treat the arrays as read-only once the
+    source is made: a change made after the source was first pickled is not seen.
+
     Parameters
     ----------
     arrays:
@@ -82,10 +94,71 @@ class InMemorySource(_InMemoryVolume, DataSource):
 
     def __init__(self, arrays: Mapping[str, np.ndarray], origin: Sequence[int] = (0, 0, 0)):
         super().__init__(arrays, origin, "InMemorySource")
+        self._sharing = threading.Lock()
+        self._shared: dict[str, SharedArray | np.ndarray] | None = None
+        """What a pickle holds per channel: a segment's reference, or a small array."""
+        self._release: weakref.finalize | None = None
+        """Unlinks the segments this source made, once: at close(), collection or exit."""
 
     def _read_box(self, box: Box, channels: tuple[str, ...]) -> dict[str, np.ndarray]:
         local = box.relative_to(self._bounds).slices()
         return {name: self._arrays[name][local].copy() for name in channels}
+
+    def close(self) -> None:
+        """Remove the shared memory segments made when this source was pickled.
+
+        Copies unpickled earlier keep reading what they mapped; copies unpickled later
+        fail. The source itself stays usable, and shares its arrays anew if pickled again.
+        """
+        with self._sharing:
+            if self._release is not None:
+                self._release()
+                self._release = None
+            self._shared = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_arrays"] = self._share()
+        del state["_sharing"], state["_release"]  # the copy owns no segment
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Map the segments of the pickled source (read-only, no copy); pickled again, the
+        copy refers to the same segments."""
+        self.__dict__.update(state)
+        self._shared = dict(state["_arrays"])
+        self._arrays = {
+            name: item.attach() if isinstance(item, SharedArray) else item
+            for name, item in self._shared.items()
+        }
+        self._sharing = threading.Lock()
+        self._release = None
+
+    def _share(self) -> dict[str, SharedArray | np.ndarray]:
+        """What a pickle holds per channel; copies the arrays into segments the first
+        time. This process then reads the segments too, so that a private copy of an
+        array that only the source held is freed."""
+        with self._sharing:
+            if self._shared is None:
+                shareable = {n: a for n, a in self._arrays.items() if can_share(a)}
+                try:
+                    segments, references = Segments.share(shareable)
+                except OSError as error:
+                    warnings.warn(
+                        f"{self.describe()} travels to worker processes as a copy for each: "
+                        f"its arrays could not be put in shared memory ({error}); "
+                        f"/dev/shm may be too small (docker run --shm-size)",
+                        RuntimeWarning, stacklevel=2,
+                    )
+                    segments, references = Segments([]), {}
+                self._release = weakref.finalize(self, segments.unlink)
+                self._arrays = {
+                    name: references[name].attach() if name in references else array
+                    for name, array in self._arrays.items()
+                }
+                self._shared = {name: references.get(name, array)
+                                for name, array in self._arrays.items()}
+            return self._shared
 
 
 class InMemorySink(_InMemoryVolume, DataSink):
