@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -11,6 +12,7 @@ import numpy as np
 from ..errors import ConfigError, DataAccessError
 from ..geometry import Box, Triple, as_triple
 from ._base import DataSink, DataSource
+from ._chunk_cache import DEFAULT_CHUNK_CACHE_BYTES, ChunkCache, read_through
 
 __all__ = ["ZarrSource", "ZarrSink"]
 
@@ -42,7 +44,8 @@ def create_array(
 
 
 class _ZarrVolume:
-    """Lazily opened zarr group; pickles as its path and reopens where it is used."""
+    """Lazily opened zarr group and arrays; pickles as its path and metadata, and reopens
+    where it is used."""
 
     _mode = "r"
 
@@ -50,12 +53,22 @@ class _ZarrVolume:
         self.path = _as_path(path_or_group)
         self._wanted = None if channels is None else tuple(channels)
         self._group: Any = None
+        self._arrays: dict[str, Any] = {}
         self._meta: tuple[tuple[str, ...], Box, dict[str, np.dtype], Triple] | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        state["_group"] = None  # each process opens its own handle
+        state["_group"] = None  # each process opens its own handles
+        state["_arrays"] = {}
         return state
+
+    def _array(self, name: str) -> Any:
+        """The channel's zarr array, opened once per process: opening reads its metadata,
+        which would otherwise cost as much as reading a small chunk, at every block."""
+        array = self._arrays.get(name)
+        if array is None:
+            array = self._arrays[name] = self._open()[name]
+        return array
 
     def _open(self) -> Any:
         import zarr  # slow to import: only where a zarr store is used
@@ -86,6 +99,7 @@ class _ZarrVolume:
                     missing,
                 )
             arrays = {name: group[name] for name in channels}
+            self._arrays.update(arrays)
             shapes = {array.shape for array in arrays.values()}
             if len(shapes) != 1 or len(next(iter(shapes))) != 3:
                 listing = ", ".join(f"{n!r}: {a.shape}" for n, a in arrays.items())
@@ -131,7 +145,12 @@ class ZarrSource(_ZarrVolume, DataSource):
 
     The group's ``ndframework_origin`` attribute, when present, places the arrays' first
     voxel at (z, y, x); otherwise they start at the origin. Nothing is opened until the
-    source is first used, and each process opens its own handle.
+    source is first used, and each process opens its own handles, once.
+
+    Reads go through a cache of decoded chunks, one per source object in each process
+    (shared by worker threads, not sent to worker processes): a read decodes only the
+    chunks it does not find there, so that neighbouring blocks whose halos reach into the
+    same chunks decode them once. The least recently used chunks are dropped first.
 
     Parameters
     ----------
@@ -139,13 +158,66 @@ class ZarrSource(_ZarrVolume, DataSource):
         Path of the group, or an open zarr group on local disk.
     channels:
         Arrays of the group to offer as channels (default: all, sorted by name).
+    chunk_cache_bytes:
+        Bytes of decoded chunks to keep in each process (default 256 MiB); 0 reads
+        straight through zarr and keeps nothing.
     """
 
+    def __init__(
+        self,
+        path_or_group: Any,
+        channels: Sequence[str] | None = None,
+        *,
+        chunk_cache_bytes: int = DEFAULT_CHUNK_CACHE_BYTES,
+    ) -> None:
+        if isinstance(chunk_cache_bytes, bool) or not isinstance(chunk_cache_bytes, int) or (
+            chunk_cache_bytes < 0
+        ):
+            raise ConfigError(
+                f"chunk_cache_bytes must be a whole number of bytes, 0 or more, got "
+                f"{chunk_cache_bytes!r}",
+                chunk_cache_bytes,
+            )
+        super().__init__(path_or_group, channels)
+        self.chunk_cache_bytes = chunk_cache_bytes
+        self._cache: ChunkCache | None = None
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        state["_cache"] = None  # decoded chunks stay in the process that decoded them
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    @property
+    def chunk_cache(self) -> ChunkCache | None:
+        """This process's cache of decoded chunks (made on first use), or None when
+        ``chunk_cache_bytes`` is 0."""
+        if self.chunk_cache_bytes == 0:
+            return None
+        if self._cache is None:
+            with self._lock:
+                if self._cache is None:
+                    self._cache = ChunkCache(self.chunk_cache_bytes)
+        return self._cache
+
     def _read_box(self, box: Box, channels: tuple[str, ...]) -> dict[str, np.ndarray]:
-        group = self._open()
-        local = box.relative_to(self.bounds).slices()
+        local = box.relative_to(self.bounds)
+        cache = self.chunk_cache
         try:
-            return {name: np.asarray(group[name][local]) for name in channels}
+            with self._lock:  # opening from several threads at once would open twice
+                arrays = {name: self._array(name) for name in channels}
+            if cache is None:
+                slices = local.slices()
+                return {name: np.asarray(array[slices]) for name, array in arrays.items()}
+            return {
+                name: read_through(array, local.start, local.stop, cache, prefix=name)
+                for name, array in arrays.items()
+            }
         except Exception as error:
             raise DataAccessError(
                 f"reading {box} from zarr store {self.path!r} failed: {error}"
@@ -195,11 +267,10 @@ class ZarrSink(_ZarrVolume, DataSink):
         return cls(path)
 
     def _write_box(self, box: Box, arrays: dict[str, np.ndarray]) -> None:
-        group = self._open()
         local = box.relative_to(self.bounds).slices()
         try:
             for name, array in arrays.items():
-                group[name][local] = array.astype(self.dtype(name), copy=False)
+                self._array(name)[local] = array.astype(self.dtype(name), copy=False)
         except Exception as error:
             raise DataAccessError(
                 f"writing {box} to zarr store {self.path!r} failed: {error}"

@@ -1,0 +1,197 @@
+"""Decoded chunks kept per process, and reads of a box assembled from them.
+
+A block read with a halo touches the chunks around its own: a block one chunk in size with a
+one-voxel halo touches up to 27 chunks to use one of them whole, and its neighbours touch the
+same chunks again. `read_through` decodes each chunk of a box at most once while it stays in
+a `ChunkCache`, so that neighbouring blocks read by the same process share the chunks their
+halos reach into.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections import OrderedDict
+from typing import Any, Hashable, Iterator, Sequence
+
+import numpy as np
+
+__all__ = ["ChunkCache", "read_through", "DEFAULT_CHUNK_CACHE_BYTES"]
+
+DEFAULT_CHUNK_CACHE_BYTES = 256 * 2**20
+"""Bytes of decoded chunks a zarr source keeps in each process by default."""
+
+ChunkIndex = tuple[int, ...]
+
+
+class ChunkCache:
+    """Decoded chunks by key, least recently used evicted first, never above ``max_bytes``.
+
+    Safe to share between threads. Chunks are stored read-only: readers copy out of them.
+
+    >>> cache = ChunkCache(max_bytes=16)
+    >>> cache.put("a", np.zeros(8, np.uint8)); cache.put("b", np.ones(8, np.uint8))
+    >>> cache.get("a") is not None  # "a" is now the most recently used
+    True
+    >>> cache.put("c", np.ones(8, np.uint8))  # evicts "b"
+    >>> sorted(cache.keys()), cache.nbytes
+    (['a', 'c'], 16)
+    """
+
+    def __init__(self, max_bytes: int = DEFAULT_CHUNK_CACHE_BYTES) -> None:
+        self.max_bytes = int(max_bytes)
+        self._chunks: OrderedDict[Hashable, np.ndarray] = OrderedDict()
+        self._nbytes = 0
+        self._lock = threading.Lock()
+        self.hits = 0
+        """Chunks found in the cache."""
+        self.misses = 0
+        """Chunks looked up and not found (each then decoded by the reader)."""
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the chunks held now."""
+        return self._nbytes
+
+    def __len__(self) -> int:
+        return len(self._chunks)
+
+    def keys(self) -> list[Hashable]:
+        """The keys held, least recently used first."""
+        with self._lock:
+            return list(self._chunks)
+
+    def get(self, key: Hashable) -> np.ndarray | None:
+        """The chunk stored under ``key`` (now the most recently used), or None."""
+        with self._lock:
+            return self._get(key)
+
+    def get_many(self, keys: Sequence[Hashable]) -> dict[Hashable, np.ndarray]:
+        """The chunks held among ``keys``, by key, under one acquisition of the lock."""
+        with self._lock:
+            found = {}
+            for key in keys:
+                chunk = self._get(key)
+                if chunk is not None:
+                    found[key] = chunk
+            return found
+
+    def _get(self, key: Hashable) -> np.ndarray | None:
+        chunk = self._chunks.get(key)
+        if chunk is None:
+            self.misses += 1
+            return None
+        self.hits += 1
+        self._chunks.move_to_end(key)
+        return chunk
+
+    def put(self, key: Hashable, chunk: np.ndarray) -> None:
+        """Keep ``chunk`` under ``key``, evicting the least recently used chunks to make
+        room; a chunk larger than the whole cache is not kept."""
+        size = chunk.nbytes
+        if size > self.max_bytes:
+            return
+        chunk.flags.writeable = False
+        with self._lock:
+            old = self._chunks.pop(key, None)
+            if old is not None:
+                self._nbytes -= old.nbytes
+            while self._chunks and self._nbytes + size > self.max_bytes:
+                _, evicted = self._chunks.popitem(last=False)
+                self._nbytes -= evicted.nbytes
+            self._chunks[key] = chunk
+            self._nbytes += size
+
+    def clear(self) -> None:
+        """Drop every chunk."""
+        with self._lock:
+            self._chunks.clear()
+            self._nbytes = 0
+
+
+def read_through(
+    array: Any,
+    start: Sequence[int],
+    stop: Sequence[int],
+    cache: ChunkCache,
+    prefix: Hashable = None,
+) -> np.ndarray:
+    """``array[start:stop]`` (a box in the array's own coordinates) assembled from decoded
+    chunks: those in ``cache`` are reused, the others read through zarr, a few boxes of
+    whole chunks per call, and kept in ``cache`` under ``(prefix, chunk index)``.
+
+    The chunk grid is the array's read unit, ``array.chunks``: its inner chunks when it is
+    sharded. The result is a new, writable array, the caller's own.
+    """
+    start, stop = tuple(start), tuple(stop)
+    shape = tuple(b - a for a, b in zip(start, stop))
+    if min(shape) <= 0:
+        return np.empty(tuple(max(0, s) for s in shape), np.dtype(array.dtype))
+    grid = tuple(array.chunks)
+    extent = tuple(array.shape)
+    keys = [
+        (prefix, index)
+        for index in itertools.product(
+            *(range(a // c, (b - 1) // c + 1) for a, b, c in zip(start, stop, grid))
+        )
+    ]
+    chunks = cache.get_many(keys)
+    missing = [key[1] for key in keys if key not in chunks]
+    for region in _chunk_boxes(missing):
+        # One read per box of missing chunks: zarr decodes the chunks of one call
+        # concurrently, and each call costs far more than a small chunk's decoding.
+        low = tuple(lo * c for (lo, _), c in zip(region, grid))
+        high = tuple(min(hi * c, e) for (_, hi), c, e in zip(region, grid, extent))
+        data = np.asarray(array[tuple(slice(a, b) for a, b in zip(low, high))])
+        for index in itertools.product(*(range(lo, hi) for lo, hi in region)):
+            where = tuple(
+                slice(i * c - a, min((i + 1) * c, e) - a)
+                for i, c, a, e in zip(index, grid, low, extent)
+            )
+            chunk = data[where].copy()  # its own buffer: the cache must not pin ``data``
+            cache.put((prefix, index), chunk)
+            chunks[(prefix, index)] = chunk
+        if len(missing) == len(keys) and low == start and high == stop:
+            return data  # the whole box, read in one piece: nothing to assemble
+    out = np.empty(shape, np.dtype(array.dtype))
+    for (_, index), chunk in chunks.items():
+        corner = [i * c for i, c in zip(index, grid)]
+        low = [max(a, k) for a, k in zip(start, corner)]
+        high = [min(b, k + n) for b, k, n in zip(stop, corner, chunk.shape)]
+        out[tuple(slice(lo - a, hi - a) for lo, hi, a in zip(low, high, start))] = chunk[
+            tuple(slice(lo - k, hi - k) for lo, hi, k in zip(low, high, corner))
+        ]
+    return out
+
+
+def _chunk_boxes(indices: Sequence[ChunkIndex]) -> Iterator[list[tuple[int, int]]]:
+    """Cover the chunk ``indices`` (in C order) with few disjoint boxes of chunk indices,
+    each ``[(start, stop)] * ndim``: runs along the last axis, merged along the axes before
+    it while their extents match.
+
+    >>> list(_chunk_boxes([(0, 0), (0, 1), (1, 0), (1, 1), (2, 1)]))
+    [[(0, 2), (0, 2)], [(2, 3), (1, 2)]]
+    """
+    boxes: list[list[tuple[int, int]]] = [[(i, i + 1) for i in index] for index in indices]
+    if len(boxes) <= 1:
+        yield from boxes
+        return
+    for axis in reversed(range(len(indices[0]) if indices else 0)):
+        merged: list[list[tuple[int, int]]] = []
+        # Boxes that agree on every axis but ``axis`` and touch along it become one.
+        by_rest: dict[tuple[tuple[int, int], ...], list[tuple[int, int]]] = {}
+        for box in boxes:
+            rest = tuple(box[:axis] + box[axis + 1:])
+            by_rest.setdefault(rest, []).append(box[axis])
+        for rest, spans in by_rest.items():
+            spans.sort()
+            runs = [list(spans[0])]
+            for lo, hi in spans[1:]:
+                if lo == runs[-1][1]:
+                    runs[-1][1] = hi
+                else:
+                    runs.append([lo, hi])
+            for lo, hi in runs:
+                merged.append([*rest[:axis], (lo, hi), *rest[axis:]])
+        boxes = merged
+    yield from sorted(boxes)
