@@ -96,7 +96,8 @@ class InMemorySource(_InMemoryVolume, DataSource):
         super().__init__(arrays, origin, "InMemorySource")
         self._sharing = threading.Lock()
         self._shared: dict[str, SharedArray | np.ndarray] | None = None
-        """What a pickle holds per channel: a segment's reference, or a small array."""
+        """What a pickle holds per channel: a segment's reference, or the array itself
+        (empty, or no room in shared memory)."""
         self._release: weakref.finalize | None = None
         """Unlinks the segments this source made, once: at close(), collection or exit."""
 
