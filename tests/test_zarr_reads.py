@@ -254,3 +254,12 @@ class TestZarrSourceWithoutACache(SourceConformance):
     def make_source(self, arrays, origin, directory):
         path = write_zarr(directory / "v.zarr", arrays, (2, 3, 4), origin=origin)
         return ndf.ZarrSource(path, chunk_cache_bytes=0)
+
+
+def test_threads_reading_neighbouring_blocks_at_once_decode_each_chunk_once(tmp_path):
+    arrays = random_arrays((8, 12, 16))
+    source = ndf.ZarrSource(write_zarr(tmp_path / "v.zarr", arrays, (2, 3, 4)))
+    blocks = list(ndf.RegularTiler((2, 3, 4), halo=1, origin=ORIGIN).blocks(source.bounds))
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda block: assert_reads_equal(source, arrays, block.read_box), blocks))
+    assert source.chunk_cache.misses == 2 * 4 * 4 * 4 == len(source.chunk_cache)

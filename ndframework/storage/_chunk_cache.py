@@ -43,10 +43,11 @@ class ChunkCache:
         self._chunks: OrderedDict[Hashable, np.ndarray] = OrderedDict()
         self._nbytes = 0
         self._lock = threading.Lock()
+        self._loading: dict[Hashable, threading.Event] = {}
         self.hits = 0
-        """Chunks found in the cache."""
+        """Chunks found in the cache (also after waiting for another thread to decode)."""
         self.misses = 0
-        """Chunks looked up and not found (each then decoded by the reader)."""
+        """Chunks looked up and not found: each then decoded by the reader."""
 
     @property
     def nbytes(self) -> int:
@@ -66,15 +67,38 @@ class ChunkCache:
         with self._lock:
             return self._get(key)
 
-    def get_many(self, keys: Sequence[Hashable]) -> dict[Hashable, np.ndarray]:
-        """The chunks held among ``keys``, by key, under one acquisition of the lock."""
+    def claim(
+        self, keys: Sequence[Hashable]
+    ) -> tuple[dict[Hashable, np.ndarray], list[Hashable], dict[Hashable, threading.Event]]:
+        """Split ``keys`` into the chunks held (by key), the keys the caller must now decode
+        and `put` (then `release`), and those another thread is decoding (by an event
+        set when it is done): threads reading neighbouring blocks at once decode each
+        chunk once."""
+        found: dict[Hashable, np.ndarray] = {}
+        mine: list[Hashable] = []
+        theirs: dict[Hashable, threading.Event] = {}
         with self._lock:
-            found = {}
             for key in keys:
-                chunk = self._get(key)
+                chunk = self._chunks.get(key)
                 if chunk is not None:
+                    self.hits += 1
+                    self._chunks.move_to_end(key)
                     found[key] = chunk
-            return found
+                elif key in self._loading:
+                    theirs[key] = self._loading[key]
+                else:
+                    self.misses += 1
+                    self._loading[key] = threading.Event()
+                    mine.append(key)
+        return found, mine, theirs
+
+    def release(self, keys: Sequence[Hashable]) -> None:
+        """End the claims on ``keys``, decoded or not, waking the threads waiting for them."""
+        with self._lock:
+            for key in keys:
+                event = self._loading.pop(key, None)
+                if event is not None:
+                    event.set()
 
     def _get(self, key: Hashable) -> np.ndarray | None:
         chunk = self._chunks.get(key)
@@ -135,11 +159,49 @@ def read_through(
             *(range(a // c, (b - 1) // c + 1) for a, b, c in zip(start, stop, grid))
         )
     ]
-    chunks = cache.get_many(keys)
-    missing = [key[1] for key in keys if key not in chunks]
-    for region in _chunk_boxes(missing):
-        # One read per box of missing chunks: zarr decodes the chunks of one call
-        # concurrently, and each call costs far more than a small chunk's decoding.
+    chunks, mine, theirs = cache.claim(keys)
+    try:
+        data, corner = _load(array, [key[1] for key in mine], grid, extent, cache, prefix,
+                             chunks)
+    finally:
+        cache.release(mine)
+    if data is not None and corner == start and data.shape == shape:
+        return data  # the whole box, read in one piece: nothing to assemble
+    late = []
+    for key, event in theirs.items():
+        event.wait()
+        chunk = cache.get(key)
+        if chunk is None:  # evicted already, or its reader failed: read it here
+            late.append(key[1])
+        else:
+            chunks[key] = chunk
+    _load(array, late, grid, extent, cache, prefix, chunks)
+    out = np.empty(shape, np.dtype(array.dtype))
+    for (_, index), chunk in chunks.items():
+        corner = [i * c for i, c in zip(index, grid)]
+        low = [max(a, k) for a, k in zip(start, corner)]
+        high = [min(b, k + n) for b, k, n in zip(stop, corner, chunk.shape)]
+        out[tuple(slice(lo - a, hi - a) for lo, hi, a in zip(low, high, start))] = chunk[
+            tuple(slice(lo - k, hi - k) for lo, hi, k in zip(low, high, corner))
+        ]
+    return out
+
+
+def _load(
+    array: Any,
+    indices: Sequence[ChunkIndex],
+    grid: tuple[int, ...],
+    extent: tuple[int, ...],
+    cache: ChunkCache,
+    prefix: Hashable,
+    chunks: dict[Hashable, np.ndarray],
+) -> tuple[np.ndarray | None, tuple[int, ...] | None]:
+    """Read the chunks at ``indices`` into ``chunks`` and ``cache``, one read per box of
+    them; return the last box read and its first voxel (None, None when none)."""
+    data, low = None, None
+    for region in _chunk_boxes(indices):
+        # One read per box of chunks: zarr decodes the chunks of one call concurrently,
+        # and each call costs far more than a small chunk's decoding.
         low = tuple(lo * c for (lo, _), c in zip(region, grid))
         high = tuple(min(hi * c, e) for (_, hi), c, e in zip(region, grid, extent))
         data = np.asarray(array[tuple(slice(a, b) for a, b in zip(low, high))])
@@ -151,17 +213,7 @@ def read_through(
             chunk = data[where].copy()  # its own buffer: the cache must not pin ``data``
             cache.put((prefix, index), chunk)
             chunks[(prefix, index)] = chunk
-        if len(missing) == len(keys) and low == start and high == stop:
-            return data  # the whole box, read in one piece: nothing to assemble
-    out = np.empty(shape, np.dtype(array.dtype))
-    for (_, index), chunk in chunks.items():
-        corner = [i * c for i, c in zip(index, grid)]
-        low = [max(a, k) for a, k in zip(start, corner)]
-        high = [min(b, k + n) for b, k, n in zip(stop, corner, chunk.shape)]
-        out[tuple(slice(lo - a, hi - a) for lo, hi, a in zip(low, high, start))] = chunk[
-            tuple(slice(lo - k, hi - k) for lo, hi, k in zip(low, high, corner))
-        ]
-    return out
+    return data, low
 
 
 def _chunk_boxes(indices: Sequence[ChunkIndex]) -> Iterator[list[tuple[int, int]]]:
