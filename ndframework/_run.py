@@ -288,8 +288,8 @@ class Run:
             outcomes = future.result()
         except futures.BrokenExecutor:
             return False
-        except futures.CancelledError:
-            return True
+        except futures.CancelledError:  # taken back by stop(); else lost by the executor
+            return self.stopped is not None
         except Exception as error:  # e.g. a value that cannot be pickled back
             if len(tasks) > 1:  # find out which block, each on its own: none is charged
                 for task in tasks:

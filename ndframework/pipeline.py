@@ -118,8 +118,13 @@ class Pipeline:
         are spent. Enforced by the process executor; the serial and thread executors
         cannot stop a running block, and warn when it is given.
     max_in_flight:
-        Most blocks handed to workers at once (default: twice the workers; one when
-        serial), which bounds memory whatever the size of the volume.
+        Most tasks handed to workers at once (default: twice the workers; one when
+        serial), which bounds memory whatever the size of the volume. A task is one block,
+        or, on executors where each task costs a message to another process (processes,
+        Dask), a batch of neighbouring blocks sized from their measured durations to about
+        50 ms of work (at most 256 blocks, at most a share of those left); a worker runs a
+        batch's blocks one after the other, each with its own outcome, and a block that
+        fails ends its batch (the rest come back to be handed out again).
     load_entrypoints:
         Also register the plugins of the ``ndframework`` entry-point group.
 
@@ -368,6 +373,7 @@ class Pipeline:
         try:
             result = run.execute()
         except BaseException as error:  # still tell the plugins what was done
+            self.executor.close()
             forced = isinstance(error, _worker.ForcedInterrupt)
             run.stop(None, "interrupted twice by SIGINT" if forced
                      else f"stopped by {type(error).__name__}")
@@ -378,6 +384,7 @@ class Pipeline:
                     f"run interrupted twice by SIGINT: {result.counts.done} blocks done, the "
                     f"journal is committed", signal.SIGINT, result) from None
             raise
+        self.executor.close()
         hooks.call("ndf_after_run", run=info, result=result)
         if run.interrupted is not None:
             name = signal.Signals(run.interrupted).name

@@ -48,7 +48,7 @@ def test_results_equal_the_serial_executors(dask_executor, em, tmp_path):
     assert set(result.done) == set(serial.done)
 
 
-def test_setup_runs_once_per_worker_process_and_teardown_when_closed(dask_executor, em,
+def test_setup_runs_once_per_worker_process_and_teardown_when_the_run_ends(dask_executor, em,
                                                                       tmp_path):
     source = ndf.InMemorySource({"em": em})
     result = ndf.Pipeline(source, RecordWorkers(tmp_path), tiler=ndf.RegularTiler((1, 8, 8)),
@@ -59,8 +59,8 @@ def test_setup_runs_once_per_worker_process_and_teardown_when_closed(dask_execut
     assert len(setups) == len(set(setups)) == len({line.split("-")[0] for line in setups})
     assert processed <= set(setups)
     assert os.getpid() not in {int(line.split("-")[0]) for line in setups}
-    assert not (tmp_path / "teardown").exists()
-    dask_executor.close()  # held by the fixture's with block: the cluster stays up
+    # the run's end closed it: each worker tore its processor down, and the cluster, held
+    # by the fixture's with block, stays up for the next test
     assert sorted((tmp_path / "teardown").read_text().split()) == sorted(setups)
 
 
@@ -118,18 +118,24 @@ def test_a_missing_dask_extra_says_how_to_install_it(monkeypatch):
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
-def test_no_process_is_left_once_the_executor_closes(em):
+def test_no_process_is_left_once_the_run_ends(em):
     from test_orphans import _descendants, _running, _wait_until
 
     before = _descendants(os.getpid())
-    executor = ndf.DaskExecutor(workers=1)
+    started: dict[int, int] = {}
+
+    class Watch:  # in the coordinator, while the cluster runs
+        @ndf.hookimpl
+        def ndf_after_block(self, run, block, outcome):
+            started.update((pid, since) for pid, since in _descendants(os.getpid()).items()
+                           if pid not in before)
+
     result = ndf.Pipeline(ndf.InMemorySource({"em": em}), lambda data: 1,
-                          tiler=ndf.RegularTiler((4, 16, 16)), executor=executor,
+                          tiler=ndf.RegularTiler((4, 16, 16)),
+                          executor=ndf.DaskExecutor(workers=1), plugins=[Watch()],
                           load_entrypoints=False).run()
     assert result.ok
-    started = {pid: since for pid, since in _descendants(os.getpid()).items()
-               if pid not in before}
     assert started, "the local cluster started no process"
-    executor.close()
+    # the run's end closed the cluster the executor had started
     _wait_until(lambda: not _running(started), 10)
     assert not _running(started)

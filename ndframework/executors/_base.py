@@ -114,6 +114,10 @@ class Executor(abc.ABC):
         except (ProcessLookupError, PermissionError):
             pass
 
+    def close(self) -> None:
+        """Release what `start` keeps across pools (a cluster, a client); the pipeline
+        calls it when a run ends. The built-in pools keep nothing."""
+
     @property
     def default_in_flight(self) -> int:
         """Blocks to keep handed out at once: enough to keep every worker busy while the

@@ -103,6 +103,7 @@ class DaskExecutor(Executor):
     name = "dask"
     shares_memory = False
     can_stop_blocks = True
+    batches = True
 
     _workers: int | None = attrs.field(default=None, converter=_check_workers,
                                        alias="workers")
