@@ -374,6 +374,7 @@ class Pipeline:
             result = run.execute()
         except BaseException as error:  # still tell the plugins what was done
             self.executor.close()
+            self.source.release()
             forced = isinstance(error, _worker.ForcedInterrupt)
             run.stop(None, "interrupted twice by SIGINT" if forced
                      else f"stopped by {type(error).__name__}")
@@ -385,6 +386,7 @@ class Pipeline:
                     f"journal is committed", signal.SIGINT, result) from None
             raise
         self.executor.close()
+        self.source.release()
         hooks.call("ndf_after_run", run=info, result=result)
         if run.interrupted is not None:
             name = signal.Signals(run.interrupted).name

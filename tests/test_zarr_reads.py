@@ -263,3 +263,25 @@ def test_threads_reading_neighbouring_blocks_at_once_decode_each_chunk_once(tmp_
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda block: assert_reads_equal(source, arrays, block.read_box), blocks))
     assert source.chunk_cache.misses == 2 * 4 * 4 * 4 == len(source.chunk_cache)
+
+
+def test_a_run_releases_the_decoded_chunks_its_worker_threads_shared(tmp_path):
+    volume = np.arange(16 * 32 * 32, dtype=np.uint16).reshape(16, 32, 32)
+    group = zarr.open_group(str(tmp_path / "v.zarr"), mode="w")
+    group.create_array("em", shape=volume.shape, dtype=volume.dtype, chunks=(8, 16, 16))
+    group["em"][:] = volume
+    source = ndf.ZarrSource(tmp_path / "v.zarr")
+    held = []
+
+    class Watch:  # the worker threads share the coordinator's source, and its cache
+        @ndf.hookimpl
+        def ndf_after_block(self, run, block, outcome):
+            held.append(len(source.chunk_cache))
+
+    processor = ndf.FunctionProcessor(lambda data: int(data["em"].sum()), halo=1)
+    result = ndf.Pipeline(source, processor, tiler=ndf.RegularTiler((8, 16, 16)),
+                          executor=ndf.ThreadExecutor(2), plugins=[Watch()]).run()
+    assert result.ok and len(result.done) == 8 and max(held) > 0
+    assert source._cache is None  # dropped when the run ended
+    box = ndf.Box((0, 0, 0), (2, 2, 2))
+    np.testing.assert_array_equal(source.read(box)["em"], volume[:2, :2, :2])

@@ -105,6 +105,10 @@ class DataSource(_Volume):
         shape = default_block_shape(self.chunk_shape, bounds or self.bounds, bytes_per_voxel)
         return RegularTiler(shape, origin=self.bounds.start)
 
+    def release(self) -> None:
+        """Drop what the source keeps in this process between reads (a cache of decoded
+        chunks); the pipeline calls it when a run ends. The default keeps nothing."""
+
     def read(self, box: Box, channels: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         """Read ``box`` of each channel (all when None) as ``{channel: ZYX array}``.
 

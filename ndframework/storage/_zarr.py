@@ -205,6 +205,12 @@ class ZarrSource(_ZarrVolume, DataSource):
                     self._cache = ChunkCache(self.chunk_cache_bytes)
         return self._cache
 
+    def release(self) -> None:
+        """Drop this process's decoded chunks (the worker threads of a run that ended
+        shared them); the next read decodes afresh."""
+        with self._lock:
+            self._cache = None
+
     def _read_box(self, box: Box, channels: tuple[str, ...]) -> dict[str, np.ndarray]:
         local = box.relative_to(self.bounds)
         cache = self.chunk_cache
