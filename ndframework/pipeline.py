@@ -370,14 +370,15 @@ class Pipeline:
             block_timeout=self.block_timeout,
         )
         hooks.call("ndf_before_run", run=info)
+        self.source.release()  # nothing kept from reads before the run (the store may differ)
         try:
             result = run.execute()
         except BaseException as error:  # still tell the plugins what was done
-            self.executor.close()
-            self.source.release()
             forced = isinstance(error, _worker.ForcedInterrupt)
             run.stop(None, "interrupted twice by SIGINT" if forced
-                     else f"stopped by {type(error).__name__}")
+                     else f"stopped by {type(error).__name__}")  # halts batches in flight
+            self.executor.close()
+            self.source.release()
             result = run.result()
             hooks.call("ndf_after_run", run=info, result=result)
             if forced:  # the second Ctrl-C: at once, but with the record kept all the same

@@ -326,3 +326,23 @@ def test_without_room_in_shared_memory_the_arrays_travel_in_the_pickle(volume, m
     assert made and not existing(made)  # the segment made before the error is gone
     assert segment_names(source) == []
     np.testing.assert_array_equal(copy.read(copy.bounds)["em"], volume["em"])
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("how", ["copy", "deepcopy"])
+def test_a_copy_outlives_the_source_it_was_made_from(volume, how):
+    import copy
+
+    def make():
+        source = ndf.InMemorySource(volume)
+        pickle.dumps(source)  # the original shares its arrays: it owns the segments
+        return getattr(copy, how)(source)
+
+    copied = make()
+    gc.collect()  # the original is gone, and its segments with it
+    result = ndf.Pipeline(copied, lambda data: int(data["em"].astype(np.int64).sum()),
+                          tiler=ndf.RegularTiler((5, 12, 10)),
+                          executor=ndf.ProcessExecutor(2)).run()
+    assert result.ok and sum(dict(result.reduced).values()) == int(
+        volume["em"].astype(np.int64).sum())
+    copied.close()

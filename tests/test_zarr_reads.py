@@ -285,3 +285,14 @@ def test_a_run_releases_the_decoded_chunks_its_worker_threads_shared(tmp_path):
     assert source._cache is None  # dropped when the run ended
     box = ndf.Box((0, 0, 0), (2, 2, 2))
     np.testing.assert_array_equal(source.read(box)["em"], volume[:2, :2, :2])
+
+
+def test_a_run_never_uses_chunks_decoded_before_it(tmp_path):
+    group = zarr.open_group(str(tmp_path / "v.zarr"), mode="w")
+    group.create_array("em", shape=(8, 16, 16), dtype="uint8", chunks=(4, 8, 8))
+    source = ndf.ZarrSource(tmp_path / "v.zarr")
+    assert source.read(source.bounds)["em"].max() == 0  # a preview: decoded, cached zeros
+    group["em"][:] = 7  # the store changes, e.g. by a pipeline writing it
+    result = ndf.Pipeline(source, lambda data: int(data["em"].astype(np.int64).sum()),
+                          tiler=ndf.RegularTiler((4, 8, 8)), executor="serial").run()
+    assert sum(dict(result.reduced).values()) == 7 * 8 * 16 * 16

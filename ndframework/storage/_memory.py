@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import threading
 import warnings
 import weakref
@@ -116,6 +118,27 @@ class InMemorySource(_InMemoryVolume, DataSource):
                 self._release()
                 self._release = None
             self._shared = None
+
+    def __copy__(self) -> InMemorySource:
+        """A source over the same arrays that owns no segment: it shares its arrays anew
+        if pickled (a mapped segment stays readable after its owner unlinks it)."""
+        copied = type(self).__new__(type(self))
+        copied.__dict__.update(self.__dict__)
+        copied._arrays = dict(self._arrays)
+        copied._sharing = threading.Lock()
+        copied._shared = None
+        copied._release = None
+        return copied
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> InMemorySource:
+        """A source over copies of the arrays (and of any other attribute)."""
+        copied = self.__copy__()
+        for name, value in self.__dict__.items():
+            if name not in ("_arrays", "_sharing", "_shared", "_release"):
+                copied.__dict__[name] = copy.deepcopy(value, memo)
+        copied._arrays = {name: np.array(array, copy=True)
+                          for name, array in self._arrays.items()}
+        return copied
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
