@@ -25,6 +25,7 @@ of the child's process tree every 50 ms. Wall time covers the whole run, pools a
 starting included; the comparison of outputs is not timed.
 
 Run:  python benchmarks/halo_filter.py [--size 1] [--block 64,256,256] [--peers ...]
+      [--chunk-cache-mib M]
 Needs the ``bench`` extra: ``pip install -e ".[bench]"``.
 """
 
@@ -146,10 +147,11 @@ def run_loop(source_path, out_path, block):
         filter_block(source, target, start, stop)
 
 
-def run_ndframework(source_path, out_path, block, name):
+def run_ndframework(source_path, out_path, block, name, cache_mib):
     import ndframework as ndf
 
-    source = ndf.ZarrSource(source_path)
+    source = ndf.ZarrSource(source_path) if cache_mib is None else ndf.ZarrSource(
+        source_path, chunk_cache_bytes=int(cache_mib * 2**20))
     sink = ndf.ZarrSink.create(out_path, {"out": "uint8"}, source.bounds, chunk_shape=block,
                                overwrite=True)
     processor = ndf.FunctionProcessor(smooth_block, halo=HALO, halo_mode="reflect",
@@ -233,7 +235,7 @@ def child(options):
         if name == "loop":
             run_loop(source_path, out_path, block)
         elif name.startswith("ndf-"):
-            run_ndframework(source_path, out_path, block, name)
+            run_ndframework(source_path, out_path, block, name, options.chunk_cache_mib)
         elif name.startswith("dask-"):
             run_dask(source_path, out_path, name)
         else:
@@ -249,6 +251,10 @@ def parse_triple(text):
     if len(values) != 3 or min(values) < 1:
         raise SystemExit(f"--block must be three positive integers z,y,x, got {text!r}")
     return values
+
+
+def cache_text(cache_mib):
+    return "256 MiB (default)" if cache_mib is None else f"{cache_mib:g} MiB"
 
 
 def same_output(workdir, name, reference, slab=64):
@@ -280,19 +286,19 @@ def prepare(workdir, size_gib, block):
     return shape
 
 
-def measure(workdir, size_gib, block, peers, reference, keep_outputs=False):
+def measure(workdir, size_gib, block, peers, reference, cache_mib=None):
     """Run every peer once over the volume in ``workdir`` and check it against
     ``reference``'s output; figures by peer."""
     figures = {}
+    extra = [] if cache_mib is None else ["--chunk-cache-mib", str(cache_mib)]
     for name in peers:
         print(f"  {size_gib:g} GiB: running {PEERS[name]} ...", file=sys.stderr, flush=True)
         figures[name] = run_child(__file__, ["--child", name, "--workdir", workdir,
-                                             "--block", ",".join(map(str, block))])
+                                             "--block", ",".join(map(str, block)), *extra])
     for name in peers:
         figures[name]["agrees"] = name == reference or same_output(workdir, name, reference)
-    if not keep_outputs:
-        for name in peers:
-            shutil.rmtree(os.path.join(workdir, f"out-{name}.zarr"), ignore_errors=True)
+    for name in peers:
+        shutil.rmtree(os.path.join(workdir, f"out-{name}.zarr"), ignore_errors=True)
     return figures
 
 
@@ -304,6 +310,9 @@ def main():
     parser.add_argument("--peers", nargs="+", default=list(PEERS), choices=list(PEERS))
     parser.add_argument("--workdir", help="keep the volume here (default: a temporary "
                                           "directory, removed at the end)")
+    parser.add_argument("--chunk-cache-mib", type=float, default=None,
+                        help="ndframework's ZarrSource chunk_cache_bytes in MiB per process "
+                             "(default: its own default, 256 MiB)")
     parser.add_argument("--child", choices=list(PEERS), help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.child:
@@ -317,7 +326,7 @@ def main():
     os.makedirs(workdir, exist_ok=True)
     try:
         shape = prepare(workdir, options.size, block)
-        figures = measure(workdir, options.size, block, peers, "loop")
+        figures = measure(workdir, options.size, block, peers, "loop", options.chunk_cache_mib)
     finally:
         if temporary is not None:
             temporary.cleanup()
@@ -325,8 +334,8 @@ def main():
     count = sum(1 for _ in blocks(shape, block))
     print(f"gaussian_filter(sigma={SIGMA}, truncate={TRUNCATE}), halo {HALO}, "
           f"{shape} uint8 ({options.size:g} GiB), {count} blocks of {block}, {WORKERS} "
-          f"workers, {len(os.sched_getaffinity(0))} CPUs; peak = summed RSS of the peer's "
-          f"process tree")
+          f"workers, ndframework chunk cache {cache_text(options.chunk_cache_mib)}, "
+          f"{len(os.sched_getaffinity(0))} CPUs; peak = summed RSS of the peer's process tree")
     loop = figures["loop"]["seconds"]
     rows = [[PEERS[name], f"{figures[name]['seconds']:.1f}",
              f"{loop / figures[name]['seconds']:.2f}",

@@ -7,6 +7,7 @@ fresh child processes while the parent samples the summed resident memory of eac
 process tree every 50 ms, and their outputs must be equal voxel for voxel.
 
 Run:  python benchmarks/halo_memory.py [--sizes 0.25 0.5 1 2] [--block 64,256,256]
+      [--chunk-cache-mib M]
 Needs the ``bench`` extra: ``pip install -e ".[bench]"``.
 """
 
@@ -29,6 +30,8 @@ def main():
     parser.add_argument("--sizes", type=float, nargs="+", default=[0.25, 0.5, 1, 2],
                         help="GiB of uint8 (default 0.25 0.5 1 2)")
     parser.add_argument("--block", default="64,256,256")
+    parser.add_argument("--chunk-cache-mib", type=float, default=None,
+                        help="ndframework's chunk cache per process, MiB (default 256)")
     parser.add_argument("--peers", nargs="+", default=list(PEERS),
                         choices=list(halo_filter.PEERS))
     options = parser.parse_args()
@@ -39,7 +42,7 @@ def main():
         with tempfile.TemporaryDirectory() as workdir:
             halo_filter.prepare(workdir, size, block)
             figures = halo_filter.measure(workdir, size, block, options.peers,
-                                          options.peers[0])
+                                          options.peers[0], options.chunk_cache_mib)
             shutil.rmtree(os.path.join(workdir, "volume.zarr"))
         figures_by_size[size] = figures
         row = [f"{size:g}"]
@@ -52,7 +55,8 @@ def main():
         rows.append(row)
 
     print(f"gaussian_filter(sigma={halo_filter.SIGMA}, truncate={halo_filter.TRUNCATE}), halo "
-          f"{halo_filter.HALO}, blocks and chunks {block}, {halo_filter.WORKERS} workers; "
+          f"{halo_filter.HALO}, blocks and chunks {block}, {halo_filter.WORKERS} workers, "
+          f"ndframework chunk cache {halo_filter.cache_text(options.chunk_cache_mib)}; "
           f"peak = summed RSS of the peer's process tree")
     headers = ["GiB"]
     for name in options.peers:
