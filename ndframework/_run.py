@@ -368,10 +368,8 @@ class Run:
                 self.executor.stop_worker(pid)
 
     def _restart(self, pool: futures.Executor, broken: list[_Task]) -> futures.Executor:
-        """Replace a broken pool. Of the blocks it held, one that ran past its timeout is
-        charged a try; one that was running on the worker that died is the suspect; blocks
-        that were merely queued, or running on workers the pool ended because of it, go
-        back to be handed out again as if never tried."""
+        """Replace a broken pool (a process pool breaks whole when one worker dies) and
+        judge the blocks it held (see `_judge`)."""
         running = {} if self.board is None else self.board.running()
         processes = worker_processes(pool)
         pool.shutdown(wait=True, cancel_futures=True)
@@ -383,14 +381,25 @@ class Run:
         if processes is not None:
             dead = {pid for pid, process in processes.items()
                     if process.exitcode not in (None, 0, -signal.SIGTERM)}
+        self._judge(broken, running, dead)
+        self.timed_out.clear()  # the new pool's workers start afresh
+        return self._start_pool()
+
+    def _judge(self, broken: list[_Task], running: dict[int, tuple[Any, float]],
+               dead: set[Any] | None) -> None:
+        """Of blocks whose worker was lost: one that ran past its timeout is charged a
+        try; one that was running on a worker that died is the suspect; blocks that were
+        merely queued, or running on workers ended because of it, go back to be handed out
+        again as if never tried. ``dead``: the workers (as the board names them) that died,
+        or None when the executor cannot tell."""
         # a worker ended for a timeout may have moved on to another block meanwhile
         ended = {pid for _, pid in self.timed_out.values()}
         suspects = [task for task in broken if task.ticket in running
                     and task.ticket not in self.timed_out
                     and running[task.ticket][0] not in ended
                     and (dead is None or running[task.ticket][0] in dead)]
-        # each suspect's own worker died when the pool tells which did; otherwise only a
-        # block that was running alone is surely the one that killed its worker
+        # each suspect's own worker died when the executor tells which did; otherwise
+        # only a block that was running alone is surely the one that killed its worker
         certain = dead is not None or len(suspects) == 1
         timeouts_only = not suspects and any(task.ticket in self.timed_out for task in broken)
         for task in broken:
@@ -401,19 +410,17 @@ class Run:
             else:
                 task.attempts -= 1
                 self.retry.appendleft(task)
-        self.timed_out.clear()  # the new pool's workers start afresh
         # Two blocks that each kill their worker cost 2 * max_attempts deaths; more in a row
         # without a block done means workers die whatever they run (memory, a broken setup).
-        # A pool broken only because the run ended a block that timed out is no death.
+        # A worker ended only because a block ran past its timeout is no death.
         if timeouts_only:
-            return self._start_pool()
+            return
         self.deaths_in_a_row += 1
         if self.deaths_in_a_row > 2 * self.max_attempts:
             self.stop(WorkerError(
                 f"worker processes died {self.deaths_in_a_row} times in a row without "
                 f"finishing a block (killed, crashed or out of memory)"
             ), "worker processes kept dying")
-        return self._start_pool()
 
     def _timed_out(self, task: _Task) -> None:
         seconds, pid = self.timed_out.pop(task.ticket)
