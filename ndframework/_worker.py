@@ -11,6 +11,7 @@ does not disturb the run around it.
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import signal
@@ -55,7 +56,7 @@ class ForcedInterrupt(KeyboardInterrupt):
 class _Worker:
     """One worker's state for one run: its context, its own processor, and how setup went."""
 
-    def __init__(self, processor: bytes, context: WorkerContext | bytes,
+    def __init__(self, processor: bytes | BlockProcessor, context: WorkerContext | bytes,
                  board: WorkerBoard | None = None) -> None:
         self.name = f"{os.getpid()}/{threading.current_thread().name}"
         self.board = board
@@ -66,7 +67,8 @@ class _Worker:
             self.context: WorkerContext = (
                 cloudpickle.loads(context) if isinstance(context, bytes) else context
             )
-            self.processor = cloudpickle.loads(processor)
+            self.processor = (cloudpickle.loads(processor) if isinstance(processor, bytes)
+                              else copy.deepcopy(processor))
             self.processor.setup()
         except Exception as error:
             self.setup_error = (_describe(error), "".join(traceback.format_exception(error)))
@@ -91,13 +93,14 @@ def _workers() -> dict[str, _Worker]:
         return _local.workers  # type: ignore[no-any-return]
 
 
-def initialize(run_id: str, processor: bytes, context: WorkerContext | bytes,
-               board: WorkerBoard | None = None) -> None:
+def initialize(run_id: str, processor: bytes | BlockProcessor,
+               context: WorkerContext | bytes, board: WorkerBoard | None = None) -> None:
     """Set this worker up for run session ``run_id`` (an executor's initializer).
 
-    ``processor`` is the cloudpickled processor: each worker loads its own copy and runs its
-    ``setup``. ``context`` is cloudpickled for worker processes and the coordinator's own
-    object for worker threads. ``board``, for worker processes, is where the worker shows
+    ``processor`` is the cloudpickled processor for worker processes, the coordinator's
+    own for worker threads: each worker makes its own copy and runs its ``setup``.
+    ``context`` is cloudpickled for worker processes and the coordinator's own object for
+    worker threads. ``board``, for worker processes, is where the worker shows
     which block it runs, so that the coordinator can stop it. A failure is kept and
     reported by `run_block`.
     """

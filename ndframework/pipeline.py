@@ -409,10 +409,19 @@ class Pipeline:
             return FailureLimit(10, ratio=0.5)
         return None
 
-    def _payload(self, channels: tuple[str, ...]) -> tuple[bytes, WorkerContext | bytes]:
-        """The processor, cloudpickled for every worker to load its own copy, and the
-        context (source, channels, sink): pickled for worker processes, shared by threads.
-        Whatever cannot travel is refused here, before any work starts."""
+    def _payload(
+        self, channels: tuple[str, ...]
+    ) -> tuple[bytes | BlockProcessor, WorkerContext | bytes]:
+        """The processor, for every worker to make its own copy of, and the context
+        (source, channels, sink): cloudpickled for worker processes, shared by threads.
+        Whatever cannot travel is refused here, before any work starts, whatever the
+        executor, so that switching executors never meets a new error.
+
+        Threads (and the serial executor) get the processor object and deep-copy it:
+        loading a cloudpickle in the process that defined a class replaces the class's
+        methods with copies whose code has lost its file name (cloudpickle 3.1.3), which
+        would take the source lines out of the coordinator's and the workers' tracebacks.
+        """
         try:
             processor = cloudpickle.dumps(self.processor)
         except Exception as error:
@@ -424,7 +433,7 @@ class Pipeline:
             ) from error
         context = WorkerContext(self.source, channels, self.sink)
         if self.executor.shares_memory:
-            return processor, context
+            return self.processor, context
         try:
             return processor, cloudpickle.dumps(context)
         except Exception as error:
