@@ -8,13 +8,14 @@ import pytest
 
 import ndframework as ndf
 from ndframework import tiling
+from test_tiling import UsersTiler as Walked
 
 HUGE = ndf.Box((0, 0, 0), (10000, 100000, 100000))
 """100000 × 100000 × 10000 voxels (x, y, z): 24 million BOSS cuboids."""
 
 
-class Unread(ndf.DataSource):
-    """A uint8 source in BOSS cuboids whose voxels planning must never read."""
+class _Huge:
+    """A uint8 volume of ``bounds`` in BOSS cuboids, whose voxels planning never touches."""
 
     def __init__(self, bounds=HUGE, chunk_shape=ndf.BOSS_CUBOID):
         self._bounds, self._chunk_shape = bounds, chunk_shape
@@ -25,23 +26,17 @@ class Unread(ndf.DataSource):
 
     def dtype(self, channel):
         return np.dtype("uint8")
+
+
+class Unread(_Huge, ndf.DataSource):
+    """A source that planning must never read."""
 
     def _read_box(self, box, channels):
         raise AssertionError(f"planning read {box}")
 
 
-class Unwritten(ndf.DataSink):
-    """A sink in BOSS cuboids that planning must never write."""
-
-    def __init__(self, bounds=HUGE, chunk_shape=ndf.BOSS_CUBOID):
-        self._bounds, self._chunk_shape = bounds, chunk_shape
-
-    channels = ("em",)
-    bounds = property(lambda self: self._bounds)
-    chunk_shape = property(lambda self: self._chunk_shape)
-
-    def dtype(self, channel):
-        return np.dtype("uint8")
+class Unwritten(_Huge, ndf.DataSink):
+    """A sink that planning must never write."""
 
     def _write_box(self, box, arrays):
         raise AssertionError(f"planning wrote {box}")
@@ -84,22 +79,6 @@ def test_a_misaligned_tiling_of_24_million_blocks_is_refused_without_walking(blo
     with pytest.raises(ndf.ConfigError, match=r"block 16_0_0 ends at z=24"):
         pipeline(ndf.RegularTiler((16, 512, 512), origin=(8, 0, 0)),
                  bounds=ndf.Box((16, 0, 0), HUGE.stop)).plan()
-
-
-class Walked(ndf.Tiler):
-    """A user's own tiler: a regular tiler's blocks, with no grid to measure them by."""
-
-    def __init__(self, tiler):
-        self.tiler, self.halo = tiler, tiler.halo
-
-    def blocks(self, bounds, *, within=None):
-        return self.tiler.blocks(bounds, within=within)
-
-    def count(self, bounds):
-        return self.tiler.count(bounds)
-
-    def with_halo(self, halo):
-        return Walked(self.tiler.with_halo(halo))
 
 
 @pytest.mark.parametrize("halo_mode", ["clip", "reflect", "constant"])

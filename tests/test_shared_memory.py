@@ -10,7 +10,6 @@ import pickle
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -18,13 +17,13 @@ import pytest
 import zarr
 
 import ndframework as ndf
+from test_orphans import _descendants, _environment, _running, _wait_until
 
 pytestmark = pytest.mark.skipif(
     not Path("/dev/shm").is_dir() or not Path("/proc/self/smaps_rollup").exists(),
     reason="needs /dev/shm and /proc",
 )
 
-REPOSITORY = Path(ndf.__file__).resolve().parents[1]
 
 
 def segment_names(source: ndf.InMemorySource) -> list[str]:
@@ -177,11 +176,6 @@ print(int(source.read(source.bounds)["em"].sum()))
 """
 
 
-def _environment() -> dict[str, str]:
-    path = os.pathsep.join(filter(None, [str(REPOSITORY), os.environ.get("PYTHONPATH")]))
-    return {**os.environ, "PYTHONPATH": path}
-
-
 @pytest.mark.timeout(60)
 def test_a_process_that_unpickles_the_source_does_not_remove_the_segments(tmp_path, volume):
     # A process with a resource tracker of its own (not a worker of ours): attaching with
@@ -226,40 +220,6 @@ if __name__ == "__main__":
 """
 
 
-def _start_time(pid: int) -> int | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return int(stat[stat.rindex(")") + 2:].split()[19])
-
-
-def _descendants(root: int) -> dict[int, int | None]:
-    """Every process below ``root``, with its start time (to tell a reused pid apart)."""
-    children: dict[int, list[int]] = {}
-    for name in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            stat = Path(f"/proc/{name}/stat").read_text()
-        except OSError:
-            continue
-        children.setdefault(int(stat[stat.rindex(")") + 2:].split()[1]), []).append(int(name))
-    found, todo = {}, [root]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found[child] = _start_time(child)
-            todo.append(child)
-    return found
-
-
-def _wait_until(condition, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
-
-
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("start_method", ["forkserver", "spawn"])
 def test_no_segment_outlives_a_coordinator_killed_with_sigkill(tmp_path, start_method):
@@ -270,7 +230,7 @@ def test_no_segment_outlives_a_coordinator_killed_with_sigkill(tmp_path, start_m
     coordinator = subprocess.Popen([sys.executable, str(script), str(pids), start_method],
                                    env=_environment(), stdout=subprocess.PIPE,
                                    stderr=subprocess.PIPE, text=True)
-    helpers: dict[int, int | None] = {}
+    helpers: dict[int, int] = {}
     try:
         names = coordinator.stdout.readline().split()
         assert len(names) == 2, coordinator.stderr.read()
@@ -288,9 +248,7 @@ def test_no_segment_outlives_a_coordinator_killed_with_sigkill(tmp_path, start_m
     finally:
         coordinator.kill()
         coordinator.wait()
-        for pid, started in helpers.items():
-            if started is None or _start_time(pid) != started:
-                continue
+        for pid in _running(helpers):
             try:
                 os.kill(pid, signal.SIGKILL)
             except OSError:

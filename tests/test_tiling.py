@@ -213,6 +213,9 @@ class UsersTiler(ndf.Tiler):
     def count(self, bounds):
         return self.tiler.count(bounds)
 
+    def with_halo(self, halo):
+        return UsersTiler(self.tiler.with_halo(halo))
+
 
 class Reversed(ndf.RegularTiler):
     """A subclass that changes ``blocks`` (their order) but not ``grid``."""
