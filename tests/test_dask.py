@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -139,3 +140,10 @@ def test_no_process_is_left_once_the_run_ends(em):
     # the run's end closed the cluster the executor had started
     _wait_until(lambda: not _running(started), 10)
     assert not _running(started)
+
+
+def test_without_the_dask_extra_the_error_says_how_to_install_it(monkeypatch, em):
+    monkeypatch.setitem(sys.modules, "distributed", None)  # as if it were not installed
+    with pytest.raises(ndf.ConfigError, match=r'pip install "ndframework\[dask\]"'):
+        ndf.Pipeline(ndf.InMemorySource({"em": em}), lambda data: 1,
+                     executor=ndf.DaskExecutor(workers=1), load_entrypoints=False).run()
