@@ -365,16 +365,12 @@ class Journal:
 
     # -- reading -------------------------------------------------------------------------
 
-    def counts(self, session: str | None = None) -> dict[str, int]:
-        """Blocks recorded done and failed (by ``session`` only, when given)."""
+    def counts(self) -> dict[str, int]:
+        """Blocks recorded done and failed, over every session."""
         self.flush()
-        query = "SELECT status, count(*) FROM blocks"
-        args: tuple[Any, ...] = ()
-        if session is not None:
-            query += " WHERE session = ?"
-            args = (session,)
         counts = {"done": 0, "failed": 0}
-        counts.update(dict(self.connection.execute(query + " GROUP BY status", args).fetchall()))
+        counts.update(self.connection.execute(
+            "SELECT status, count(*) FROM blocks GROUP BY status").fetchall())
         return counts
 
     def count(self, *, status: BlockStatus | None = None, session: str | None = None,
