@@ -19,7 +19,8 @@ from .result import BlockFailure, BlockStatus, BlockTimings
 __all__ = ["BlockRecord", "BlockState", "dumps_value", "SCHEMA", "COLUMNS", "LEASE",
            "HEARTBEAT"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2: blocks are claimed in ranges (table ``claimed``), no longer one row each."""
 
 LEASE = 120.0
 """Seconds after its last sign of life that a session's claims on blocks lapse (a session
@@ -53,7 +54,13 @@ CREATE TABLE IF NOT EXISTS sessions (
     stopped TEXT,
     alive REAL
 );
-CREATE TABLE IF NOT EXISTS claims (ordinal INTEGER PRIMARY KEY, session TEXT NOT NULL);
+DROP TABLE IF EXISTS claims;
+CREATE TABLE IF NOT EXISTS claimed (
+    first INTEGER NOT NULL,
+    last INTEGER NOT NULL,
+    session TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS claimed_by_last ON claimed (last);
 CREATE TABLE IF NOT EXISTS blocks (
     ordinal INTEGER PRIMARY KEY,
     key TEXT NOT NULL,

@@ -31,12 +31,11 @@ __all__ = ["Run", "FailureLimit"]
 _POLL = 0.25
 """Seconds between two looks at timeouts, signals and the journal while blocks run."""
 
-BATCH_SECONDS = 0.05
-"""Work per batch that executors with a cost per task (processes, Dask) aim at: enough to
-make that cost small against it, little enough to keep workers evenly loaded."""
-
 MAX_BATCH = 256
 """Most blocks in one batch."""
+
+MAX_CLAIM = 1024
+"""Most blocks claimed in the journal at once, ahead of those handed out."""
 
 
 @attrs.define
@@ -193,8 +192,10 @@ class Run:
         never tried (or not done), then those that failed in an earlier session, so that a
         resumed run makes progress before it meets known trouble. Blocks recorded done are
         skipped; blocks another live session has claimed are left to it. Claims go a few
-        blocks ahead of the workers, so that sessions sharing the journal share the work."""
-        batch = max(16, 4 * self.max_in_flight)
+        batches ahead of the workers (at most `MAX_CLAIM` blocks), so that sessions sharing
+        the journal share the work."""
+        def batch() -> int:
+            return min(MAX_CLAIM, max(16, 2 * self.max_in_flight * self._batch_size()))
         failed_before = 0
         for ordinal, block, state in self.journal.pending(self.blocks(), claim=True,
                                                           batch=batch):
@@ -263,12 +264,12 @@ class Run:
         return tasks
 
     def _batch_size(self) -> int:
-        """Blocks per batch: about `BATCH_SECONDS` of work by the blocks' measured
-        durations, for executors that batch; never so many that workers would be left
-        idle at the end (each batch at most a share of the blocks left)."""
+        """Blocks per batch: about the executor's ``batch_seconds`` of work by the blocks'
+        measured durations, for executors that batch; never so many that workers would be
+        left idle at the end (each batch at most a share of the blocks left)."""
         if not self.executor.batches or self.block_seconds is None:
             return 1
-        wanted = int(BATCH_SECONDS / max(self.block_seconds, 1e-6))
+        wanted = int(self.executor.batch_seconds / max(self.block_seconds, 1e-6))
         left = self.info.block_count - self.handed_out
         share = left // (2 * self.executor.workers)
         return max(1, min(wanted, MAX_BATCH, share))

@@ -109,42 +109,42 @@ class Box:
 
     def contains(self, other: "Box") -> bool:
         """True when ``other`` lies entirely inside this box (an empty box at its edge counts)."""
-        return all(
-            a <= c and d <= b
-            for a, b, c, d in zip(self.start, self.stop, other.start, other.stop)
-        )
+        (a0, a1, a2), (b0, b1, b2) = self.start, self.stop
+        (c0, c1, c2), (d0, d1, d2) = other.start, other.stop
+        return (a0 <= c0 and a1 <= c1 and a2 <= c2
+                and d0 <= b0 and d1 <= b1 and d2 <= b2)
 
     def intersect(self, other: "Box") -> "Box":
         """The overlap of the two boxes; an empty box where they do not meet."""
-        start = tuple(max(a, c) for a, c in zip(self.start, other.start))
-        stop = tuple(max(s, min(b, d)) for s, b, d in zip(start, self.stop, other.stop))
-        return Box(start, stop)
+        (a0, a1, a2), (b0, b1, b2) = self.start, self.stop
+        (c0, c1, c2), (d0, d1, d2) = other.start, other.stop
+        s0, s1, s2 = max(a0, c0), max(a1, c1), max(a2, c2)
+        return _box((s0, s1, s2),
+                    (max(s0, min(b0, d0)), max(s1, min(b1, d1)), max(s2, min(b2, d2))))
 
     def grow(self, before: Sequence[int], after: Sequence[int] | None = None) -> "Box":
         """This box extended by ``before`` voxels below start and ``after`` above stop."""
-        before_t = as_triple(before, "before")
-        after_t = before_t if after is None else as_triple(after, "after")
-        return Box(
-            tuple(a - g for a, g in zip(self.start, before_t)),
-            tuple(b + g for b, g in zip(self.stop, after_t)),
-        )
+        g0, g1, g2 = as_triple(before, "before")
+        h0, h1, h2 = (g0, g1, g2) if after is None else as_triple(after, "after")
+        (a0, a1, a2), (b0, b1, b2) = self.start, self.stop
+        return Box((a0 - g0, a1 - g1, a2 - g2), (b0 + h0, b1 + h1, b2 + h2))
 
     def shift(self, offset: Sequence[int]) -> "Box":
         """This box moved by ``offset`` voxels."""
-        offset_t = as_triple(offset, "offset")
-        return Box(
-            tuple(a + o for a, o in zip(self.start, offset_t)),
-            tuple(b + o for b, o in zip(self.stop, offset_t)),
-        )
+        o0, o1, o2 = as_triple(offset, "offset")
+        (a0, a1, a2), (b0, b1, b2) = self.start, self.stop
+        return _box((a0 + o0, a1 + o1, a2 + o2), (b0 + o0, b1 + o1, b2 + o2))
 
     def relative_to(self, origin: Box | Sequence[int]) -> "Box":
         """This box in the coordinates of an array whose first voxel is ``origin``."""
-        start = origin.start if isinstance(origin, Box) else as_triple(origin, "origin")
-        return self.shift(tuple(-s for s in start))
+        o0, o1, o2 = origin.start if isinstance(origin, Box) else as_triple(origin, "origin")
+        (a0, a1, a2), (b0, b1, b2) = self.start, self.stop
+        return _box((a0 - o0, a1 - o1, a2 - o2), (b0 - o0, b1 - o1, b2 - o2))
 
     def slices(self) -> tuple[slice, slice, slice]:
         """Slices that cut this box out of an array whose first voxel is (0, 0, 0)."""
-        return tuple(slice(a, b) for a, b in zip(self.start, self.stop))  # type: ignore[return-value]
+        (a0, a1, a2), (b0, b1, b2) = self.start, self.stop
+        return slice(a0, b0), slice(a1, b1), slice(a2, b2)
 
     def __str__(self) -> str:
         return "[" + ", ".join(f"{a}:{b}" for a, b in zip(self.start, self.stop)) + "]"
@@ -193,6 +193,30 @@ class Block:
     def crop(self, array):  # type: ignore[no-untyped-def]
         """The owned part of ``array``, an array read over ``read_box`` (trailing ZYX axes)."""
         return array[(Ellipsis, *self.owned_slices())]
+
+
+_new = object.__new__
+_set = object.__setattr__
+
+
+def _box(start: Triple, stop: Triple) -> Box:
+    """`Box` ``(start, stop)`` without conversion or checks, for arithmetic on boxes
+    already checked: ``start`` and ``stop`` are tuples of three ints, ``stop >= start``.
+    Boxes are built several times for every block, and the checks cost more than the rest
+    of the arithmetic."""
+    box = _new(Box)
+    _set(box, "start", start)
+    _set(box, "stop", stop)
+    return box
+
+
+def _block(index: Triple, box: Box, read_box: Box) -> Block:
+    """`Block` without conversion or checks, for tilers that build valid blocks."""
+    block = _new(Block)
+    _set(block, "index", index)
+    _set(block, "box", box)
+    _set(block, "read_box", read_box)
+    return block
 
 
 def _halo_pair(value: object) -> tuple[object, object]:

@@ -32,7 +32,7 @@ import uuid
 import weakref
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ._ledger import (
     COLUMNS,
@@ -54,6 +54,24 @@ from .geometry import Block
 from .result import BlockOutcome, BlockStatus
 
 __all__ = ["Journal", "BlockRecord", "BlockState", "dumps_value", "HEARTBEAT", "LEASE"]
+
+
+def _runs(numbers: Iterable[int]) -> Iterator[tuple[int, int]]:
+    """``(first, last)`` of each run of consecutive numbers in increasing ``numbers``.
+
+    >>> list(_runs([1, 2, 3, 5, 7, 8]))
+    [(1, 3), (5, 5), (7, 8)]
+    """
+    first = last = None
+    for number in numbers:
+        if last is not None and number == last + 1:
+            last = number
+            continue
+        if first is not None:
+            yield first, last  # type: ignore[misc]
+        first = last = number
+    if first is not None:
+        yield first, last  # type: ignore[misc]
 
 class Journal:
     """The ledger of one run in an SQLite file.
@@ -162,7 +180,7 @@ class Journal:
                         f"still running ({', '.join(live)}); stop it first, or use another "
                         f"journal", self.path)
                 connection.execute("DELETE FROM blocks")
-                connection.execute("DELETE FROM claims")
+                connection.execute("DELETE FROM claimed")
                 connection.execute("DELETE FROM sessions")
             connection.execute(
                 "INSERT OR REPLACE INTO meta VALUES ('fingerprint', ?), ('schema', ?)",
@@ -248,13 +266,14 @@ class Journal:
                 "UPDATE sessions SET ended = ?, stopped = ? WHERE session = ?",
                 (time.time(), stopped, self.session),
             )
-            self.connection.execute("DELETE FROM claims WHERE session = ?", (self.session,))
+            self.connection.execute("DELETE FROM claimed WHERE session = ?", (self.session,))
         self._ended = True
 
     # -- recording -----------------------------------------------------------------------
 
     def pending(self, blocks: Iterable[Block], *, claim: bool = False,
-                batch: int = 1024) -> Iterator[tuple[int, Block, BlockState]]:
+                batch: int | Callable[[], int] = 1024,
+                ) -> Iterator[tuple[int, Block, BlockState]]:
         """``(ordinal, block, state)`` for every block in ``blocks``, ``state`` saying what
         the journal records of it (see `BlockState`). The records are looked up a batch at
         a time, so memory stays small whatever the number of blocks.
@@ -262,11 +281,13 @@ class Journal:
         With ``claim``, this session claims the blocks it is given that are neither done
         nor claimed by another live session, a batch at a time, so that several sessions
         sharing the journal split the blocks between them instead of each running all.
+        ``batch`` may be a function, asked before each batch (a run claims further ahead
+        as its blocks turn out quick).
         """
         iterator = iter(blocks)
         ordinal = 0
         while True:
-            chunk = list(itertools.islice(iterator, batch))
+            chunk = list(itertools.islice(iterator, batch() if callable(batch) else batch))
             if not chunk:
                 return
             span = (ordinal, ordinal + len(chunk) - 1)
@@ -274,9 +295,11 @@ class Journal:
                 with transaction(self.connection):
                     states = self._states(span)
                     self.connection.executemany(
-                        "INSERT OR REPLACE INTO claims VALUES (?, ?)",
-                        [(number, self.session) for number in range(span[0], span[1] + 1)
-                         if states.get(number) not in (BlockState.DONE, BlockState.CLAIMED)],
+                        "INSERT INTO claimed VALUES (?, ?, ?)",
+                        [(first, last, self.session) for first, last in _runs(
+                            number for number in range(span[0], span[1] + 1)
+                            if states.get(number) not in (BlockState.DONE, BlockState.CLAIMED)
+                        )],
                     )
                     self._heartbeat()
             else:
@@ -295,16 +318,19 @@ class Journal:
             elif session != self.session:
                 states[number] = BlockState.FAILED_BEFORE
         live: dict[str, bool] = {}
-        for number, session, host, pid, alive in self.connection.execute(
-            "SELECT claims.ordinal, session, host, pid, alive FROM claims JOIN sessions "
-            "USING (session) WHERE claims.ordinal BETWEEN ? AND ? AND session != ? "
+        for first, last, session, host, pid, alive in self.connection.execute(
+            "SELECT first, last, session, host, pid, alive FROM claimed JOIN sessions "
+            "USING (session) WHERE last >= ? AND first <= ? AND session != ? "
             "AND sessions.ended IS NULL",
             (*span, self.session),
         ):
             if session not in live:
                 live[session] = session_alive(host, pid, alive)
-            if live[session] and states.get(number) is not BlockState.DONE:
-                states[number] = BlockState.CLAIMED
+            if not live[session]:
+                continue
+            for number in range(max(first, span[0]), min(last, span[1]) + 1):
+                if states.get(number) is not BlockState.DONE:
+                    states[number] = BlockState.CLAIMED
         return states
 
     def _heartbeat(self) -> None:

@@ -46,8 +46,8 @@ class Unwritten(_Huge, ndf.DataSink):
 def blocks_made(monkeypatch):
     """Every block a tiler makes, as it makes it."""
     made = []
-    make_block = tiling._make_block
-    monkeypatch.setattr(tiling, "_make_block", lambda *a: made.append(a) or make_block(*a))
+    make_block = tiling._block
+    monkeypatch.setattr(tiling, "_block", lambda *a: made.append(a) or make_block(*a))
     return made
 
 

@@ -122,8 +122,8 @@ def intern_boxes(bounds, block_shape, origin):
 
 def test_cuboid_blocks_are_generated_one_at_a_time(monkeypatch):
     made = []
-    make_block = tiling._make_block
-    monkeypatch.setattr(tiling, "_make_block", lambda *a: made.append(a) or make_block(*a))
+    make_block = tiling._block
+    monkeypatch.setattr(tiling, "_block", lambda *a: made.append(a) or make_block(*a))
     bounds = ndf.Box((0, 0, 0), (10000, 100000, 100000))  # 24 million BOSS cuboids
     tiler = ndf.CuboidTiler(ndf.BOSS_CUBOID, halo=(0, 8, 8))
     first = next(iter(tiler.blocks(bounds)))

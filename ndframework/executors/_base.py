@@ -95,8 +95,13 @@ class Executor(abc.ABC):
         caller shuts the pool down. A worker that dies (a killed process) does not stop."""
 
     batches: ClassVar[bool] = False
-    """True when each task costs enough (a message to another process or machine) that
-    blocks are handed out several to a task, sized from their measured durations."""
+    """True when blocks are handed out several to a task, as many as make about
+    `batch_seconds` of work by their measured durations, so that the cost of a task (a
+    future, a wake-up of the coordinator, a message to another process or machine) is
+    spread over them."""
+    batch_seconds: ClassVar[float] = 0.05
+    """Work per batch to aim at: enough to make a task's cost small against it, little
+    enough to keep workers evenly loaded and a stopping run quick to stop."""
     can_stop_blocks: ClassVar[bool] = False
     """True when a running block can be stopped (its worker ended), so that
     ``block_timeout`` is enforced."""
