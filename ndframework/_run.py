@@ -149,8 +149,10 @@ class Run:
                         self._abandon(pool)
                         break
                     self._check_timeouts()
-                    if broken:
+                    if broken and self.executor.breaks_whole:
                         pool = self._restart(pool, broken)
+                    elif broken:
+                        self._lost(broken)
                     if self.journal.due() == 0.0:
                         self.journal.flush()
                     self.journal.keep_alive()
@@ -385,6 +387,21 @@ class Run:
         self._judge(broken, running, dead)
         self.timed_out.clear()  # the new pool's workers start afresh
         return self._start_pool()
+
+    def _lost(self, broken: list[_Task]) -> None:
+        """Judge the blocks of batches whose worker was lost, where the pool goes on
+        without it (see `Executor.breaks_whole`): the block each was running, by the board,
+        is the suspect; the worker named there is the one that died."""
+        running = {} if self.board is None else self.board.running()
+        dead = {running[task.ticket][0] for task in broken if task.ticket in running}
+        if self.board is not None:
+            self.board.forget([task.ticket for task in broken])
+        if not dead:  # queued on a worker lost meanwhile: given back as never tried
+            for task in reversed(broken):
+                task.attempts -= 1
+                self.retry.appendleft(task)
+            return
+        self._judge(broken, running, dead)
 
     def _judge(self, broken: list[_Task], running: dict[int, tuple[Any, float]],
                dead: set[Any] | None) -> None:

@@ -289,3 +289,33 @@ class FlakyOnce(ndf.BlockProcessor):
             Path(mark).touch()
             raise self.error(f"first try of {block.key}")
         return int(block.crop(data["em"]).astype(np.int64).sum())
+
+
+class CountCalls(ndf.BlockProcessor):
+    """Records ``key pid`` for every call of ``process`` (one file per call, so that
+    worker processes never share a file), sleeps ``seconds``, and kills its worker process
+    on the ``crash`` block the first time it meets it."""
+
+    def __init__(self, folder, seconds=0.0, crash=None):
+        self.folder = str(folder)
+        self.seconds = seconds
+        self.crash = crash
+
+    def process(self, data, block):
+        Path(self.folder, f"call-{block.key}-{os.getpid()}-{time.monotonic_ns()}").touch()
+        time.sleep(self.seconds)
+        marker = Path(self.folder, f"crashed-{block.key}")
+        if block.key == self.crash and not marker.exists():
+            marker.write_text(str(os.getpid()))
+            os._exit(3)
+        return block.key
+
+    @staticmethod
+    def calls(folder):
+        """``{key: [pid, ...]}`` of every call recorded in ``folder``."""
+        calls = {}
+        for name in os.listdir(folder):
+            if name.startswith("call-"):
+                _, key, pid, _ = name.split("-")
+                calls.setdefault(key, []).append(int(pid))
+        return calls

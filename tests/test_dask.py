@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import ndframework as ndf
-from processors import CrashOn, NeighbourhoodSum, RecordWorkers
+from processors import CountCalls, CrashOn, NeighbourhoodSum, RecordWorkers
 
 pytest.importorskip("distributed")
 
@@ -74,6 +74,38 @@ def test_a_killed_worker_is_replaced_and_its_block_retried(dask_executor, em, tm
     assert result.ok, (result.counts, {k: result.failed[k].error for k in result.failed})
     assert result.counts.done == 16 and result.reduced[keys[0]] == keys[0]
     assert all(Path(tmp_path, f"crashed-{key}").exists() for key in keys)
+
+
+def test_a_lost_worker_costs_its_own_batch_only(dask_executor, em, tmp_path):
+    # blocks of 50 ms, so that the other worker is running a block when one dies
+    crash = "4_8_0"
+    result = ndf.Pipeline(ndf.InMemorySource({"em": em}),
+                          CountCalls(tmp_path, seconds=0.05, crash=crash),
+                          tiler=ndf.RegularTiler((1, 8, 8)), executor=dask_executor,
+                          journal=tmp_path / "run.sqlite", load_entrypoints=False).run()
+    assert result.ok and result.counts.done == 32
+    dead = int((tmp_path / f"crashed-{crash}").read_text())
+    calls = CountCalls.calls(tmp_path)
+    assert sorted(calls) == sorted(result.done)
+    # the block running on the worker that died is charged that try
+    assert result.attempts[crash] == 2 and dead in calls[crash]
+    # no block was run twice by a worker that lived: the batches of the other worker, the
+    # one it was running included, went on undisturbed
+    twice = {key: pids for key, pids in calls.items()
+             if len([pid for pid in pids if pid != dead]) > 1}
+    assert not twice
+    assert all(result.attempts[key] == 1 for key in result.done if key != crash)
+
+
+def test_a_block_that_kills_every_worker_it_meets_fails_alone(dask_executor, em, tmp_path):
+    # every try kills the worker running it (each worker is replaced by its nanny): the
+    # run still ends, with that block failed after max_attempts deaths and the rest done
+    crash = "2_8_0"
+    result = ndf.Pipeline(ndf.InMemorySource({"em": em}), CrashOn(tmp_path, always=[crash]),
+                          tiler=ndf.RegularTiler((2, 8, 8)), executor=dask_executor,
+                          max_attempts=2, load_entrypoints=False).run()
+    assert result.counts.done == 15 and list(result.failed) == [crash]
+    assert "died" in result.failed[crash].error and "2 times" in result.failed[crash].error
 
 
 class _Count:

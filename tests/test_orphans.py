@@ -1,5 +1,6 @@
 """A coordinator killed with SIGKILL leaves no process behind: its worker processes, the
-forkserver and the resource tracker all end with it (executors/_lifeline.py)."""
+forkserver and the resource tracker all end with it (executors/_lifeline.py), and so do the
+worker processes of the Dask executor's local cluster."""
 
 from __future__ import annotations
 
@@ -40,8 +41,10 @@ class Sleepy(ndf.BlockProcessor):
 if __name__ == "__main__":
     directory, start_method = sys.argv[1], sys.argv[2]
     source = ndf.InMemorySource({"em": np.zeros((64, 8, 8), np.uint8)})
+    executor = (ndf.DaskExecutor(workers=2) if start_method == "dask"
+                else ndf.ProcessExecutor(2, start_method=start_method))
     ndf.Pipeline(source, Sleepy(directory), tiler=ndf.RegularTiler((1, 8, 8)),
-                 executor=ndf.ProcessExecutor(2, start_method=start_method)).run()
+                 executor=executor).run()
 """
 
 
@@ -107,8 +110,10 @@ def _kill_all(processes: dict[int, int]) -> None:
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("start_method", ["forkserver", "spawn", "fork"])
+@pytest.mark.parametrize("start_method", ["forkserver", "spawn", "fork", "dask"])
 def test_no_process_outlives_a_coordinator_killed_with_sigkill(start_method, tmp_path):
+    if start_method == "dask":  # the local cluster's nannies and workers
+        pytest.importorskip("distributed")
     script = tmp_path / "coordinator.py"
     script.write_text(COORDINATOR)
     pids = tmp_path / "pids"

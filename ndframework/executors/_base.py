@@ -102,6 +102,10 @@ class Executor(abc.ABC):
     batch_seconds: ClassVar[float] = 0.05
     """Work per batch to aim at: enough to make a task's cost small against it, little
     enough to keep workers evenly loaded and a stopping run quick to stop."""
+    breaks_whole: ClassVar[bool] = True
+    """True when one worker's death breaks the whole pool (a process pool), which the
+    pipeline then replaces; False when only the tasks the lost worker held fail, with
+    `concurrent.futures.BrokenExecutor`, and the pool goes on (a Dask cluster)."""
     can_stop_blocks: ClassVar[bool] = False
     """True when a running block can be stopped (its worker ended), so that
     ``block_timeout`` is enforced."""

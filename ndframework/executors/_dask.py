@@ -8,7 +8,8 @@ How a run maps onto Dask:
 
 - Each block is one task, ``client.submit(...)`` with ``retries=0``: only the block's
   coordinates go out and its small outcome comes back. Workers read and write their own data.
-- The worker lifecycle (the processor's ``setup``/``teardown``) is scattered once per pool and
+- The worker lifecycle (the processor's ``setup``/``teardown``) reaches every worker, those
+  that join later included, as a worker plugin registered once per run session, and is
   started lazily, the first time a worker process meets the run session, in a small pool of
   threads of its own (one per Dask thread of the worker), so that ``setup`` and ``teardown``
   run in the same thread as the worker state of `ndframework._worker` requires. With
@@ -40,7 +41,7 @@ from typing import Any, Callable
 import attrs
 import cloudpickle
 
-from ..errors import ConfigError
+from ..errors import ConfigError, WorkerError
 from ._base import Executor, WorkerLifecycle, check_workers, default_workers
 from ._threads import _WorkerThreadPool
 
@@ -104,6 +105,7 @@ class DaskExecutor(Executor):
     shares_memory = False
     can_stop_blocks = True
     batches = True
+    breaks_whole = False  # a lost worker fails its own tasks only
 
     _workers: int | None = attrs.field(default=None, converter=_check_workers,
                                        alias="workers")
@@ -189,6 +191,10 @@ class DaskExecutor(Executor):
                     state.cluster = distributed.LocalCluster(
                         n_workers=self.workers, threads_per_worker=1, processes=True,
                         dashboard_address=None, silence_logs=logging.ERROR,
+                        # no dashboard; the scheduler's own HTTP routes on a free local
+                        # port, not on 8787, which another cluster may hold
+                        scheduler_kwargs={"dashboard": False,
+                                          "dashboard_address": "127.0.0.1:0"},
                     )
                 state.client = distributed.Client(state.cluster, set_as_default=False)
             state.owned = self.client is None
@@ -212,6 +218,11 @@ class DaskExecutor(Executor):
                 client.run(_finish_sessions, tokens, on_error="ignore")
             except Exception:  # workers gone: nothing left to tear down
                 pass
+            for token in tokens:
+                try:
+                    client.unregister_worker_plugin(_plugin_name(token))
+                except Exception:  # the scheduler is gone
+                    pass
         with state.lock:
             if state.held:
                 return
@@ -254,11 +265,12 @@ class DaskExecutor(Executor):
         # their set-up processor when the pool is replaced.
         token = hashlib.sha256(cloudpickle.dumps(lifecycle)).hexdigest()[:24]
         if token not in state.tokens:
+            from ._dask_plugin import SessionPlugin
+
             state.tokens.add(token)
             client.run(_halt, state.topic, False, on_error="ignore")  # a new run session
-        # On every worker, so that no worker's death loses it.
-        shipped = client.scatter(lifecycle, hash=False, broadcast=True)
-        state.pool = _DaskPool(client, token, shipped)
+            client.register_plugin(SessionPlugin(token, lifecycle), name=_plugin_name(token))
+        state.pool = _DaskPool(client, token)
         return state.pool
 
     def stop_worker(self, pid: Any) -> None:  # type: ignore[override]
@@ -323,6 +335,7 @@ class DaskBoard:
     def __init__(self, topic: str) -> None:
         self.topic = topic
         self._running: dict[int, tuple[str, float, str]] = {}
+        self._forgotten: set[int] = set()
         self._lock = threading.Lock()
         self._rows = itertools.count()
         self._tickets: dict[int, int] = {}
@@ -345,6 +358,8 @@ class DaskBoard:
     def _receive(self, event: tuple[float, Any]) -> None:
         kind, ticket, address, key = event[1]
         with self._lock:
+            if ticket in self._forgotten:
+                return
             if kind == "begin":
                 self._running[ticket] = (address, time.monotonic(), key)
             else:
@@ -367,6 +382,14 @@ class DaskBoard:
                 self._client.run(_halt, self.topic, True, on_error="ignore")
             except Exception:  # workers gone: nothing to halt
                 pass
+
+    def forget(self, tickets: list[int]) -> None:
+        """Drop ``tickets`` (tries whose worker was lost, and which will never end), and
+        ignore events of them that arrive later."""
+        with self._lock:
+            self._forgotten.update(tickets)
+            for ticket in tickets:
+                self._running.pop(ticket, None)
 
     def keys_on(self, address: str) -> list[str]:
         """The task keys running on worker ``address``."""
@@ -402,12 +425,11 @@ class DaskBoard:
 
 class _DaskPool(futures.Executor):
     """A `concurrent.futures.Executor` over ``client.submit``: each call runs in a worker's
-    run session ``token`` (started from the scattered ``lifecycle`` on first use)."""
+    run session ``token`` (started on first use from the lifecycle its plugin keeps)."""
 
-    def __init__(self, client: Any, token: str, lifecycle: Any) -> None:
+    def __init__(self, client: Any, token: str) -> None:
         self._client = client
         self._token = token
-        self._lifecycle = lifecycle
         self._lock = threading.Lock()
         self._tasks: dict[str, tuple[futures.Future, Any]] = {}
         self._shutdown = False
@@ -419,7 +441,7 @@ class _DaskPool(futures.Executor):
             if self._shutdown:
                 raise RuntimeError("cannot submit to a pool that was shut down")
             self._tasks[key] = (future, None)
-            task = self._client.submit(_call, self._token, self._lifecycle, fn, args, kwargs,
+            task = self._client.submit(_call, self._token, fn, args, kwargs,
                                        key=key, pure=False, retries=0)
             self._tasks[key] = (future, task)
         task.add_done_callback(self._settle)
@@ -517,28 +539,50 @@ _current = threading.local()
 """The Dask worker and task key of the call a session thread is running."""
 
 _sessions: dict[str, _WorkerThreadPool] = {}
+_lifecycles: dict[str, WorkerLifecycle] = {}
+"""Run sessions' lifecycles, kept by their worker plugins."""
 _halted: set[str] = set()
 """Topics of boards whose coordinator halted them."""
 _sessions_lock = threading.Lock()
 
 
-def _session(token: str, lifecycle: WorkerLifecycle, threads: int) -> _WorkerThreadPool:
+def _plugin_name(token: str) -> str:
+    return f"ndframework-session-{token}"
+
+
+def keep_lifecycle(token: str, lifecycle: WorkerLifecycle) -> None:
+    """Keep run session ``token``'s lifecycle in this worker process (its plugin's setup)."""
+    with _sessions_lock:
+        _lifecycles[token] = lifecycle
+
+
+def forget_lifecycle(token: str) -> None:
+    """Drop run session ``token``'s lifecycle (its plugin's teardown)."""
+    with _sessions_lock:
+        _lifecycles.pop(token, None)
+
+
+def _session(token: str, threads: int) -> _WorkerThreadPool:
     with _sessions_lock:
         pool = _sessions.get(token)
         if pool is None:
+            lifecycle = _lifecycles.get(token)
+            if lifecycle is None:
+                raise WorkerError(f"this Dask worker has no run session {token}: its "
+                                  f"plugin was not registered here, or was removed")
             pool = _sessions[token] = _WorkerThreadPool(threads, lifecycle)
         return pool
 
 
-def _call(token: str, lifecycle: WorkerLifecycle, fn: Callable[..., Any],
-          args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+def _call(token: str, fn: Callable[..., Any], args: tuple[Any, ...],
+          kwargs: dict[str, Any]) -> Any:
     """A Dask task: run ``fn(*args, **kwargs)`` in this worker process's run session
-    ``token``, set up from ``lifecycle`` the first time the process meets it."""
+    ``token``, set up the first time the process meets it."""
     from distributed import get_worker
 
     worker = get_worker()
     key = worker.get_current_task()
-    pool = _session(token, lifecycle, worker.state.nthreads)
+    pool = _session(token, worker.state.nthreads)
     return pool.submit(_in_session, worker, key, fn, args, kwargs).result()
 
 

@@ -1,0 +1,32 @@
+"""The worker plugin that gives every Dask worker a run session's lifecycle, imported only
+where ``distributed`` is (by a connecting `DaskExecutor`, and by the workers)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from distributed.diagnostics.plugin import WorkerPlugin
+
+from ._base import WorkerLifecycle
+from ._dask import forget_lifecycle, keep_lifecycle
+
+__all__ = ["SessionPlugin"]
+
+
+class SessionPlugin(WorkerPlugin):
+    """Keeps run session ``token``'s worker lifecycle in each worker process, the workers
+    that join later (a worker restarted by its nanny) included: the scheduler hands its
+    registered plugins to every worker that connects. Scattered data, by contrast, is lost
+    with the last worker that held it, and the tasks that need it then wait for ever."""
+
+    idempotent = True  # registering the same session again changes nothing
+
+    def __init__(self, token: str, lifecycle: WorkerLifecycle) -> None:
+        self.token = token
+        self.lifecycle = lifecycle
+
+    def setup(self, worker: Any) -> None:
+        keep_lifecycle(self.token, self.lifecycle)
+
+    def teardown(self, worker: Any) -> None:
+        forget_lifecycle(self.token)
