@@ -108,6 +108,27 @@ def test_a_block_that_kills_every_worker_it_meets_fails_alone(dask_executor, em,
     assert "died" in result.failed[crash].error and "2 times" in result.failed[crash].error
 
 
+def test_a_running_scheduler_and_a_users_client_are_used_and_left_running(dask_executor, em,
+                                                                          tmp_path):
+    from distributed import Client
+
+    address = dask_executor.connect().scheduler.address  # the module's cluster
+    expected = int(em.astype(np.int64).sum())
+    by_address = ndf.DaskExecutor(address=address)
+    result, _ = _run(by_address, em, NeighbourhoodSum(), tmp_path, "address")
+    assert result.ok and result.reduced == expected
+    assert by_address.workers == 2 and by_address.describe() == f"dask (scheduler {address})"
+    with Client(address, set_as_default=False) as client:
+        result, _ = _run(ndf.DaskExecutor(client=client), em, NeighbourhoodSum(), tmp_path,
+                         "client")
+        assert result.ok and result.reduced == expected
+        assert client.status == "running"  # the user's client is left open
+        assert len(client.scheduler_info()["workers"]) == 2
+    # and the cluster of the executor that started it still runs
+    result, _ = _run(dask_executor, em, NeighbourhoodSum(), tmp_path, "again")
+    assert result.ok and result.reduced == expected
+
+
 class _Count:
     def __init__(self):
         self.before, self.after, self.pids = [], [], set()

@@ -49,6 +49,9 @@ __all__ = ["DaskExecutor", "DaskBoard"]
 
 INSTALL_HINT = 'pip install "ndframework[dask]"'
 
+_THREADS_FRESH = 2.0
+"""Seconds for which a cluster's count of worker threads is taken as it was last asked."""
+
 _MIN_IN_FLIGHT = 16
 """Blocks kept handed out on a cluster this executor did not start, whose size it cannot
 know without connecting (and which may grow, as adaptive clusters do)."""
@@ -139,18 +142,23 @@ class DaskExecutor(Executor):
     @property
     def workers(self) -> int:  # type: ignore[override]
         """Worker processes of the local cluster; for another cluster, its worker threads
-        when connected (at least 1)."""
+        (at least 1) when connected, or as last seen."""
         if self.address is None and self.client is None:
             return self._workers or default_workers()
-        client = self._state.client or self.client
-        if client is None:
-            return 1
+        state = self._state
+        client = state.client or self.client
+        if client is None:  # not connected (any more): as last seen
+            return state.threads
+        now = time.monotonic()
+        if now - state.threads_seen < _THREADS_FRESH:  # asked per batch: a scheduler call
+            return state.threads
         try:
             threads = sum(info.get("nthreads", 1)
                           for info in client.scheduler_info()["workers"].values())
         except Exception:  # not connected yet
             return 1
-        return max(1, threads)
+        state.threads, state.threads_seen = max(1, threads), now
+        return state.threads
 
     @property
     def default_in_flight(self) -> int:
@@ -299,6 +307,10 @@ class _Connection:
     board: DaskBoard | None = None
     tokens: set[str] = attrs.field(factory=set)
     topic: str = attrs.field(factory=lambda: f"ndframework-board-{uuid.uuid4().hex}")
+    threads: int = 1
+    """Worker threads of a cluster this executor did not start, as last asked."""
+    threads_seen: float = float("-inf")
+    """When ``threads`` was asked (`time.monotonic`)."""
     lock: Any = attrs.field(factory=threading.RLock)
 
     def begun(self, key: str) -> None:
