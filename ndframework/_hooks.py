@@ -32,6 +32,9 @@ class Hooks:
         self.manager = pluggy.PluginManager(hookspecs.PROJECT_NAME)
         self.manager.add_hookspecs(hookspecs)
         self._failures: dict[tuple[str, str], int] = {}
+        self._callers: dict[str, tuple[Any, list[Any], bool]] = {}
+        """Per hook: its caller, its implementations in calling order, and whether any
+        is a wrapper."""
         if load_entrypoints:
             try:
                 self.manager.load_setuptools_entrypoints(hookspecs.PROJECT_NAME)
@@ -61,16 +64,21 @@ class Hooks:
     def call(self, name: str, **kwargs: Any) -> None:
         """Call hook ``name`` on every plugin that implements it, in pluggy's order
         (last registered first, ``tryfirst``/``trylast`` honoured)."""
-        caller = getattr(self.manager.hook, name)
-        implementations = caller.get_hookimpls()
-        if any(getattr(impl, "hookwrapper", False) or getattr(impl, "wrapper", False)
-               for impl in implementations):
+        try:  # called twice per block: the plugins are all registered by __init__
+            caller, implementations, wrapped = self._callers[name]
+        except KeyError:
+            caller = getattr(self.manager.hook, name)
+            implementations = caller.get_hookimpls()[::-1]
+            wrapped = any(getattr(impl, "hookwrapper", False) or getattr(impl, "wrapper", False)
+                          for impl in implementations)
+            self._callers[name] = caller, implementations, wrapped
+        if wrapped:
             try:  # wrappers need pluggy's own calling loop
                 caller(**kwargs)
             except Exception as error:
                 self._report(name, "a hook wrapper", error)
             return
-        for impl in reversed(implementations):
+        for impl in implementations:
             try:
                 impl.function(*[kwargs[arg] for arg in impl.argnames])
             except Exception as error:

@@ -38,6 +38,11 @@ class BlockStatus(str, enum.Enum):
         return self.value
 
 
+def _status(value: BlockStatus | str) -> BlockStatus:
+    # an outcome is made for every block: skip the enum's lookup when it is one already
+    return value if type(value) is BlockStatus else BlockStatus(value)
+
+
 @attrs.frozen
 class BlockTimings:
     """Seconds spent on one block in the worker."""
@@ -61,7 +66,7 @@ class BlockOutcome:
 
     key: str
     """The block's key."""
-    status: BlockStatus = attrs.field(converter=BlockStatus)
+    status: BlockStatus = attrs.field(converter=_status)
     """How the try ended."""
     value: Any = attrs.field(default=None, eq=False)
     """The per-block value, for blocks done."""
