@@ -170,7 +170,7 @@ class Run:
         return longest if due is None else min(due, longest)
 
     def _start_pool(self) -> futures.Executor:
-        self.board = self.executor.make_board()  # None where blocks cannot be stopped
+        self.board = self.executor.make_board()
         return self.executor.start(self.lifecycle(self.board))
 
     def stop(self, error: NDFrameworkError | None, reason: str,

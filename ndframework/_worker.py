@@ -104,7 +104,8 @@ def initialize(run_id: str, processor: bytes | BlockProcessor,
     which block it runs, so that the coordinator can stop it. A failure is kept and
     reported by `run_block`.
     """
-    if board is not None and threading.current_thread() is threading.main_thread():
+    if (board is not None and not board.in_process
+            and threading.current_thread() is threading.main_thread()):
         # A worker process: Ctrl-C reaches the whole process group, but stopping is the
         # coordinator's call (it ends its workers), not a failure of the block at hand.
         signal.signal(signal.SIGINT, signal.SIG_IGN)

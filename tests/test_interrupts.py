@@ -186,3 +186,43 @@ def test_a_second_ctrl_c_stops_at_once_and_fails_no_block(tmp_path):
     records = list(ndf.Journal.read(tmp_path / "run.sqlite").records())
     assert [r.status for r in records] == [ndf.BlockStatus.DONE]  # the block cut short
     _finish(tmp_path, "serial")                                   # is simply run again
+
+
+_CALLS: list[str] = []
+
+
+class _InterruptAt(ndf.BlockProcessor):
+    """The ``at``-th call sends SIGINT to this process, as Ctrl-C would."""
+
+    def __init__(self, at, seconds=0.0):
+        self.at = at
+        self.seconds = seconds
+
+    def process(self, data, block):
+        _CALLS.append(block.key)
+        if len(_CALLS) == self.at:
+            os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(self.seconds)
+        return 1
+
+
+class _LongBatches(ndf.ThreadExecutor):
+    batch_seconds = 1.0  # batches of many 1 ms blocks: the GIL lets the signal in
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(("executor", "seconds", "slack"), [
+    (ndf.SerialExecutor(), 0.0, 1), (_LongBatches(2), 0.001, 2),
+])
+def test_in_process_workers_leave_the_rest_of_their_batch_when_the_run_stops(
+        executor, seconds, slack):
+    _CALLS.clear()
+    source = ndf.InMemorySource({"em": np.zeros((16, 64, 64), np.uint8)})  # 4096 blocks
+    with pytest.raises(ndf.RunInterrupted) as raised:
+        ndf.Pipeline(source, _InterruptAt(300, seconds), tiler=ndf.RegularTiler((1, 4, 4)),
+                     executor=executor, load_entrypoints=False).run()
+    counts = raised.value.result.counts
+    # the blocks running when the run stopped end; no other block of their batches (up to
+    # 256 blocks each, a few batches in flight) starts
+    assert 300 <= len(_CALLS) <= 300 + slack
+    assert counts.done == len(_CALLS) and counts.not_run == 4096 - len(_CALLS)

@@ -111,8 +111,9 @@ class Executor(abc.ABC):
     ``block_timeout`` is enforced."""
 
     def make_board(self) -> Any:
-        """A `WorkerBoard` for a new pool's workers to show which block they run, or None
-        when the executor cannot stop a block."""
+        """A board for a new pool's workers: where they show which block they run (for
+        executors that can stop a block) and see that the run stops (so that a batch in
+        hand ends early); None for none."""
         return None
 
     def stop_worker(self, pid: int) -> None:

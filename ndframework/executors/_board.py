@@ -9,11 +9,12 @@ merely queued.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from concurrent import futures
 from typing import Any
 
-__all__ = ["WorkerBoard", "worker_processes"]
+__all__ = ["WorkerBoard", "LocalBoard", "worker_processes"]
 
 _PID, _TICKET, _STARTED = range(3)
 _WIDTH = 3
@@ -30,6 +31,9 @@ class WorkerBoard:
     rows:
         How many workers will claim a row.
     """
+
+    in_process = False
+    """Workers are processes of their own."""
 
     def __init__(self, context: Any, rows: int) -> None:
         self.rows = rows
@@ -81,6 +85,37 @@ class WorkerBoard:
             if ticket:
                 table[ticket] = (int(slots[base + _PID]), slots[base + _STARTED])
         return table
+
+
+class LocalBoard:
+    """The board of workers that run in the coordinator's own process (the serial and
+    thread executors). It carries only the coordinator's halt, so that a worker holding a
+    batch starts none of its other blocks once the run stops; no block can be stopped
+    there, so none is shown as running."""
+
+    in_process = True
+    """Workers run in the coordinator's process: they leave its signals alone."""
+
+    def __init__(self) -> None:
+        self._halted = threading.Event()
+
+    def claim(self) -> int:
+        return -1
+
+    def begin(self, row: int, ticket: int) -> None:
+        pass
+
+    def end(self, row: int) -> None:
+        pass
+
+    def halted(self) -> bool:
+        return self._halted.is_set()
+
+    def halt(self) -> None:
+        self._halted.set()
+
+    def running(self) -> dict[int, tuple[int, float]]:
+        return {}
 
 
 def worker_processes(pool: futures.Executor) -> dict[int, Any] | None:

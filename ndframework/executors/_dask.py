@@ -344,6 +344,9 @@ class DaskBoard:
     """Which block each Dask worker runs and since when, from events the workers log
     (``begin``, ``end``), as received by the coordinator. It pickles to its topic only."""
 
+    in_process = False
+    """Workers are processes of their own."""
+
     def __init__(self, topic: str) -> None:
         self.topic = topic
         self._running: dict[int, tuple[str, float, str]] = {}

@@ -8,6 +8,7 @@ from typing import Any, Callable
 import attrs
 
 from ._base import Executor, WorkerLifecycle, run_into
+from ._board import LocalBoard
 
 __all__ = ["SerialExecutor"]
 
@@ -58,6 +59,10 @@ class SerialExecutor(Executor):
     @property
     def default_in_flight(self) -> int:
         return 1  # a block submitted runs at once: one at a time keeps the order exact
+
+    def make_board(self) -> LocalBoard:
+        """A board that carries only the run's halt (a block here cannot be stopped)."""
+        return LocalBoard()
 
     def start(self, lifecycle: WorkerLifecycle) -> futures.Executor:
         return _InlinePool(lifecycle)

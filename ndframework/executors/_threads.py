@@ -10,6 +10,7 @@ from typing import Any, Callable
 import attrs
 
 from ._base import Executor, WorkerLifecycle, check_workers, run_into
+from ._board import LocalBoard
 
 __all__ = ["ThreadExecutor"]
 
@@ -90,6 +91,10 @@ class ThreadExecutor(Executor):
     batch_seconds = 0.005  # a task costs a queue hand-off and a wake-up, no message
     workers: int = attrs.field(default=None, converter=check_workers)
     """Number of worker threads."""
+
+    def make_board(self) -> LocalBoard:
+        """A board that carries only the run's halt (a block here cannot be stopped)."""
+        return LocalBoard()
 
     def start(self, lifecycle: WorkerLifecycle) -> futures.Executor:
         return _WorkerThreadPool(self.workers, lifecycle)
