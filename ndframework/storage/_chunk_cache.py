@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 import threading
 from collections import OrderedDict
-from typing import Any, Hashable, Iterator, Sequence
+from typing import Any, Callable, Hashable, Iterator, Sequence
 
 import numpy as np
 
@@ -43,7 +43,11 @@ class ChunkCache:
         self._chunks: OrderedDict[Hashable, np.ndarray] = OrderedDict()
         self._nbytes = 0
         self._lock = threading.Lock()
-        self._loading: dict[Hashable, threading.Event] = {}
+        # One condition for every claim, not an event per chunk: making an event costs
+        # more than the rest of a cache hit, and threads rarely wait.
+        self._claims_ended = threading.Condition(self._lock)
+        self._loading: set[Hashable] = set()
+        self._waiting = 0
         self.hits = 0
         """Chunks found in the cache (also after waiting for another thread to decode)."""
         self.misses = 0
@@ -69,14 +73,13 @@ class ChunkCache:
 
     def claim(
         self, keys: Sequence[Hashable]
-    ) -> tuple[dict[Hashable, np.ndarray], list[Hashable], dict[Hashable, threading.Event]]:
+    ) -> tuple[dict[Hashable, np.ndarray], list[Hashable], list[Hashable]]:
         """Split ``keys`` into the chunks held (by key), the keys the caller must now decode
-        and `put` (then `release`), and those another thread is decoding (by an event
-        set when it is done): threads reading neighbouring blocks at once decode each
-        chunk once."""
+        and `put` (then `release`), and those another thread is decoding (to `wait` for):
+        threads reading neighbouring blocks at once decode each chunk once."""
         found: dict[Hashable, np.ndarray] = {}
         mine: list[Hashable] = []
-        theirs: dict[Hashable, threading.Event] = {}
+        theirs: list[Hashable] = []
         with self._lock:
             for key in keys:
                 chunk = self._chunks.get(key)
@@ -85,20 +88,33 @@ class ChunkCache:
                     self._chunks.move_to_end(key)
                     found[key] = chunk
                 elif key in self._loading:
-                    theirs[key] = self._loading[key]
+                    theirs.append(key)
                 else:
                     self.misses += 1
-                    self._loading[key] = threading.Event()
+                    self._loading.add(key)
                     mine.append(key)
         return found, mine, theirs
 
     def release(self, keys: Sequence[Hashable]) -> None:
         """End the claims on ``keys``, decoded or not, waking the threads waiting for them."""
+        if not keys:
+            return
         with self._lock:
-            for key in keys:
-                event = self._loading.pop(key, None)
-                if event is not None:
-                    event.set()
+            self._loading.difference_update(keys)
+            if self._waiting:
+                self._claims_ended.notify_all()
+
+    def wait(self, key: Hashable) -> np.ndarray | None:
+        """The chunk under ``key`` once no thread is decoding it (now the most recently
+        used), or None when it is not held: evicted already, or its reader failed."""
+        with self._lock:
+            while key in self._loading:
+                self._waiting += 1
+                try:
+                    self._claims_ended.wait()
+                finally:
+                    self._waiting -= 1
+            return self._get(key)
 
     def _get(self, key: Hashable) -> np.ndarray | None:
         chunk = self._chunks.get(key)
@@ -153,29 +169,31 @@ def read_through(
         return np.empty(tuple(max(0, s) for s in shape), np.dtype(array.dtype))
     grid = tuple(array.chunks)
     extent = tuple(array.shape)
+    read = read_basic(array)
+    first = tuple(a // c for a, c in zip(start, grid))
+    last = tuple((b - 1) // c for b, c in zip(stop, grid))
+    if first == last:  # a block that is a chunk, or lies within one: no assembling
+        return _read_within_chunk(read, start, stop, grid, extent, cache, (prefix, first))
     keys = [
         (prefix, index)
-        for index in itertools.product(
-            *(range(a // c, (b - 1) // c + 1) for a, b, c in zip(start, stop, grid))
-        )
+        for index in itertools.product(*(range(f, l + 1) for f, l in zip(first, last)))
     ]
     chunks, mine, theirs = cache.claim(keys)
     try:
-        data, corner = _load(array, [key[1] for key in mine], grid, extent, cache, prefix,
+        data, corner = _load(read, [key[1] for key in mine], grid, extent, cache, prefix,
                              chunks)
     finally:
         cache.release(mine)
     if data is not None and corner == start and data.shape == shape:
         return data  # the whole box, read in one piece: nothing to assemble
     late = []
-    for key, event in theirs.items():
-        event.wait()
-        chunk = cache.get(key)
+    for key in theirs:
+        chunk = cache.wait(key)
         if chunk is None:  # evicted already, or its reader failed: read it here
             late.append(key[1])
         else:
             chunks[key] = chunk
-    _load(array, late, grid, extent, cache, prefix, chunks)
+    _load(read, late, grid, extent, cache, prefix, chunks)
     out = np.empty(shape, np.dtype(array.dtype))
     for (_, index), chunk in chunks.items():
         corner = [i * c for i, c in zip(index, grid)]
@@ -187,8 +205,43 @@ def read_through(
     return out
 
 
+def read_basic(array: Any) -> Callable[[tuple[slice, ...]], Any]:
+    """The read of a box of ``array`` by a tuple of slices: zarr's ``get_basic_selection``
+    where there is one, which skips the sorting of selections that ``array[slices]`` does
+    at every call; ``array[slices]`` otherwise."""
+    return getattr(array, "get_basic_selection", None) or array.__getitem__
+
+
+def _read_within_chunk(
+    read: Callable[[tuple[slice, ...]], Any],
+    start: tuple[int, ...],
+    stop: tuple[int, ...],
+    grid: tuple[int, ...],
+    extent: tuple[int, ...],
+    cache: ChunkCache,
+    key: tuple[Hashable, ChunkIndex],
+) -> np.ndarray:
+    """`read_through` of a box that lies within the one chunk under ``key``."""
+    low = tuple(i * c for i, c in zip(key[1], grid))
+    found, mine, theirs = cache.claim((key,))
+    chunk = cache.wait(key) if theirs else found.get(key)
+    if chunk is None:  # claimed, or its reader failed: decode it here
+        high = tuple(min(a + c, e) for a, c, e in zip(low, grid, extent))
+        try:
+            chunk = np.asarray(read(tuple(map(slice, low, high))))
+            if low == start and high == stop:  # the box is the chunk
+                cache.put(key, chunk.copy())  # its own buffer: the caller gets ``chunk``
+                return chunk
+            if not chunk.flags.owndata:
+                chunk = chunk.copy()  # the cache must not pin a larger buffer
+            cache.put(key, chunk)
+        finally:
+            cache.release(mine)
+    return chunk[tuple(slice(a - k, b - k) for a, b, k in zip(start, stop, low))].copy()
+
+
 def _load(
-    array: Any,
+    read: Callable[[tuple[slice, ...]], Any],
     indices: Sequence[ChunkIndex],
     grid: tuple[int, ...],
     extent: tuple[int, ...],
@@ -204,7 +257,7 @@ def _load(
         # and each call costs far more than a small chunk's decoding.
         low = tuple(lo * c for (lo, _), c in zip(region, grid))
         high = tuple(min(hi * c, e) for (_, hi), c, e in zip(region, grid, extent))
-        data = np.asarray(array[tuple(slice(a, b) for a, b in zip(low, high))])
+        data = np.asarray(read(tuple(map(slice, low, high))))
         for index in itertools.product(*(range(lo, hi) for lo, hi in region)):
             where = tuple(
                 slice(i * c - a, min((i + 1) * c, e) - a)

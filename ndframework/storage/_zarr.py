@@ -12,7 +12,7 @@ import numpy as np
 from ..errors import ConfigError, DataAccessError
 from ..geometry import Box, Triple, as_triple
 from ._base import DataSink, DataSource
-from ._chunk_cache import DEFAULT_CHUNK_CACHE_BYTES, ChunkCache, read_through
+from ._chunk_cache import DEFAULT_CHUNK_CACHE_BYTES, ChunkCache, read_basic, read_through
 
 __all__ = ["ZarrSource", "ZarrSink"]
 
@@ -219,7 +219,8 @@ class ZarrSource(_ZarrVolume, DataSource):
                 arrays = {name: self._array(name) for name in channels}
             if cache is None:
                 slices = local.slices()
-                return {name: np.asarray(array[slices]) for name, array in arrays.items()}
+                return {name: np.asarray(read_basic(array)(slices))
+                        for name, array in arrays.items()}
             return {
                 name: read_through(array, local.start, local.stop, cache, prefix=name)
                 for name, array in arrays.items()
