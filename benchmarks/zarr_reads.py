@@ -7,7 +7,7 @@ Part 1, blocks = chunks, no halo: ``array[slices]`` over an array opened once, a
 ``ZarrSource.read`` of the same boxes with its chunk cache and without, each block read by
 all three in turn (medians and means, µs per block); then a plain loop over all blocks
 against a serial pipeline run of a no-op processor over the same blocks (best of
-``--repeat``).
+``--repeat`` each, and the spread of their ratio over pairs run one after the other).
 
 Part 2, blocks = chunks with a one-voxel halo, serial no-op runs: the source with its chunk
 cache and with ``chunk_cache_bytes=0``, and the plain loop over the same read boxes. Chunks
@@ -128,12 +128,15 @@ def main() -> None:
             median, mean = statistics.median(times[name]), statistics.mean(times[name])
             print(f"  {name:28s} median {median * 1e6:5.0f}  mean {mean * 1e6:5.0f}  "
                   f"median ×{median / base:.2f}")
-        plain = run = float("inf")
-        for _ in range(args.repeat):
-            plain = min(plain, best_of(1, lambda: plain_loop(array, boxes)))
-            run = min(run, best_of(1, lambda: pipeline_run(path, chunks, 0, 2**28)))
+        plains, runs = [], []
+        for _ in range(args.repeat):  # in pairs, so that each pair meets the same load
+            plains.append(best_of(1, lambda: plain_loop(array, boxes)))
+            runs.append(best_of(1, lambda: pipeline_run(path, chunks, 0, 2**28)))
+        plain, run = min(plains), min(runs)
+        ratios = sorted(r / p for p, r in zip(plains, runs))
         print(f"  {'plain loop, whole pass':28s} {plain / count * 1e6:5.0f}")
-        print(f"  {'serial pipeline run, cache':28s} {run / count * 1e6:5.0f}  ×{run / plain:.2f}")
+        print(f"  {'serial pipeline run, cache':28s} {run / count * 1e6:5.0f}  "
+              f"×{run / plain:.2f}  (pairs ×{ratios[0]:.2f} to ×{ratios[-1]:.2f})")
 
         print("\nPart 2: halo 1, serial no-op runs (chunks decoded, time)")
         grown = [block.read_box for block in ndf.RegularTiler(chunks, halo=1).blocks(bounds)]

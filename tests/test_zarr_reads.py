@@ -296,3 +296,15 @@ def test_a_run_never_uses_chunks_decoded_before_it(tmp_path):
     result = ndf.Pipeline(source, lambda data: int(data["em"].astype(np.int64).sum()),
                           tiler=ndf.RegularTiler((4, 8, 8)), executor="serial").run()
     assert sum(dict(result.reduced).values()) == 7 * 8 * 16 * 16
+
+
+def test_threads_reading_the_same_chunks_at_once_decode_each_once(tmp_path):
+    arrays = random_arrays((8, 12, 16))
+    source = ndf.ZarrSource(write_zarr(tmp_path / "v.zarr", arrays, (2, 3, 4)))
+    # Whole chunks, and boxes within one chunk: each read is of a single chunk.
+    tiler = ndf.RegularTiler((2, 3, 4), origin=ORIGIN)
+    boxes = [block.box for block in tiler.blocks(source.bounds)]
+    boxes += [ndf.Box(box.start, tuple(s + 1 for s in box.start)) for box in boxes]
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda box: assert_reads_equal(source, arrays, box), boxes * 3))
+    assert source.chunk_cache.misses == 2 * 4 * 4 * 4 == len(source.chunk_cache)
