@@ -23,8 +23,9 @@ CUBOID_ZYX = (16, 512, 512)
 """`CUBOID_XYZ` in ZYX order, as ndframework's boxes are."""
 
 MAX_CUTOUT_BYTES = 520 * 2**20
-"""Most bytes of one cutout request, uncompressed: 520 MiB (the BOSS refuses larger
-requests, boss django/bossspatialdb/views.py ``Cutout``)."""
+"""Most bytes of one cutout request, uncompressed: 520 MiB (``CUTOUT_MAX_SIZE``, boss
+django/boss/settings/base.py; uint64 posts may be four times larger, ``is_too_large`` in
+django/bossspatialdb/parsers.py)."""
 
 DATATYPES = ("uint8", "uint16", "uint64")
 """Channel datatypes: uint8 and uint16 for images, uint64 for annotations (bosscore
