@@ -30,8 +30,16 @@ def chan(name: str) -> ResourcePath:
 
 
 FRAME_BODY = {
-    "description": "a frame", "x_start": 0, "x_stop": 1024, "y_start": 0, "y_stop": 1024,
-    "z_start": 0, "z_stop": 64, "x_voxel_size": 4, "y_voxel_size": 4, "z_voxel_size": 40,
+    "description": "a frame",
+    "x_start": 0,
+    "x_stop": 1024,
+    "y_start": 0,
+    "y_stop": 1024,
+    "z_start": 0,
+    "z_stop": 64,
+    "x_voxel_size": 4,
+    "y_voxel_size": 4,
+    "z_voxel_size": 40,
     "voxel_unit": "nanometers",
 }
 
@@ -81,11 +89,21 @@ def test_error_bodies_have_the_boss_keys():
     """bosscore/error.py BossHTTPError: {'status', 'code', 'message'}; renderer_helper.py:
     429 and 403 of the renderers carry code 3004; Django's bare 500 page."""
     err = errors.resource_not_found("col9")
-    assert json.loads(err.to_json()) == {"status": 404, "code": 4000, "message": "col9 does not exist."}
+    assert json.loads(err.to_json()) == {
+        "status": 404,
+        "code": 4000,
+        "message": "col9 does not exist.",
+    }
     assert errors.throttled("api").body() == {
-        "status": 429, "code": 3004, "message": "API is throttled. Expected available tomorrow."}
+        "status": 429,
+        "code": 3004,
+        "message": "API is throttled. Expected available tomorrow.",
+    }
     assert errors.access_denied().status == 403
-    assert errors.permission_denied("read", "col1").message == "Missing read permissions on the resource col1"
+    assert (
+        errors.permission_denied("read", "col1").message
+        == "Missing read permissions on the resource col1"
+    )
     page = ServerError("boom").page
     assert (page.status, page.content_type) == (500, "text/html")
     assert b"502 Bad Gateway" in errors.gateway_error_page(502).body
@@ -101,7 +119,9 @@ def test_intern_requests_are_accepted_and_responses_parse(tree):
     service = ProjectService_1()
     coll = CollectionResource("col1", "my collection")
     frame = CoordinateFrameResource("frame1", "f", 0, 10, -5, 5, 3, 6, 1, 1, 1, "nanometers")
-    exp = ExperimentResource("exp1", "col1", "frame1", "e", 1, "isotropic", time_step=2, time_step_unit="nanoseconds")
+    exp = ExperimentResource(
+        "exp1", "col1", "frame1", "e", 1, "isotropic", time_step=2, time_step_unit="nanoseconds"
+    )
     source = ChannelResource("src", "col1", "exp1", "image", "s", 0, "uint8", 0)
     ann = ChannelResource("ann", "col1", "exp1", "annotation", "a", 0, "uint64", 0, sources=["src"])
 
@@ -115,19 +135,53 @@ def test_intern_requests_are_accepted_and_responses_parse(tree):
     assert (parsed.y_start, parsed.y_stop, parsed.voxel_unit) == (-5, 5, "nanometers")
 
     body = tree.create(EXP, service._get_resource_params(exp))
-    assert list(body) == ["channels", "name", "public", "description", "collection", "coord_frame",
-                          "num_hierarchy_levels", "hierarchy_method", "num_time_samples", "time_step",
-                          "time_step_unit", "creator"]
+    assert list(body) == [
+        "channels",
+        "name",
+        "public",
+        "description",
+        "collection",
+        "coord_frame",
+        "num_hierarchy_levels",
+        "hierarchy_method",
+        "num_time_samples",
+        "time_step",
+        "time_step_unit",
+        "creator",
+    ]
     parsed = service._get_experiment(body, "col1")
-    assert (parsed.coord_frame, parsed.time_step, parsed.time_step_unit) == ("frame1", 2, "nanoseconds")
+    assert (parsed.coord_frame, parsed.time_step, parsed.time_step_unit) == (
+        "frame1",
+        2,
+        "nanoseconds",
+    )
 
     tree.create(chan("src"), service._get_resource_params(source))
     body = tree.create(chan("ann"), service._get_resource_params(ann))
-    assert list(body) == ["name", "public", "description", "experiment", "default_time_sample", "type",
-                          "base_resolution", "datatype", "creator", "sources", "downsample_status",
-                          "related", "storage_type", "bucket", "cv_path"]
+    assert list(body) == [
+        "name",
+        "public",
+        "description",
+        "experiment",
+        "default_time_sample",
+        "type",
+        "base_resolution",
+        "datatype",
+        "creator",
+        "sources",
+        "downsample_status",
+        "related",
+        "storage_type",
+        "bucket",
+        "cv_path",
+    ]
     parsed = service._get_channel(body, "col1", "exp1")
-    assert (parsed.type, parsed.datatype, parsed.sources, parsed.cutout_ready) == ("annotation", "uint64", ["src"], True)
+    assert (parsed.type, parsed.datatype, parsed.sources, parsed.cutout_ready) == (
+        "annotation",
+        "uint64",
+        ["src"],
+        True,
+    )
     assert (body["experiment"], body["storage_type"], body["bucket"]) == ("exp1", "spdb", None)
 
     assert tree.get(EXP)["channels"] == ["src", "ann"]
@@ -147,7 +201,11 @@ def test_intern_updates_change_what_the_boss_lets_them(tree):
     assert (body["name"], body["description"], body["x_stop"]) == ("frame2", "renamed", 1024)
     exp = ExperimentResource("exp2", "col1", "frame2", "new", 2, "anisotropic")
     body = tree.update(EXP, service._get_resource_params(exp, for_update=True))
-    assert (body["name"], body["num_hierarchy_levels"], body["coord_frame"]) == ("exp2", 2, "frame2")
+    assert (body["name"], body["num_hierarchy_levels"], body["coord_frame"]) == (
+        "exp2",
+        2,
+        "frame2",
+    )
     assert service._get_experiment(body, "col1").num_time_samples == 1
 
 
@@ -159,7 +217,11 @@ def test_null_time_step_unit_is_rendered_and_intern_cannot_parse_it(tree):
     tree.create(FRAME, FRAME_BODY)
     body = tree.create(EXP, {"coord_frame": "frame1"})
     assert (body["time_step"], body["time_step_unit"]) == (None, None)
-    assert (body["num_hierarchy_levels"], body["hierarchy_method"], body["num_time_samples"]) == (1, "anisotropic", 1)
+    assert (body["num_hierarchy_levels"], body["hierarchy_method"], body["num_time_samples"]) == (
+        1,
+        "anisotropic",
+        1,
+    )
     with pytest.raises(AttributeError):
         ProjectService_1()._get_experiment(body, "col1")
 
@@ -174,9 +236,13 @@ def test_duplicate_names_are_400_with_code_1003(exp_tree):
     assert "collection with this Name of the Collection already exists." in err.message
     err = raises(ErrorCodes.INVALID_POST_ARGUMENT, 400, exp_tree.create, FRAME, FRAME_BODY)
     assert "coordinate frame with this Name" in err.message
-    err = raises(ErrorCodes.INVALID_POST_ARGUMENT, 400, exp_tree.create, EXP, {"coord_frame": "frame1"})
-    assert err.message == ("{'non_field_errors': [ErrorDetail(string='The fields collection, name must "
-                           "make a unique set.', code='unique')]}")
+    err = raises(
+        ErrorCodes.INVALID_POST_ARGUMENT, 400, exp_tree.create, EXP, {"coord_frame": "frame1"}
+    )
+    assert err.message == (
+        "{'non_field_errors': [ErrorDetail(string='The fields collection, name must "
+        "make a unique set.', code='unique')]}"
+    )
     image(exp_tree, "ch1")
     err = raises(ErrorCodes.INVALID_POST_ARGUMENT, 400, image, exp_tree, "ch1")
     assert "The fields experiment, name must make a unique set." in err.message
@@ -206,11 +272,28 @@ def test_missing_resources_are_404_with_code_4000(exp_tree):
     assert err.message == "nope does not exist."
     raises(ErrorCodes.RESOURCE_NOT_FOUND, 404, exp_tree.get, chan("nope"))
     raises(ErrorCodes.RESOURCE_NOT_FOUND, 404, exp_tree.delete, ResourcePath(coord="nope"))
-    raises(ErrorCodes.RESOURCE_NOT_FOUND, 404, exp_tree.update, ResourcePath(collection="col1", experiment="x"), {})
-    err = raises(ErrorCodes.RESOURCE_NOT_FOUND, 404, exp_tree.create,
-                 ResourcePath(collection="col1", experiment="e2"), {"coord_frame": "nowhere"})
+    raises(
+        ErrorCodes.RESOURCE_NOT_FOUND,
+        404,
+        exp_tree.update,
+        ResourcePath(collection="col1", experiment="x"),
+        {},
+    )
+    err = raises(
+        ErrorCodes.RESOURCE_NOT_FOUND,
+        404,
+        exp_tree.create,
+        ResourcePath(collection="col1", experiment="e2"),
+        {"coord_frame": "nowhere"},
+    )
     assert err.message == "nowhere does not exist."
-    err = raises(ErrorCodes.INVALID_POST_ARGUMENT, 400, exp_tree.create, ResourcePath(collection="col1", experiment="e2"), {})
+    err = raises(
+        ErrorCodes.INVALID_POST_ARGUMENT,
+        400,
+        exp_tree.create,
+        ResourcePath(collection="col1", experiment="e2"),
+        {},
+    )
     assert err.message == "This request requires a valid coordinate frame"
     with pytest.raises(ServerError):
         exp_tree.list("experiment", ResourcePath(collection="nope"))
@@ -219,26 +302,69 @@ def test_missing_resources_are_404_with_code_4000(exp_tree):
 def test_bad_names_and_values_are_400_with_drf_messages(exp_tree):
     """bosscore/models.py NameValidator ('Invalid Name.') and the serializers' field checks,
     rendered as DRF 3.11 error dicts (views_resource.py post())."""
-    err = raises(ErrorCodes.INVALID_POST_ARGUMENT, 400, exp_tree.create, ResourcePath(collection="bad.name"), {})
+    err = raises(
+        ErrorCodes.INVALID_POST_ARGUMENT,
+        400,
+        exp_tree.create,
+        ResourcePath(collection="bad.name"),
+        {},
+    )
     assert err.message == "{'name': [ErrorDetail(string='Invalid Name.', code='invalid')]}"
-    err = raises(ErrorCodes.INVALID_POST_ARGUMENT, 400, exp_tree.create, ResourcePath(coord="f2"), {"x_start": "a"})
-    assert "'x_start': [ErrorDetail(string='A valid integer is required.', code='invalid')]" in err.message
-    assert "'voxel_unit': [ErrorDetail(string='This field is required.', code='required')]" in err.message
-    err = raises(ErrorCodes.INVALID_POST_ARGUMENT, 400, exp_tree.create,
-                 ResourcePath(collection="col1", experiment="e2"), {"coord_frame": "frame1", "hierarchy_method": "iso"})
+    err = raises(
+        ErrorCodes.INVALID_POST_ARGUMENT,
+        400,
+        exp_tree.create,
+        ResourcePath(coord="f2"),
+        {"x_start": "a"},
+    )
+    assert (
+        "'x_start': [ErrorDetail(string='A valid integer is required.', code='invalid')]"
+        in err.message
+    )
+    assert (
+        "'voxel_unit': [ErrorDetail(string='This field is required.', code='required')]"
+        in err.message
+    )
+    err = raises(
+        ErrorCodes.INVALID_POST_ARGUMENT,
+        400,
+        exp_tree.create,
+        ResourcePath(collection="col1", experiment="e2"),
+        {"coord_frame": "frame1", "hierarchy_method": "iso"},
+    )
     assert '"iso" is not a valid choice.' in err.message
 
 
 def test_datatypes_follow_the_model_not_the_channel_type(exp_tree):
     """bosscore/models.py Channel.DATATYPE_CHOICES: uint8/16/32/64 for any type (an annotation
     channel of uint8 is created, bosscore/test/test_resource_views.py); others refused."""
-    err = raises(ErrorCodes.INVALID_POST_ARGUMENT, 400, exp_tree.create, chan("c"), {"type": "image", "datatype": "float32"})
-    assert err.message == "{'datatype': [ErrorDetail(string='\"float32\" is not a valid choice.', code='invalid_choice')]}"
+    err = raises(
+        ErrorCodes.INVALID_POST_ARGUMENT,
+        400,
+        exp_tree.create,
+        chan("c"),
+        {"type": "image", "datatype": "float32"},
+    )
+    assert (
+        err.message
+        == "{'datatype': [ErrorDetail(string='\"float32\" is not a valid choice.', code='invalid_choice')]}"
+    )
     raises(ErrorCodes.INVALID_POST_ARGUMENT, 400, exp_tree.create, chan("c"), {"type": "image"})
-    assert exp_tree.create(chan("a8"), {"type": "annotation", "datatype": "uint8"})["datatype"] == "uint8"
-    assert exp_tree.create(chan("i32"), {"type": "image", "datatype": "uint32"})["datatype"] == "uint32"
-    err = raises(ErrorCodes.INVALID_POST_ARGUMENT, 400, exp_tree.create, chan("t"),
-                 {"type": "image", "datatype": "uint8", "default_time_sample": 1})
+    assert (
+        exp_tree.create(chan("a8"), {"type": "annotation", "datatype": "uint8"})["datatype"]
+        == "uint8"
+    )
+    assert (
+        exp_tree.create(chan("i32"), {"type": "image", "datatype": "uint32"})["datatype"]
+        == "uint32"
+    )
+    err = raises(
+        ErrorCodes.INVALID_POST_ARGUMENT,
+        400,
+        exp_tree.create,
+        chan("t"),
+        {"type": "image", "datatype": "uint8", "default_time_sample": 1},
+    )
     assert "less that the experiments num_time_samples 1." in err.message
 
 
@@ -248,18 +374,26 @@ def test_channel_rules_of_the_views(exp_tree):
     fields refused, a rename onto a sibling left to the database (500)."""
     image(exp_tree, "a")
     image(exp_tree, "b")
-    err = raises(ErrorCodes.INVALID_POST_ARGUMENT, 400, image, exp_tree, "c", sources=["a"], related=["a"])
+    err = raises(
+        ErrorCodes.INVALID_POST_ARGUMENT, 400, image, exp_tree, "c", sources=["a"], related=["a"]
+    )
     assert err.message == "Related channels have to be different from source channels"
     raises(ErrorCodes.INVALID_POST_ARGUMENT, 400, image, exp_tree, "c", sources=["zz"])
-    raises(ErrorCodes.MISSING_PERMISSION, 403, image, exp_tree, "c", bucket="my.bucket", admin=False)
+    raises(
+        ErrorCodes.MISSING_PERMISSION, 403, image, exp_tree, "c", bucket="my.bucket", admin=False
+    )
     cv = image(exp_tree, "cv", storage_type="cloudvol")
     assert (cv["cv_path"], cv["downsample_status"]) == ("/col1/exp1/cv", "DOWNSAMPLED")
     body = image(exp_tree, "c", sources=["a"], related=["b"])
     assert exp_tree.get(chan("b"))["related"] == ["c"]  # related is symmetric
     body = exp_tree.update(chan("c"), {"public": True})
     assert (body["public"], body["sources"], body["related"]) == (True, [], [])
-    err = raises(ErrorCodes.INVALID_POST_ARGUMENT, 400, exp_tree.update, chan("c"), {"datatype": "uint16"})
-    assert err.message == "{'fields': [\"Cannot update the following readonly fields:['datatype'].\"]}"
+    err = raises(
+        ErrorCodes.INVALID_POST_ARGUMENT, 400, exp_tree.update, chan("c"), {"datatype": "uint16"}
+    )
+    assert (
+        err.message == "{'fields': [\"Cannot update the following readonly fields:['datatype'].\"]}"
+    )
     with pytest.raises(ServerError):
         exp_tree.update(chan("c"), {"name": "a"})
     assert exp_tree.update(chan("c"), {"name": "d"})["name"] == "d"

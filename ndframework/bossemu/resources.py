@@ -105,10 +105,11 @@ class ResourcePath:
         if self.coord is not None and any(n is not None for n in given):
             raise ValueError(f"a coordinate frame path names nothing else, got {self}")
         if self.coord is None and (
-            self.collection is None
-            or (self.channel is not None and self.experiment is None)
+            self.collection is None or (self.channel is not None and self.experiment is None)
         ):
-            raise ValueError(f"a path names a collection, then an experiment, then a channel, got {self}")
+            raise ValueError(
+                f"a path names a collection, then an experiment, then a channel, got {self}"
+            )
 
     @property
     def kind(self) -> str:
@@ -204,34 +205,48 @@ _CHANNEL = {
 }
 _CHANNEL_UPDATE = {
     key: _CHANNEL[key]
-    for key in ("name", "public", "description", "default_time_sample", "base_resolution",
-                "bucket", "cv_path", "storage_type")
+    for key in "name public description default_time_sample base_resolution bucket cv_path "
+    "storage_type".split()
 }
 # ChannelUpdateSerializer also lists sources and related, which the view pops first.
 _EXPERIMENT_UPDATE = _EXPERIMENT  # ExperimentUpdateSerializer: the same writable fields
 
-_TRUE = {"t", "T", "y", "Y", "yes", "Yes", "YES", "true", "True", "TRUE", "on", "On", "ON", "1", 1, True}
-_FALSE = {"f", "F", "n", "N", "no", "No", "NO", "false", "False", "FALSE", "off", "Off", "OFF", "0", 0, 0.0, False}
+# DRF BooleanField.TRUE_VALUES and FALSE_VALUES
+_TRUE = {"t", "T", "y", "Y", "yes", "Yes", "YES", "true", "True", "TRUE"}
+_TRUE |= {"on", "On", "ON", "1", 1, True}
+_FALSE = {"f", "F", "n", "N", "no", "No", "NO", "false", "False", "FALSE"}
+_FALSE |= {"off", "Off", "OFF", "0", 0, 0.0, False}
 _TRAILING_ZEROS = re.compile(r"\.0*\s*$")
 
 
-def _check_field(field: _Field, value: Any, taken: Callable[[str], bool] | None) -> tuple[Any, list[FieldError]]:
+def _check_field(
+    field: _Field, value: Any, taken: Callable[[str], bool] | None
+) -> tuple[Any, list[FieldError]]:
     """One field's DRF ``run_validation``: its value, or its errors."""
     if value is None:
-        return None, ([] if field.allow_null else [FieldError("This field may not be null.", "null")])
+        return None, (
+            [] if field.allow_null else [FieldError("This field may not be null.", "null")]
+        )
     if field.kind == "char":
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
             return None, [FieldError("Not a valid string.", "invalid")]
         text = str(value).strip()  # CharField trims whitespace by default
         if text == "":
-            return "", ([] if field.allow_blank else [FieldError("This field may not be blank.", "blank")])
+            return "", (
+                [] if field.allow_blank else [FieldError("This field may not be blank.", "blank")]
+            )
         problems = []
         if field.is_name and not NAME_PATTERN.match(text):
             problems.append(FieldError("Invalid Name.", "invalid"))
         if taken is not None and taken(text):
             problems.append(FieldError(taken.message, "unique"))  # type: ignore[attr-defined]
         if field.max_length is not None and len(text) > field.max_length:
-            problems.append(FieldError(f"Ensure this field has no more than {field.max_length} characters.", "max_length"))
+            problems.append(
+                FieldError(
+                    f"Ensure this field has no more than {field.max_length} characters.",
+                    "max_length",
+                )
+            )
         return text, problems
     if field.kind == "choice":
         if value == "" and field.allow_blank:
@@ -247,9 +262,15 @@ def _check_field(field: _Field, value: Any, taken: Callable[[str], bool] | None)
         except (TypeError, ValueError):
             return None, [FieldError("A valid integer is required.", "invalid")]
         if number > _INT_MAX:
-            return None, [FieldError(f"Ensure this value is less than or equal to {_INT_MAX}.", "max_value")]
+            return None, [
+                FieldError(f"Ensure this value is less than or equal to {_INT_MAX}.", "max_value")
+            ]
         if number < _INT_MIN:
-            return None, [FieldError(f"Ensure this value is greater than or equal to {_INT_MIN}.", "min_value")]
+            return None, [
+                FieldError(
+                    f"Ensure this value is greater than or equal to {_INT_MIN}.", "min_value"
+                )
+            ]
         return number, []
     if field.kind == "float":
         try:
@@ -359,7 +380,12 @@ CREATE TABLE IF NOT EXISTS metadata (
     PRIMARY KEY (lookup_key, key));
 """
 
-_TABLE = {"collection": "collection", "coord": "coordinate_frame", "experiment": "experiment", "channel": "channel"}
+_TABLE = {
+    "collection": "collection",
+    "coord": "coordinate_frame",
+    "experiment": "experiment",
+    "channel": "channel",
+}
 
 
 def _now() -> str:
@@ -374,7 +400,9 @@ class ResourceTree:
     decoded from JSON) and return the response body.
     """
 
-    def __init__(self, connection: sqlite3.Connection, *, annotation_requires_source: bool = False) -> None:
+    def __init__(
+        self, connection: sqlite3.Connection, *, annotation_requires_source: bool = False
+    ) -> None:
         self._db = connection
         self._lock = threading.RLock()
         self.annotation_requires_source = annotation_requires_source
@@ -383,11 +411,15 @@ class ResourceTree:
         int_test_project_v1.py still expects it)."""
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str] | None, *, annotation_requires_source: bool = False) -> ResourceTree:
+    def open(
+        cls, path: str | os.PathLike[str] | None, *, annotation_requires_source: bool = False
+    ) -> ResourceTree:
         """Open (creating if needed) the tree stored at `path`, in WAL mode; in memory if None."""
         db = sqlite3.connect(
             ":memory:" if path is None else os.fspath(path),
-            isolation_level=None, check_same_thread=False, timeout=30.0,
+            isolation_level=None,
+            check_same_thread=False,
+            timeout=30.0,
         )
         db.row_factory = sqlite3.Row
         db.execute("PRAGMA foreign_keys = ON")
@@ -436,7 +468,11 @@ class ResourceTree:
                 raise errors.resource_not_found(path.coord)  # type: ignore[arg-type]
             return [row]
         found: list[sqlite3.Row] = []
-        steps = (("collection", None), ("experiment", "collection_id"), ("channel", "experiment_id"))
+        steps = (
+            ("collection", None),
+            ("experiment", "collection_id"),
+            ("channel", "experiment_id"),
+        )
         for kind, parent_column in steps:
             name = getattr(path, kind)
             if name is None:
@@ -444,21 +480,30 @@ class ResourceTree:
             if parent_column is None:
                 row = self._one("SELECT * FROM collection WHERE name = ?", name)
             else:
-                row = self._one(f"SELECT * FROM {kind} WHERE name = ? AND {parent_column} = ?", name, found[-1]["id"])
+                row = self._one(
+                    f"SELECT * FROM {kind} WHERE name = ? AND {parent_column} = ?",
+                    name,
+                    found[-1]["id"],
+                )
             if row is None:
                 raise errors.resource_not_found(name)
             found.append(row)
         return found
 
     def _live_names(self, table: str, column: str, parent_id: int) -> list[str]:
-        return self._column(f"SELECT name FROM {table} WHERE {column} = ? AND to_be_deleted IS NULL ORDER BY id", parent_id)
+        return self._column(
+            f"SELECT name FROM {table} WHERE {column} = ? AND to_be_deleted IS NULL ORDER BY id",
+            parent_id,
+        )
 
     # -- JSON, as the serializers render it ---------------------------------------------------
 
     def _json(self, kind: str, row: sqlite3.Row) -> dict[str, Any]:
         if kind == "collection":  # CollectionSerializer
             return {
-                "name": row["name"], "public": bool(row["public"]), "description": row["description"],
+                "name": row["name"],
+                "public": bool(row["public"]),
+                "description": row["description"],
                 "experiments": self._live_names("experiment", "collection_id", row["id"]),
                 "creator": row["creator"],
             }
@@ -471,13 +516,20 @@ class ResourceTree:
         if kind == "experiment":  # ExperimentReadSerializer
             return {
                 "channels": self._live_names("channel", "experiment_id", row["id"]),
-                "name": row["name"], "public": bool(row["public"]), "description": row["description"],
-                "collection": self._one("SELECT name FROM collection WHERE id = ?", row["collection_id"])[0],
-                "coord_frame": self._one("SELECT name FROM coordinate_frame WHERE id = ?", row["coord_frame_id"])[0],
+                "name": row["name"],
+                "public": bool(row["public"]),
+                "description": row["description"],
+                "collection": self._one(
+                    "SELECT name FROM collection WHERE id = ?", row["collection_id"]
+                )[0],
+                "coord_frame": self._one(
+                    "SELECT name FROM coordinate_frame WHERE id = ?", row["coord_frame_id"]
+                )[0],
                 "num_hierarchy_levels": row["num_hierarchy_levels"],
                 "hierarchy_method": row["hierarchy_method"],
                 "num_time_samples": row["num_time_samples"],
-                "time_step": row["time_step"], "time_step_unit": row["time_step_unit"],
+                "time_step": row["time_step"],
+                "time_step_unit": row["time_step_unit"],
                 "creator": row["creator"],
             }
         # ChannelReadSerializer; sources and related leave out soft-deleted channels
@@ -486,15 +538,28 @@ class ResourceTree:
             "WHERE l.{this} = ? AND c.to_be_deleted IS NULL ORDER BY c.id"
         )
         return {
-            "name": row["name"], "public": bool(row["public"]), "description": row["description"],
-            "experiment": self._one("SELECT name FROM experiment WHERE id = ?", row["experiment_id"])[0],
-            "default_time_sample": row["default_time_sample"], "type": row["type"],
-            "base_resolution": row["base_resolution"], "datatype": row["datatype"],
+            "name": row["name"],
+            "public": bool(row["public"]),
+            "description": row["description"],
+            "experiment": self._one(
+                "SELECT name FROM experiment WHERE id = ?", row["experiment_id"]
+            )[0],
+            "default_time_sample": row["default_time_sample"],
+            "type": row["type"],
+            "base_resolution": row["base_resolution"],
+            "datatype": row["datatype"],
             "creator": row["creator"],
-            "sources": self._column(linked.format(table="channel_source", this="derived_id", other="source_id"), row["id"]),
+            "sources": self._column(
+                linked.format(table="channel_source", this="derived_id", other="source_id"),
+                row["id"],
+            ),
             "downsample_status": row["downsample_status"],
-            "related": self._column(linked.format(table="channel_related", this="from_id", other="to_id"), row["id"]),
-            "storage_type": row["storage_type"], "bucket": row["bucket"], "cv_path": row["cv_path"],
+            "related": self._column(
+                linked.format(table="channel_related", this="from_id", other="to_id"), row["id"]
+            ),
+            "storage_type": row["storage_type"],
+            "bucket": row["bucket"],
+            "cv_path": row["cv_path"],
         }
 
     # -- the four verbs and the lists ---------------------------------------------------------
@@ -511,7 +576,14 @@ class ResourceTree:
                 raise errors.marked_for_deletion()
             return self._json(path.kind, row)
 
-    def create(self, path: ResourcePath, data: Mapping[str, Any], *, creator: str = _DEFAULT_USER, admin: bool = True) -> dict[str, Any]:
+    def create(
+        self,
+        path: ResourcePath,
+        data: Mapping[str, Any],
+        *,
+        creator: str = _DEFAULT_USER,
+        admin: bool = True,
+    ) -> dict[str, Any]:
         """POST a new resource: its JSON (201), or the BOSS's error.
 
         The name comes from the path. A name already used, even by a soft-deleted resource,
@@ -531,40 +603,60 @@ class ResourceTree:
 
     def _create_top(self, kind: str, body: dict[str, Any], creator: str) -> dict[str, Any]:
         table = _TABLE[kind]
-        label = "collection with this Name of the Collection" if kind == "collection" else (
-            "coordinate frame with this Name of the Coordinate reference frame")
-        taken = _taken(f"{label} already exists.", lambda n: self._one(f"SELECT 1 FROM {table} WHERE name = ?", n) is not None)
-        values, problems = _validate(_COLLECTION if kind == "collection" else _COORD, body, partial=False, taken=taken)
+        label = (
+            "collection with this Name of the Collection"
+            if kind == "collection"
+            else ("coordinate frame with this Name of the Coordinate reference frame")
+        )
+        taken = _taken(
+            f"{label} already exists.",
+            lambda n: self._one(f"SELECT 1 FROM {table} WHERE name = ?", n) is not None,
+        )
+        values, problems = _validate(
+            _COLLECTION if kind == "collection" else _COORD, body, partial=False, taken=taken
+        )
         if problems:
             raise errors.validation_error(problems)
         values["creator"] = creator
         self._insert(table, values)
         return self._json(kind, self._one(f"SELECT * FROM {table} WHERE name = ?", values["name"]))
 
-    def _create_experiment(self, path: ResourcePath, body: dict[str, Any], creator: str) -> dict[str, Any]:
+    def _create_experiment(
+        self, path: ResourcePath, body: dict[str, Any], creator: str
+    ) -> dict[str, Any]:
         (collection,) = self._rows(ResourcePath(collection=path.collection))
         if "coord_frame" not in body:
-            raise BossError(ErrorCodes.INVALID_POST_ARGUMENT, "This request requires a valid coordinate frame")
+            raise BossError(
+                ErrorCodes.INVALID_POST_ARGUMENT, "This request requires a valid coordinate frame"
+            )
         frame = self._one("SELECT * FROM coordinate_frame WHERE name = ?", str(body["coord_frame"]))
         if frame is None:
             raise errors.resource_not_found(str(body["coord_frame"]))
         values, problems = _validate(_EXPERIMENT, body, partial=False)
         if not problems and self._one(
-            "SELECT 1 FROM experiment WHERE collection_id = ? AND name = ?", collection["id"], values["name"]
+            "SELECT 1 FROM experiment WHERE collection_id = ? AND name = ?",
+            collection["id"],
+            values["name"],
         ):
-            problems["non_field_errors"] = [FieldError("The fields collection, name must make a unique set.", "unique")]
+            problems["non_field_errors"] = [
+                FieldError("The fields collection, name must make a unique set.", "unique")
+            ]
         if problems:
             raise errors.validation_error(problems)
         values.update(collection_id=collection["id"], coord_frame_id=frame["id"], creator=creator)
         row_id = self._insert("experiment", values)
         return self._json("experiment", self._one("SELECT * FROM experiment WHERE id = ?", row_id))
 
-    def _create_channel(self, path: ResourcePath, body: dict[str, Any], creator: str, admin: bool) -> dict[str, Any]:
+    def _create_channel(
+        self, path: ResourcePath, body: dict[str, Any], creator: str, admin: bool
+    ) -> dict[str, Any]:
         if body.get("bucket") and not admin:
             raise errors.admin_only("set bucket name")
         if body.get("cv_path") and not admin:
             raise errors.admin_only("set cv_path")
-        collection, experiment = self._rows(ResourcePath(collection=path.collection, experiment=path.experiment))
+        collection, experiment = self._rows(
+            ResourcePath(collection=path.collection, experiment=path.experiment)
+        )
         if body.get("storage_type") == "cloudvol":
             if body.get("cv_path") in (None, ""):
                 body["cv_path"] = f"/{path.collection}/{path.experiment}/{path.channel}"
@@ -580,21 +672,33 @@ class ResourceTree:
         source_ids, related_ids = self._source_related(experiment["id"], sources, related)
         values, problems = _validate(_CHANNEL, body, partial=False)
         if not problems and self._one(
-            "SELECT 1 FROM channel WHERE experiment_id = ? AND name = ?", experiment["id"], values["name"]
+            "SELECT 1 FROM channel WHERE experiment_id = ? AND name = ?",
+            experiment["id"],
+            values["name"],
         ):
-            problems["non_field_errors"] = [FieldError("The fields experiment, name must make a unique set.", "unique")]
+            problems["non_field_errors"] = [
+                FieldError("The fields experiment, name must make a unique set.", "unique")
+            ]
         if not problems:  # ChannelSerializer.validate, only on what was given
             extra: dict[str, list[Any]] = {}
             given_sample = values["default_time_sample"] if "default_time_sample" in body else None
             if given_sample is not None and given_sample >= experiment["num_time_samples"]:
-                extra["default_time_sample"] = [FieldError(
-                    "Ensure this value is less that the experiments num_time_samples "
-                    f"{experiment['num_time_samples']}.", "invalid")]
+                extra["default_time_sample"] = [
+                    FieldError(
+                        "Ensure this value is less that the experiments num_time_samples "
+                        f"{experiment['num_time_samples']}.",
+                        "invalid",
+                    )
+                ]
             cloudvol = values["storage_type"] == "cloudvol" and "storage_type" in body
             if not cloudvol and "cv_path" in body and values["cv_path"] not in (None, ""):
-                extra["storage_type"] = [FieldError("Must be set to cloudvol, if setting cv_path", "invalid")]
+                extra["storage_type"] = [
+                    FieldError("Must be set to cloudvol, if setting cv_path", "invalid")
+                ]
             if cloudvol and values["downsample_status"] != "DOWNSAMPLED":
-                extra["downsample_status"] = [FieldError("cloudvol channels must be already downsampled.", "invalid")]
+                extra["downsample_status"] = [
+                    FieldError("cloudvol channels must be already downsampled.", "invalid")
+                ]
             problems = extra
         if problems:
             raise errors.validation_error(problems)
@@ -603,19 +707,29 @@ class ResourceTree:
         self._link(row_id, source_ids, related_ids)
         return self._json("channel", self._one("SELECT * FROM channel WHERE id = ?", row_id))
 
-    def _source_related(self, experiment_id: int, sources: list[str], related: list[str]) -> tuple[list[int], list[int]]:
+    def _source_related(
+        self, experiment_id: int, sources: list[str], related: list[str]
+    ) -> tuple[list[int], list[int]]:
         """``ChannelDetail.validate_source_related_channels``: names in the experiment, soft-deleted
         or not, and none both a source and related."""
         if set(sources) & set(related):
-            raise BossError(ErrorCodes.INVALID_POST_ARGUMENT, "Related channels have to be different from source channels")
+            raise BossError(
+                ErrorCodes.INVALID_POST_ARGUMENT,
+                "Related channels have to be different from source channels",
+            )
         ids: list[list[int]] = [[], []]
         for names, out in ((sources, ids[0]), (related, ids[1])):
             for name in names:
-                row = self._one("SELECT id FROM channel WHERE experiment_id = ? AND name = ?", experiment_id, name)
+                row = self._one(
+                    "SELECT id FROM channel WHERE experiment_id = ? AND name = ?",
+                    experiment_id,
+                    name,
+                )
                 if row is None:
                     raise BossError(
                         ErrorCodes.INVALID_POST_ARGUMENT,
-                        f"Invalid channel names {name} in the list of source/related channels channels ",
+                        f"Invalid channel names {name} in the list of source/related channels"
+                        " channels ",
                     )
                 out.append(row["id"])
         return ids[0], ids[1]
@@ -624,19 +738,30 @@ class ResourceTree:
         """Replace a channel's sources and related channels; related is symmetric
         (``ManyToManyField('self')``, bosscore/models.py), sources are not."""
         self._db.execute("DELETE FROM channel_source WHERE derived_id = ?", (channel_id,))
-        self._db.execute("DELETE FROM channel_related WHERE from_id = ? OR to_id = ?", (channel_id, channel_id))
+        self._db.execute(
+            "DELETE FROM channel_related WHERE from_id = ? OR to_id = ?", (channel_id, channel_id)
+        )
         for source_id in source_ids:
-            self._db.execute("INSERT OR IGNORE INTO channel_source VALUES (?, ?)", (channel_id, source_id))
+            self._db.execute(
+                "INSERT OR IGNORE INTO channel_source VALUES (?, ?)", (channel_id, source_id)
+            )
         for other in related_ids:
-            self._db.execute("INSERT OR IGNORE INTO channel_related VALUES (?, ?), (?, ?)", (channel_id, other, other, channel_id))
+            self._db.execute(
+                "INSERT OR IGNORE INTO channel_related VALUES (?, ?), (?, ?)",
+                (channel_id, other, other, channel_id),
+            )
 
     def _insert(self, table: str, values: Mapping[str, Any]) -> int:
         columns = ", ".join(values)
         marks = ", ".join("?" for _ in values)
-        cursor = self._db.execute(f"INSERT INTO {table} ({columns}) VALUES ({marks})", tuple(values.values()))
+        cursor = self._db.execute(
+            f"INSERT INTO {table} ({columns}) VALUES ({marks})", tuple(values.values())
+        )
         return cursor.lastrowid  # type: ignore[return-value]
 
-    def update(self, path: ResourcePath, data: Mapping[str, Any], *, admin: bool = True) -> dict[str, Any]:
+    def update(
+        self, path: ResourcePath, data: Mapping[str, Any], *, admin: bool = True
+    ) -> dict[str, Any]:
         """PUT changes to a resource: its new JSON (200), or the BOSS's error.
 
         Which fields may change follows the update serializers: a collection ignores unknown
@@ -654,10 +779,18 @@ class ResourceTree:
             table = _TABLE[kind]
             taken = None
             if kind in ("collection", "coord"):
-                label = "collection with this Name of the Collection" if kind == "collection" else (
-                    "coordinate frame with this Name of the Coordinate reference frame")
-                taken = _taken(f"{label} already exists.", lambda n: self._one(
-                    f"SELECT 1 FROM {table} WHERE name = ? AND id != ?", n, row["id"]) is not None)
+                label = (
+                    "collection with this Name of the Collection"
+                    if kind == "collection"
+                    else ("coordinate frame with this Name of the Coordinate reference frame")
+                )
+                taken = _taken(
+                    f"{label} already exists.",
+                    lambda n: self._one(
+                        f"SELECT 1 FROM {table} WHERE name = ? AND id != ?", n, row["id"]
+                    )
+                    is not None,
+                )
             source_ids: list[int] | None = None
             related_ids: list[int] = []
             if kind == "channel":
@@ -672,15 +805,24 @@ class ResourceTree:
                     source_ids, related_ids = self._source_related(rows[1]["id"], sources, related)
                 except BossError as err:  # ChannelDetail.put does not catch it
                     raise ServerError(err.message) from err
-            fields = {"collection": _COLLECTION, "coord": _COORD_UPDATE,
-                      "experiment": _EXPERIMENT_UPDATE, "channel": _CHANNEL_UPDATE}[kind]
-            values, problems = _validate(fields, body, partial=True, taken=taken, readonly_check=kind != "collection")
+            fields = {
+                "collection": _COLLECTION,
+                "coord": _COORD_UPDATE,
+                "experiment": _EXPERIMENT_UPDATE,
+                "channel": _CHANNEL_UPDATE,
+            }[kind]
+            values, problems = _validate(
+                fields, body, partial=True, taken=taken, readonly_check=kind != "collection"
+            )
             if problems:
                 raise errors.validation_error(problems)
             if values:
                 assignments = ", ".join(f"{key} = ?" for key in values)
                 try:
-                    self._db.execute(f"UPDATE {table} SET {assignments} WHERE id = ?", (*values.values(), row["id"]))
+                    self._db.execute(
+                        f"UPDATE {table} SET {assignments} WHERE id = ?",
+                        (*values.values(), row["id"]),
+                    )
                 except sqlite3.IntegrityError as err:
                     raise ServerError(f"IntegrityError: {err}") from err
             if source_ids is not None:
@@ -697,18 +839,23 @@ class ResourceTree:
         """
         with self._transaction() as db:
             row, kind = self._rows(path)[-1], path.kind
+            live = " AND to_be_deleted IS NULL"
             users = {
-                "collection": "SELECT 1 FROM experiment WHERE collection_id = ? AND to_be_deleted IS NULL",
-                "coord": "SELECT 1 FROM experiment WHERE coord_frame_id = ? AND to_be_deleted IS NULL",
-                "experiment": "SELECT 1 FROM channel WHERE experiment_id = ? AND to_be_deleted IS NULL",
-                "channel": "SELECT 1 FROM channel_source AS s JOIN channel AS c ON c.id = s.derived_id "
-                "WHERE s.source_id = ? AND c.to_be_deleted IS NULL",
+                "collection": "SELECT 1 FROM experiment WHERE collection_id = ?" + live,
+                "coord": "SELECT 1 FROM experiment WHERE coord_frame_id = ?" + live,
+                "experiment": "SELECT 1 FROM channel WHERE experiment_id = ?" + live,
+                "channel": "SELECT 1 FROM channel_source AS s JOIN channel AS c"
+                " ON c.id = s.derived_id WHERE s.source_id = ? AND c.to_be_deleted IS NULL",
             }[kind]
             if self._one(users, row["id"]) is not None:
                 raise errors.in_use(kind, path.name)
-            db.execute(f"UPDATE {_TABLE[kind]} SET to_be_deleted = ? WHERE id = ?", (_now(), row["id"]))
+            db.execute(
+                f"UPDATE {_TABLE[kind]} SET to_be_deleted = ? WHERE id = ?", (_now(), row["id"])
+            )
 
-    def list(self, kind: str, parent: ResourcePath | None = None, *, creator: str | None = None) -> dict[str, Any]:
+    def list(
+        self, kind: str, parent: ResourcePath | None = None, *, creator: str | None = None
+    ) -> dict[str, Any]:
         """The names of one kind of resource, as the list views answer them.
 
         `kind` is ``'collection'``, ``'coord'``, ``'experiment'`` or ``'channel'``; `parent`
@@ -726,7 +873,9 @@ class ResourceTree:
             raise ValueError(f"kind must be one of {_KINDS}, got {kind!r}")
         with self._lock:
             if kind == "collection":
-                names = self._column("SELECT name FROM collection WHERE to_be_deleted IS NULL OR public ORDER BY id")
+                names = self._column(
+                    "SELECT name FROM collection WHERE to_be_deleted IS NULL OR public ORDER BY id"
+                )
                 return {"collections": names}
             if kind == "coord":
                 sql = "SELECT name FROM coordinate_frame WHERE to_be_deleted IS NULL"
@@ -742,7 +891,9 @@ class ResourceTree:
             except BossError as err:
                 raise ServerError(f"DoesNotExist: {err.message}") from err
             if kind == "experiment":
-                return {"experiments": self._live_names("experiment", "collection_id", rows[0]["id"])}
+                return {
+                    "experiments": self._live_names("experiment", "collection_id", rows[0]["id"])
+                }
             return {"channels": self._live_names("channel", "experiment_id", rows[1]["id"])}
 
     # -- the data services' view -------------------------------------------------------------
@@ -759,8 +910,11 @@ class ResourceTree:
             raise ValueError("coordinate frames have no data services")
         with self._lock:
             found: list[dict[str, Any]] = []
-            steps = (("collection", "Collection", None), ("experiment", "Experiment", "collection_id"),
-                     ("channel", "Channel", "experiment_id"))
+            steps = (
+                ("collection", "Collection", None),
+                ("experiment", "Experiment", "collection_id"),
+                ("channel", "Channel", "experiment_id"),
+            )
             for kind, label, parent_column in steps:
                 name = getattr(path, kind)
                 if name is None:
@@ -776,7 +930,11 @@ class ResourceTree:
                 found.append(dict(row))
             frame = None
             if len(found) > 1:
-                frame = dict(self._one("SELECT * FROM coordinate_frame WHERE id = ?", found[1]["coord_frame_id"]))
+                frame = dict(
+                    self._one(
+                        "SELECT * FROM coordinate_frame WHERE id = ?", found[1]["coord_frame_id"]
+                    )
+                )
             found += [None] * (3 - len(found))  # type: ignore[list-item]
             return Resolved(found[0], found[1], frame, found[2])
 
@@ -789,11 +947,20 @@ class ResourceTree:
         if count < 1:
             raise ValueError(f"count must be at least 1, got {count}")
         with self._transaction() as db:
-            row = self._one("SELECT next_id FROM id_counter WHERE lookup_key = ? AND version = ?", lookup_key, version)
+            row = self._one(
+                "SELECT next_id FROM id_counter WHERE lookup_key = ? AND version = ?",
+                lookup_key,
+                version,
+            )
             first = 1 if row is None else row[0]
             if first + count > 2**63:
-                raise OverflowError(f"reserving {count} ids from {first} passes the counter's range")
-            db.execute("INSERT OR REPLACE INTO id_counter VALUES (?, ?, ?)", (lookup_key, version, first + count))
+                raise OverflowError(
+                    f"reserving {count} ids from {first} passes the counter's range"
+                )
+            db.execute(
+                "INSERT OR REPLACE INTO id_counter VALUES (?, ?, ?)",
+                (lookup_key, version, first + count),
+            )
             return first  # type: ignore[no-any-return]
 
     # -- metadata (key/value per lookup key) --------------------------------------------------
@@ -801,7 +968,9 @@ class ResourceTree:
     def meta_get(self, lookup_key: str, key: str) -> str | None:
         """The value stored under `key` for a resource, or None."""
         with self._lock:
-            row = self._one("SELECT value FROM metadata WHERE lookup_key = ? AND key = ?", lookup_key, key)
+            row = self._one(
+                "SELECT value FROM metadata WHERE lookup_key = ? AND key = ?", lookup_key, key
+            )
             return None if row is None else row[0]
 
     def meta_set(self, lookup_key: str, key: str, value: str) -> None:
@@ -812,12 +981,19 @@ class ResourceTree:
     def meta_delete(self, lookup_key: str, key: str) -> bool:
         """Remove `key` of a resource; whether it was there."""
         with self._transaction() as db:
-            return db.execute("DELETE FROM metadata WHERE lookup_key = ? AND key = ?", (lookup_key, key)).rowcount > 0
+            return (
+                db.execute(
+                    "DELETE FROM metadata WHERE lookup_key = ? AND key = ?", (lookup_key, key)
+                ).rowcount
+                > 0
+            )
 
     def meta_keys(self, lookup_key: str) -> list[str]:
         """The keys stored for a resource, sorted."""
         with self._lock:
-            return self._column("SELECT key FROM metadata WHERE lookup_key = ? ORDER BY key", lookup_key)
+            return self._column(
+                "SELECT key FROM metadata WHERE lookup_key = ? ORDER BY key", lookup_key
+            )
 
     # -- what the BOSS's delete step functions do later --------------------------------------
 
@@ -834,25 +1010,38 @@ class ResourceTree:
         purged: list[str] = []
         with self._transaction() as db:
             for row in db.execute(
-                "SELECT ch.id, e.id, e.collection_id FROM channel AS ch JOIN experiment AS e ON e.id = ch.experiment_id "
-                "WHERE ch.to_be_deleted IS NOT NULL AND ch.to_be_deleted <= ?", (cutoff,)
+                "SELECT ch.id, e.id, e.collection_id FROM channel AS ch"
+                " JOIN experiment AS e ON e.id = ch.experiment_id "
+                "WHERE ch.to_be_deleted IS NOT NULL AND ch.to_be_deleted <= ?",
+                (cutoff,),
             ).fetchall():
                 channel_id = row[0]
                 purged.append(f"{row[2]}&{row[1]}&{channel_id}")
-                db.execute("DELETE FROM channel_source WHERE derived_id = ? OR source_id = ?", (channel_id, channel_id))
-                db.execute("DELETE FROM channel_related WHERE from_id = ? OR to_id = ?", (channel_id, channel_id))
+                db.execute(
+                    "DELETE FROM channel_source WHERE derived_id = ? OR source_id = ?",
+                    (channel_id, channel_id),
+                )
+                db.execute(
+                    "DELETE FROM channel_related WHERE from_id = ? OR to_id = ?",
+                    (channel_id, channel_id),
+                )
                 db.execute("DELETE FROM channel WHERE id = ?", (channel_id,))
             gone = "to_be_deleted IS NOT NULL AND to_be_deleted <= ?"
             for row in db.execute(
                 f"SELECT id, collection_id FROM experiment WHERE {gone} "
-                "AND NOT EXISTS (SELECT 1 FROM channel WHERE experiment_id = experiment.id)", (cutoff,)
+                "AND NOT EXISTS (SELECT 1 FROM channel WHERE experiment_id = experiment.id)",
+                (cutoff,),
             ).fetchall():
                 purged.append(f"{row[1]}&{row[0]}")
                 db.execute("DELETE FROM experiment WHERE id = ?", (row[0],))
-            for table, child in (("collection", "collection_id"), ("coordinate_frame", "coord_frame_id")):
+            for table, child in (
+                ("collection", "collection_id"),
+                ("coordinate_frame", "coord_frame_id"),
+            ):
                 for (row_id,) in db.execute(
                     f"SELECT id FROM {table} WHERE {gone} "
-                    f"AND NOT EXISTS (SELECT 1 FROM experiment WHERE {child} = {table}.id)", (cutoff,)
+                    f"AND NOT EXISTS (SELECT 1 FROM experiment WHERE {child} = {table}.id)",
+                    (cutoff,),
                 ).fetchall():
                     if table == "collection":
                         purged.append(str(row_id))
