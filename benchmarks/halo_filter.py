@@ -254,7 +254,8 @@ def parse_triple(text):
 
 
 def cache_text(cache_mib):
-    return "256 MiB (default)" if cache_mib is None else f"{cache_mib:g} MiB"
+    return ("default (80 MiB per run, shared by worker processes)" if cache_mib is None
+            else f"{cache_mib:g} MiB per process")
 
 
 def same_output(workdir, name, reference, slab=64):
@@ -312,7 +313,8 @@ def main():
                                           "directory, removed at the end)")
     parser.add_argument("--chunk-cache-mib", type=float, default=None,
                         help="ndframework's ZarrSource chunk_cache_bytes in MiB per process "
-                             "(default: its own default, 256 MiB)")
+                             "(default: its own default, 80 MiB per run, divided among "
+                             "worker processes)")
     parser.add_argument("--child", choices=list(PEERS), help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.child:

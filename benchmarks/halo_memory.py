@@ -31,7 +31,8 @@ def main():
                         help="GiB of uint8 (default 0.25 0.5 1 2)")
     parser.add_argument("--block", default="64,256,256")
     parser.add_argument("--chunk-cache-mib", type=float, default=None,
-                        help="ndframework's chunk cache per process, MiB (default 256)")
+                        help="ndframework's chunk cache per process, MiB (default: 80 MiB "
+                             "per run, divided among worker processes)")
     parser.add_argument("--peers", nargs="+", default=list(PEERS),
                         choices=list(halo_filter.PEERS))
     options = parser.parse_args()

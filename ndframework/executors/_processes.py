@@ -72,7 +72,7 @@ class ProcessExecutor(Executor):
             self.workers,
             mp_context=context,
             initializer=_start_worker,
-            initargs=(lifecycle, ProcessIdentity.current()),
+            initargs=(lifecycle, ProcessIdentity.current(), self.workers),
         )
         # Start every worker with the first task, as CPython does for "fork". Workers
         # spawned one submit at a time race with the pool's handling of a dead worker: a
@@ -82,11 +82,18 @@ class ProcessExecutor(Executor):
         return pool
 
 
-def _start_worker(lifecycle: WorkerLifecycle, coordinator: ProcessIdentity) -> None:
-    """Start a worker process, and have it stop as it exits normally (the pool's workers
-    return from their loop at shutdown and run multiprocessing's exit finalizers), or at
-    once if the ``coordinator`` that started its pool dies."""
+def _start_worker(
+    lifecycle: WorkerLifecycle, coordinator: ProcessIdentity, workers: int
+) -> None:
+    """Start a worker process, one of ``workers``, and have it stop as it exits normally
+    (the pool's workers return from their loop at shutdown and run multiprocessing's exit
+    finalizers), or at once if the ``coordinator`` that started its pool dies."""
     # Before setup(), which may take long (loading a model) and the coordinator die meanwhile.
     exit_when_gone(coordinator)
+    # The run's default budget of decoded chunks is shared: memory must not grow with the
+    # number of workers.
+    from ..storage._chunk_cache import share_default_chunk_cache
+
+    share_default_chunk_cache(workers)
     lifecycle.start()
     util.Finalize(None, lifecycle.stop, exitpriority=10)

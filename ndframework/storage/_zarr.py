@@ -12,7 +12,7 @@ import numpy as np
 from ..errors import ConfigError, DataAccessError
 from ..geometry import Box, Triple, as_triple
 from ._base import DataSink, DataSource
-from ._chunk_cache import DEFAULT_CHUNK_CACHE_BYTES, ChunkCache, read_basic, read_through
+from ._chunk_cache import ChunkCache, default_chunk_cache_bytes, read_basic, read_through
 
 __all__ = ["ZarrSource", "ZarrSink"]
 
@@ -150,7 +150,10 @@ class ZarrSource(_ZarrVolume, DataSource):
     Reads go through a cache of decoded chunks, one per source object in each process
     (shared by worker threads, not sent to worker processes): a read decodes only the
     chunks it does not find there, so that neighbouring blocks whose halos reach into the
-    same chunks decode them once. The least recently used chunks are dropped first.
+    same chunks decode them once. The least recently used chunks are dropped first. Once
+    reads show that they reach only a few voxels into the chunks they partly cover (a
+    halo), only slabs that deep on each face of a chunk are kept, when they are at most
+    half of it: a read needing more of the chunk decodes it again.
 
     Parameters
     ----------
@@ -159,8 +162,9 @@ class ZarrSource(_ZarrVolume, DataSource):
     channels:
         Arrays of the group to offer as channels (default: all, sorted by name).
     chunk_cache_bytes:
-        Bytes of decoded chunks to keep in each process (default 256 MiB); 0 reads
-        straight through zarr and keeps nothing.
+        Bytes of decoded chunks to keep in each process; 0 reads straight through zarr and
+        keeps nothing. Default: 80 MiB for the run, divided among the worker processes of
+        a `ProcessExecutor` (80 MiB in each process with other executors).
     """
 
     def __init__(
@@ -168,13 +172,15 @@ class ZarrSource(_ZarrVolume, DataSource):
         path_or_group: Any,
         channels: Sequence[str] | None = None,
         *,
-        chunk_cache_bytes: int = DEFAULT_CHUNK_CACHE_BYTES,
+        chunk_cache_bytes: int | None = None,
     ) -> None:
-        if isinstance(chunk_cache_bytes, bool) or not isinstance(chunk_cache_bytes, int) or (
-            chunk_cache_bytes < 0
+        if chunk_cache_bytes is not None and (
+            isinstance(chunk_cache_bytes, bool) or not isinstance(chunk_cache_bytes, int)
+            or chunk_cache_bytes < 0
         ):
             raise ConfigError(
-                f"chunk_cache_bytes must be a whole number of bytes, 0 or more, got "
+                f"chunk_cache_bytes must be a whole number of bytes, 0 or more, or None "
+                f"for the default, got "
                 f"{chunk_cache_bytes!r}",
                 chunk_cache_bytes,
             )
@@ -202,7 +208,9 @@ class ZarrSource(_ZarrVolume, DataSource):
         if self._cache is None:
             with self._lock:
                 if self._cache is None:
-                    self._cache = ChunkCache(self.chunk_cache_bytes)
+                    budget = self.chunk_cache_bytes
+                    self._cache = ChunkCache(
+                        default_chunk_cache_bytes() if budget is None else budget)
         return self._cache
 
     def release(self) -> None:
