@@ -43,6 +43,12 @@ def halo_boxes(shape, block, halo):
                tuple(min(n, s + b + halo) for s, b, n in zip(start, block, shape)))
 
 
+@pytest.fixture(autouse=True)
+def faces_of_small_chunks(monkeypatch):
+    """Faces kept of the small chunks of these tests too."""
+    monkeypatch.setattr(_chunk_cache, "FACES_FROM_BYTES", 0)
+
+
 @st.composite
 def chunks_and_boxes(draw):
     shape = draw(st.tuples(*[st.integers(1, 9)] * 3))
@@ -77,10 +83,10 @@ def test_face_depth_is_how_deep_a_box_reaches_from_the_face_it_lies_along():
 
 
 def test_halo_reads_keep_only_faces_and_equal_numpy():
-    volume = np.random.default_rng(0).integers(0, 255, (24, 64, 64), dtype=np.uint8)
-    array = InMemory(volume, (8, 32, 32))
+    volume = np.random.default_rng(0).integers(0, 255, (48, 128, 128), dtype=np.uint8)
+    array = InMemory(volume, (16, 64, 64))  # faces 1 deep: 3/16 of a chunk
     cache = ChunkCache(max_bytes=2**20)
-    for start, stop in halo_boxes(volume.shape, (8, 32, 32), halo=1):
+    for start, stop in halo_boxes(volume.shape, (16, 64, 64), halo=1):
         np.testing.assert_array_equal(read_through(array, start, stop, cache),
                                       volume[tuple(map(slice, start, stop))])
     assert cache.face_depth == 1
@@ -92,33 +98,36 @@ def test_halo_reads_keep_only_faces_and_equal_numpy():
 
 
 def test_a_read_needing_more_than_the_faces_decodes_the_chunk_again():
-    volume = np.arange(16 * 32 * 32, dtype=np.uint16).reshape(16, 32, 32)
-    array = InMemory(volume, (8, 32, 32))
+    volume = np.arange(32 * 64 * 64, dtype=np.uint16).reshape(32, 64, 64)
+    array = InMemory(volume, (16, 64, 64))
     cache = ChunkCache()
-    read_through(array, (0, 0, 0), (9, 32, 32), cache)  # reaches 1 voxel into chunk 1
+    read_through(array, (0, 0, 0), (17, 64, 64), cache)  # reaches 1 voxel into chunk 1
     assert isinstance(cache.get((None, (1, 0, 0))), ChunkFaces)
     reads = len(array.reads)
-    np.testing.assert_array_equal(read_through(array, (9, 2, 3), (15, 30, 31), cache),
-                                  volume[9:15, 2:30, 3:31])
+    np.testing.assert_array_equal(read_through(array, (16, 0, 0), (17, 64, 64), cache),
+                                  volume[16:17])
+    assert len(array.reads) == reads  # within the faces
+    np.testing.assert_array_equal(read_through(array, (14, 0, 0), (32, 64, 64), cache),
+                                  volume[14:32])
     assert len(array.reads) == reads + 1
-    np.testing.assert_array_equal(read_through(array, (7, 0, 0), (16, 32, 32), cache),
-                                  volume[7:16])
+    np.testing.assert_array_equal(read_through(array, (17, 2, 3), (31, 60, 61), cache),
+                                  volume[17:31, 2:60, 3:61])
 
 
 def test_a_read_inside_chunks_has_whole_chunks_kept_from_then_on():
-    volume = np.arange(16 * 32 * 32, dtype=np.uint16).reshape(16, 32, 32)
-    array = InMemory(volume, (8, 32, 32))
+    volume = np.arange(32 * 64 * 64, dtype=np.uint16).reshape(32, 64, 64)
+    array = InMemory(volume, (16, 64, 64))
     cache = ChunkCache()
-    read_through(array, (0, 0, 0), (9, 32, 32), cache)
+    read_through(array, (0, 0, 0), (17, 64, 64), cache)
     assert cache.face_depth == 1
     np.testing.assert_array_equal(read_through(array, (2, 4, 4), (6, 8, 8), cache),
                                   volume[2:6, 4:8, 4:8])
     assert cache.face_depth is None
-    read_through(array, (0, 0, 0), (16, 32, 32), cache)
+    read_through(array, (0, 0, 0), (32, 64, 64), cache)
     assert all(isinstance(cache.get(key), np.ndarray) for key in cache.keys())
     reads = len(array.reads)
-    np.testing.assert_array_equal(read_through(array, (3, 5, 7), (12, 20, 30), cache),
-                                  volume[3:12, 5:20, 7:30])
+    np.testing.assert_array_equal(read_through(array, (3, 5, 7), (24, 40, 60), cache),
+                                  volume[3:24, 5:40, 7:60])
     assert len(array.reads) == reads
 
 
@@ -146,10 +155,10 @@ def test_chunk_boxes_of_limited_size_cover_the_chunks_exactly_once(indices, limi
 
 
 def test_threads_reading_halo_blocks_through_faces_read_what_numpy_reads():
-    volume = np.random.default_rng(1).integers(0, 2**16, (32, 64, 64), dtype=np.uint16)
-    array = InMemory(volume, (8, 32, 32))
-    cache = ChunkCache(max_bytes=6 * 3 * 2**10 * 2)  # room for a few chunks' faces
-    boxes = list(halo_boxes(volume.shape, (8, 32, 32), halo=2)) * 4
+    volume = np.random.default_rng(1).integers(0, 2**16, (32, 128, 128), dtype=np.uint16)
+    array = InMemory(volume, (16, 64, 64))
+    cache = ChunkCache(max_bytes=4 * 3 * 2**13)  # room for the faces of 4 chunks
+    boxes = list(halo_boxes(volume.shape, (16, 64, 64), halo=1)) * 4
 
     def check(box):
         start, stop = box
@@ -158,7 +167,8 @@ def test_threads_reading_halo_blocks_through_faces_read_what_numpy_reads():
 
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(check, boxes))
-    assert cache.nbytes <= cache.max_bytes and cache.face_depth == 2
+    assert cache.nbytes <= cache.max_bytes and cache.face_depth == 1
+    assert any(isinstance(cache.get(key), ChunkFaces) for key in cache.keys())
 
 
 def budget(data):
@@ -173,6 +183,19 @@ def test_a_process_pool_shares_the_default_budget_among_its_workers():
     assert result.ok, result.summary()
     assert set(dict(result.reduced).values()) == {DEFAULT_CHUNK_CACHE_BYTES // 2}
     assert default_chunk_cache_bytes() == DEFAULT_CHUNK_CACHE_BYTES  # not in this process
+
+
+def test_small_chunks_and_thick_faces_are_kept_whole(monkeypatch):
+    monkeypatch.setattr(_chunk_cache, "FACES_FROM_BYTES", 2**20)
+    cache = ChunkCache()
+    cache.learn(1)
+    cache.put("small", np.zeros((16, 64, 64), np.uint8))  # 64 KiB
+    cache.put("large", np.zeros((64, 256, 256), np.uint8))  # faces: 3/64 of it
+    cache.learn(8)
+    cache.put("thick", np.zeros((64, 256, 256), np.uint8))  # faces: 3/8 of it
+    assert isinstance(cache.get("small"), np.ndarray)
+    assert isinstance(cache.get("large"), ChunkFaces)
+    assert isinstance(cache.get("thick"), np.ndarray)
 
 
 def test_an_explicit_budget_is_each_processs_own(tmp_path):

@@ -39,8 +39,13 @@ READ_GROUP_BYTES = 4 * 2**20
 calls cost more than small chunks' decoding, and a large read's buffers stay in the
 process's heap long after it."""
 
-FACES_AT_MOST = 0.5
-"""Faces are kept instead of a whole chunk only when they take at most this part of it."""
+FACES_AT_MOST = 0.25
+"""Faces are kept instead of a whole chunk only when they take at most this part of it: the
+chunk's own block then decodes it again, which must buy a large saving."""
+
+FACES_FROM_BYTES = 2**20
+"""Faces are kept only of chunks this large at least: smaller ones cost little to keep
+whole, and their decoding, more per byte, would be repeated."""
 
 ChunkIndex = tuple[int, ...]
 Entry = Union[np.ndarray, "ChunkFaces"]
@@ -144,7 +149,8 @@ class ChunkCache:
 
     Safe to share between threads. Chunks are stored read-only: readers copy out of them.
     Once `learn` has seen reads reach only a few voxels into the chunks they partly cover,
-    `put` keeps `ChunkFaces` that deep instead of whole chunks (when they are smaller).
+    `put` keeps `ChunkFaces` that deep instead of whole chunks, of large chunks of which they
+    take a small part (`FACES_FROM_BYTES`, `FACES_AT_MOST`).
 
     >>> cache = ChunkCache(max_bytes=16)
     >>> cache.put("a", np.zeros(8, np.uint8)); cache.put("b", np.ones(8, np.uint8))
@@ -269,12 +275,12 @@ class ChunkCache:
 
     def put(self, key: Hashable, chunk: np.ndarray, *, owned: bool = False) -> None:
         """Keep ``chunk`` under ``key``, or only its faces when `learn` has seen halo reads
-        and they are smaller, evicting the least recently used chunks to make room; a chunk
+        and they are much smaller, evicting the least recently used chunks to make room; a chunk
         larger than the whole cache is not kept. A whole chunk is copied unless ``owned``
         (the caller's own, never written again, and no view of a larger buffer)."""
         entry: Entry = chunk
         depth = self.face_depth
-        if depth is not None and ChunkFaces.nbytes_for(
+        if depth is not None and chunk.nbytes >= FACES_FROM_BYTES and ChunkFaces.nbytes_for(
                 chunk.shape, chunk.itemsize, depth) <= FACES_AT_MOST * chunk.nbytes:
             with self._lock:
                 held = self._chunks.get(key)

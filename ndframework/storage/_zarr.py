@@ -152,8 +152,9 @@ class ZarrSource(_ZarrVolume, DataSource):
     chunks it does not find there, so that neighbouring blocks whose halos reach into the
     same chunks decode them once. The least recently used chunks are dropped first. Once
     reads show that they reach only a few voxels into the chunks they partly cover (a
-    halo), only slabs that deep on each face of a chunk are kept, when they are at most
-    half of it: a read needing more of the chunk decodes it again.
+    halo), only slabs that deep on each face of a chunk are kept, of chunks of 1 MiB or
+    more of which they take a quarter at most: a read needing more of the chunk decodes it
+    again.
 
     Parameters
     ----------
