@@ -32,7 +32,7 @@ COLLECTION, EXPERIMENT = "bench", "reads"
 
 def serve(port, token, shape, ready):
     """Run the emulator with the volume until killed (in a process of its own)."""
-    from ndframework.boss.emulator import BossEmulator
+    from ndframework.bossemu import BossEmulator
     from ndframework.synthetic import demo_volume
 
     volume = demo_volume(shape, cells=max(4, shape[1] // 8), seed=0)

@@ -385,9 +385,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ndframework`` command; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["boss-emulator"]:
-        from .boss.emulator import main as emulator_main
+        from .bossemu import main as emulator_main
 
-        return emulator_main(argv[1:])
+        return emulator_main(argv[1:], prog="ndframework boss-emulator")
     args = _parser().parse_args(argv)
     try:
         if args.command == "demo":

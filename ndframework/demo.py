@@ -108,7 +108,7 @@ def _boss_source(stack: contextlib.ExitStack, volume: dict[str, np.ndarray], fol
                  echo: Callable[[str], None]) -> Any:
     """Start the emulator, load ``volume``, write a neurodata.cfg; the source it names."""
     from .boss import BossSource
-    from .boss.emulator import BossEmulator
+    from .bossemu import BossEmulator
 
     boss = stack.enter_context(BossEmulator(token=secrets.token_hex(16)))
     boss.create_volume("demo", "synthetic", volume)

@@ -21,9 +21,9 @@ import requests
 
 import ndframework as ndf
 from ndframework.boss import BossConfig, BossSink, BossSource, RetryPolicy, Secret
-from ndframework.boss import _emulator_model
 from ndframework.boss._messages import network_reason
-from ndframework.boss.emulator import BossEmulator, Faults
+from ndframework.bossemu import BossEmulator, Faults
+from ndframework.bossemu.resources import ResourcePath
 from ndframework.geometry import Box
 from ndframework.plugins import logging as run_logging
 
@@ -264,13 +264,13 @@ def test_an_unknown_channel_is_a_channel_error(boss, tmp_path):
 
 
 def test_an_unsupported_datatype_names_the_channel_and_the_datatypes(boss, tmp_path, monkeypatch):
-    # The emulator stores only what the BOSS does; let it hold a float32 channel, as a newer
-    # server might, to see the source refuse it before reading a block.
-    monkeypatch.setattr(_emulator_model, "DATATYPES", (*_emulator_model.DATATYPES, "float32"))
-    boss._api.store.create_channel("coll", "exp", "prob", {"datatype": "float32"})
+    # The BOSS stores uint32 channels too (bosscore/models.py), which intern 1.4.2 cannot
+    # read: the source refuses such a channel before reading a block.
+    boss.resources.create(ResourcePath(collection="coll", experiment="exp", channel="prob"),
+                          {"datatype": "uint32", "type": "image"})
     message = config_error(write_config(tmp_path, boss.host, channels="em, prob"))
     assert message.startswith(f"{tmp_path / 'neurodata.cfg'}: [Parallel] channels")
-    assert "'prob'" in message and "float32" in message and "uint8, uint16, uint64" in message
+    assert "'prob'" in message and "uint32" in message and "uint8, uint16, uint64" in message
 
 
 def test_a_wrong_token_says_authentication_failed(boss, tmp_path):
@@ -389,23 +389,15 @@ def test_a_host_that_is_no_boss_is_a_one_line_config_error(
     assert not_a_boss.requests <= 3
 
 
-@pytest.fixture
-def faults_on_every_endpoint(monkeypatch):
-    """The emulator injects faults into cutouts only; let it fail metadata requests too."""
-    from ndframework.boss import _emulator_api
-
-    routes = tuple(attrs.evolve(route, cutout=True) for route in _emulator_api.ROUTES)
-    monkeypatch.setattr(_emulator_api, "ROUTES", routes)
-
-
-def test_server_trouble_during_validation_is_retried(boss, tmp_path, faults_on_every_endpoint):
+def test_server_trouble_during_validation_is_retried(boss, tmp_path):
     path = write_config(tmp_path, boss.host)
-    boss.faults = Faults(error_rate=0.3, status=503, seed=2)  # the 3rd and 4th requests fail
+    # the 3rd and 4th requests fail; metadata requests too, not only cutouts
+    boss.faults = Faults(error_rate=0.3, status=503, seed=2, every_request=True)
     source = BossSource.from_config(
         path, retry=RetryPolicy(max_attempts=4, base_delay=0.001)
     )
     assert source.bounds == Box.from_shape(SHAPE) and boss.stats.injected == 2
-    boss.faults = Faults(error_rate=1.0, status=502)
+    boss.faults = Faults(error_rate=1.0, status=502, every_request=True)
     with pytest.raises(ndf.DataAccessError) as info:
         BossSource.from_config(path, retry=RetryPolicy(max_attempts=3, base_delay=0.001))
     assert str(info.value).startswith(f"the BOSS at http://{boss.host} kept failing while "

@@ -1,11 +1,15 @@
-"""The BOSS emulator against the real intern BossRemote, over HTTP on loopback.
+"""The BOSS emulator (`ndframework.bossemu`) against the real intern BossRemote, over HTTP on
+loopback: the resource service, cutouts, faults, concurrency, secrets and the command line.
 
 No mocks of intern: every request goes through intern's own URL building, blosc encoding and
-error handling, and numpy slicing of the source arrays is the oracle.
+error handling, and numpy slicing of the source arrays is the oracle. Expected statuses, codes
+and texts are the BOSS's own, each test naming the source it follows. One emulator serves the
+module; each test makes collections of its own (`fresh`), as soft deletes keep names taken.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import signal
@@ -30,24 +34,47 @@ from intern.resource.boss.resource import (
 )
 from requests import HTTPError
 
-from ndframework.boss.emulator import BossEmulator, EmulatorStats, Faults, demo_volume, main
+from ndframework.bossemu import BossEmulator, EmulatorStats, Faults, main
 from ndframework.errors import ChannelError, ConfigError
+from ndframework.synthetic import demo_volume
 
 pytestmark = pytest.mark.timeout(60)
 
 TOKEN = "s3cr3t-emulator-token-value"
 ROOT = Path(__file__).resolve().parents[1]
+_names = itertools.count()
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def boss():
     with BossEmulator(token=TOKEN) as emulator:
         yield emulator
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
+def _clean_slate(request):
+    """Each test starts with no faults and zero counters on the shared emulator."""
+    if "boss" in request.fixturenames:
+        emulator = request.getfixturevalue("boss")
+        emulator.faults = Faults()
+        emulator.reset_stats()
+
+
+@pytest.fixture(scope="module")
 def remote(boss):
     return boss.remote()
+
+
+def unique(prefix: str = "coll") -> str:
+    """A name no other test uses."""
+    return f"{prefix}{next(_names)}"
+
+
+def fresh(boss, channels, **kwargs) -> str:
+    """A new collection holding experiment 'exp' with ``channels``; its name."""
+    coll = unique()
+    boss.create_volume(coll, "exp", channels, **kwargs)
+    return coll
 
 
 def random_volume(shape, dtype, seed=0):
@@ -63,17 +90,27 @@ def http_error(call, *args, **kwargs) -> requests.Response:
     return info.value.response
 
 
-def assert_boss_error(response: requests.Response, status: int) -> dict:
-    assert response.status_code == status
+def assert_boss_error(response: requests.Response, status: int, code: int | None = None) -> dict:
+    """The BOSS's JSON error body (bosscore/error.py ``BossHTTPError``), checked."""
+    assert response.status_code == status, response.text
     body = response.json()
-    assert set(body) >= {"status", "code", "message"}
+    assert list(body) == ["status", "code", "message"]
     assert body["status"] == status
+    if code is not None:
+        assert body["code"] == code, body
     assert TOKEN not in response.text
     return body
 
 
-def make_project(remote, coll="coll", exp="exp", frame="frame", time_samples=1):
+def assert_drf_error(response: requests.Response, status: int, detail: str) -> None:
+    """Django REST framework's own error body, ``{"detail": ...}``."""
+    assert response.status_code == status, response.text
+    assert response.json() == {"detail": detail}
+
+
+def make_project(remote, coll, exp="exp", frame=None, time_samples=1):
     remote.create_project(CollectionResource(coll, "a collection"))
+    frame = frame or f"{coll}_frame"
     remote.create_project(
         CoordinateFrameResource(frame, "", 0, 64, 0, 48, 0, 16, 4, 4, 40, "nanometers")
     )
@@ -86,62 +123,69 @@ def make_project(remote, coll="coll", exp="exp", frame="frame", time_samples=1):
 
 
 def test_collection_create_get_update_list_delete(remote):
-    created = remote.create_project(CollectionResource("coll", "first"))
-    assert (created.name, created.description, created.creator) == ("coll", "first", "emulator")
-    remote.create_project(CollectionResource("other"))
-    assert remote.list_collections() == ["coll", "other"]
+    """views_resource.py ``CollectionDetail``/``CollectionList``: a delete is soft (the row
+    stays, marked), and a GET of it is 404 with code 4005."""
+    name, other, renamed = unique(), unique(), unique()
+    created = remote.create_project(CollectionResource(name, "first"))
+    assert (created.name, created.description, created.creator) == (name, "first", "bossadmin")
+    remote.create_project(CollectionResource(other))
+    assert {name, other} <= set(remote.list_collections())
 
-    updated = remote.update_project("coll", CollectionResource("renamed", "second"))
-    assert (updated.name, updated.description) == ("renamed", "second")
-    fetched = remote.get_project(CollectionResource("renamed"))
-    assert fetched.description == "second"
-    assert sorted(remote.list_collections()) == ["other", "renamed"]
-    assert_boss_error(http_error(remote.get_project, CollectionResource("coll")), 404)
+    updated = remote.update_project(name, CollectionResource(renamed, "second"))
+    assert (updated.name, updated.description) == (renamed, "second")
+    assert remote.get_project(CollectionResource(renamed)).description == "second"
+    assert name not in remote.list_collections()
+    assert_boss_error(http_error(remote.get_project, CollectionResource(name)), 404, 4000)
 
-    remote.delete_project(CollectionResource("renamed"))
-    assert remote.list_collections() == ["other"]
-    assert_boss_error(http_error(remote.get_project, CollectionResource("renamed")), 404)
+    remote.delete_project(CollectionResource(renamed))
+    assert renamed not in remote.list_collections() and other in remote.list_collections()
+    assert_boss_error(http_error(remote.get_project, CollectionResource(renamed)), 404, 4005)
 
 
 def test_coordinate_frame_create_get_update_list_delete(remote):
+    """views_resource.py ``CoordinateFrameDetail``: an update changes the name and the
+    description only (``CoordinateFrameUpdateSerializer``)."""
+    name, renamed = unique("cf"), unique("cf")
     frame = CoordinateFrameResource(
-        "cf", "frame", 10, 110, 0, 50, 5, 25, 4.5, 4.5, 40, "nanometers"
+        name, "frame", 10, 110, 0, 50, 5, 25, 4.5, 4.5, 40, "nanometers"
     )
     created = remote.create_project(frame)
     assert (created.x_start, created.x_stop, created.z_start, created.z_stop) == (10, 110, 5, 25)
-    fetched = remote.get_coordinate_frame("cf")
+    fetched = remote.get_coordinate_frame(name)
     assert (fetched.x_voxel_size, fetched.z_voxel_size, fetched.voxel_unit) == (
         4.5,
         40,
         "nanometers",
     )
-    assert remote.list_coordinate_frames() == ["cf"]
+    assert name in remote.list_coordinate_frames()
 
-    fetched.name, fetched.description = "cf2", "renamed"
-    updated = remote.update_project("cf", fetched)
-    assert (updated.name, updated.description, updated.y_stop) == ("cf2", "renamed", 50)
-    assert remote.list_coordinate_frames() == ["cf2"]
+    fetched.name, fetched.description = renamed, "renamed"
+    updated = remote.update_project(name, fetched)
+    assert (updated.name, updated.description, updated.y_stop) == (renamed, "renamed", 50)
+    assert renamed in remote.list_coordinate_frames()
 
-    remote.delete_project(CoordinateFrameResource("cf2"))
-    assert remote.list_coordinate_frames() == []
-    assert_boss_error(http_error(remote.get_coordinate_frame, "cf2"), 404)
+    remote.delete_project(CoordinateFrameResource(renamed))
+    assert renamed not in remote.list_coordinate_frames()
+    assert_boss_error(http_error(remote.get_coordinate_frame, renamed), 404, 4005)
 
 
 def test_experiment_create_get_update_list_delete(remote):
-    created = make_project(remote, time_samples=3)
+    """views_resource.py ``ExperimentDetail``/``ExperimentList``."""
+    coll = unique()
+    created = make_project(remote, coll, time_samples=3)
     assert (created.coord_frame, created.num_time_samples, created.hierarchy_method) == (
-        "frame",
+        f"{coll}_frame",
         3,
         "anisotropic",
     )
-    fetched = remote.get_experiment("coll", "exp")
+    fetched = remote.get_experiment(coll, "exp")
     assert (fetched.coll_name, fetched.description, fetched.time_step_unit) == (
-        "coll",
+        coll,
         "an experiment",
         "seconds",
     )
-    assert remote.list_experiments("coll") == ["exp"]
-    assert remote.get_project(CollectionResource("coll")).raw["experiments"] == ["exp"]
+    assert remote.list_experiments(coll) == ["exp"]
+    assert remote.get_project(CollectionResource(coll)).raw["experiments"] == ["exp"]
 
     fetched.name, fetched.num_hierarchy_levels, fetched.hierarchy_method = "exp2", 3, "isotropic"
     updated = remote.update_project("exp", fetched)
@@ -150,88 +194,114 @@ def test_experiment_create_get_update_list_delete(remote):
         3,
         "isotropic",
     )
-    assert remote.list_experiments("coll") == ["exp2"]
+    assert remote.list_experiments(coll) == ["exp2"]
 
-    remote.delete_project(ExperimentResource("exp2", "coll"))
-    assert remote.list_experiments("coll") == []
-    assert_boss_error(http_error(remote.get_experiment, "coll", "exp2"), 404)
+    remote.delete_project(ExperimentResource("exp2", coll))
+    assert remote.list_experiments(coll) == []
+    assert_boss_error(http_error(remote.get_experiment, coll, "exp2"), 404, 4005)
 
 
 def test_channel_create_get_update_list_delete(remote):
-    make_project(remote)
-    remote.create_project(ChannelResource("raw", "coll", "exp", "image", datatype="uint16"))
+    """views_resource.py ``ChannelDetail``: a channel others derive from cannot be deleted
+    (400, 4003)."""
+    coll = unique()
+    make_project(remote, coll)
+    remote.create_project(ChannelResource("raw", coll, "exp", "image", datatype="uint16"))
     created = remote.create_project(
-        ChannelResource(
-            "seg", "coll", "exp", "annotation", "labels", datatype="uint64", sources=["raw"]
-        )
+        ChannelResource("seg", coll, "exp", "annotation", "labels", datatype="uint64",
+                        sources=["raw"])
     )
     assert (created.type, created.datatype, created.sources) == ("annotation", "uint64", ["raw"])
-    fetched = remote.get_channel("raw", "coll", "exp")
+    fetched = remote.get_channel("raw", coll, "exp")
     assert (fetched.datatype, fetched.type, fetched.base_resolution) == ("uint16", "image", 0)
     assert fetched.downsample_status == "NOT_DOWNSAMPLED"
     assert fetched.cutout_ready
-    assert remote.list_channels("coll", "exp") == ["raw", "seg"]
+    assert remote.list_channels(coll, "exp") == ["raw", "seg"]
 
     fetched.name, fetched.description = "image", "renamed"
     updated = remote.update_project("raw", fetched)
     assert (updated.name, updated.description, updated.datatype) == ("image", "renamed", "uint16")
-    assert remote.get_channel("seg", "coll", "exp").sources == ["image"]
+    assert remote.get_channel("seg", coll, "exp").sources == ["image"]
 
-    assert_boss_error(http_error(remote.delete_project, updated), 409)  # "seg" derives from it
-    remote.delete_project(ChannelResource("seg", "coll", "exp"))
+    body = assert_boss_error(http_error(remote.delete_project, updated), 400, 4003)
+    assert body["message"] == (
+        "Channel image is the source channel of other channels and cannot be deleted"
+    )
+    remote.delete_project(ChannelResource("seg", coll, "exp"))
     remote.delete_project(updated)
-    assert remote.list_channels("coll", "exp") == []
-    assert_boss_error(http_error(remote.get_channel, "image", "coll", "exp"), 404)
+    assert remote.list_channels(coll, "exp") == []
+    assert_boss_error(http_error(remote.get_channel, "image", coll, "exp"), 404, 4005)
 
 
 def test_public_visibility_is_stored(remote):
-    make_project(remote)
-    remote.set_project_public_visibility(CollectionResource("coll"), True)
-    assert remote.get_project(CollectionResource("coll")).public is True
+    coll = unique()
+    make_project(remote, coll)
+    remote.set_project_public_visibility(CollectionResource(coll), True)
+    assert remote.get_project(CollectionResource(coll)).public is True
 
 
-def test_creating_what_exists_is_409(remote):
-    make_project(remote)
-    body = assert_boss_error(http_error(remote.create_project, CollectionResource("coll")), 409)
-    assert "coll" in body["message"]
-    assert_boss_error(
-        http_error(remote.create_project, ExperimentResource("exp", "coll", "frame")), 409
+def test_creating_what_exists_is_400_with_the_serializer_errors(remote):
+    """views_resource.py: a serializer that refuses answers 400, code 1003, with DRF's error
+    dict as the message (``"{}".format(serializer.errors)``)."""
+    coll = unique()
+    make_project(remote, coll)
+    body = assert_boss_error(http_error(remote.create_project, CollectionResource(coll)), 400, 1003)
+    assert body["message"] == (
+        "{'name': [ErrorDetail(string='collection with this Name of the Collection already "
+        "exists.', code='unique')]}"
     )
-    assert_boss_error(
-        http_error(remote.create_project, CoordinateFrameResource("frame", "", 0, 1, 0, 1, 0, 1)),
-        409,
-    )
-
-
-def test_deleting_what_is_in_use_is_409(remote):
-    make_project(remote)
-    assert_boss_error(http_error(remote.delete_project, CollectionResource("coll")), 409)
-    assert_boss_error(http_error(remote.delete_project, CoordinateFrameResource("frame")), 409)
-
-
-def test_bad_resource_arguments_are_400(remote):
-    make_project(remote)
     body = assert_boss_error(
-        http_error(remote.create_project, ExperimentResource("e2", "coll", "no-such-frame")), 400
+        http_error(remote.create_project, ExperimentResource("exp", coll, f"{coll}_frame")),
+        400,
+        1003,
     )
-    assert "no-such-frame" in body["message"]
-    empty_frame = CoordinateFrameResource("bad", "", 5, 5, 0, 1, 0, 1)
-    assert (
-        "x_stop"
-        in assert_boss_error(http_error(remote.create_project, empty_frame), 400)["message"]
-    )
-    bad_source = ChannelResource("c", "coll", "exp", datatype="uint8", sources=["missing"])
-    assert (
-        "missing"
-        in assert_boss_error(http_error(remote.create_project, bad_source), 400)["message"]
+    assert "must make a unique set" in body["message"]
+    assert_boss_error(
+        http_error(
+            remote.create_project, CoordinateFrameResource(f"{coll}_frame", "", 0, 1, 0, 1, 0, 1)
+        ),
+        400,
+        1003,
     )
 
 
-def test_missing_parent_is_404(remote):
-    missing = ChannelResource("c", "coll", "exp", datatype="uint8")
-    body = assert_boss_error(http_error(remote.create_project, missing), 404)
-    assert "coll" in body["message"]
-    assert_boss_error(http_error(remote.list_experiments, "nope"), 404)
+def test_deleting_what_is_in_use_is_400_with_code_4003(remote):
+    """views_resource.py, each ``delete``: the BOSS's texts, missing spaces included."""
+    coll = unique()
+    make_project(remote, coll)
+    body = assert_boss_error(http_error(remote.delete_project, CollectionResource(coll)), 400, 4003)
+    assert body["message"] == (
+        f"Collection {coll} has experiments that reference it and cannot be deleted."
+        "Please delete the experiments first."
+    )
+    assert_boss_error(
+        http_error(remote.delete_project, CoordinateFrameResource(f"{coll}_frame")), 400, 4003
+    )
+
+
+def test_bad_resource_arguments(remote):
+    """views_resource.py ``ExperimentDetail.post`` looks the frame up first (404, 4000);
+    ``ChannelDetail.post`` refuses unknown sources (400, 1003)."""
+    coll = unique()
+    make_project(remote, coll)
+    body = assert_boss_error(
+        http_error(remote.create_project, ExperimentResource("e2", coll, "no-such-frame")), 404, 4000
+    )
+    assert body["message"] == "no-such-frame does not exist."
+    bad_source = ChannelResource("c", coll, "exp", datatype="uint8", sources=["missing"])
+    body = assert_boss_error(http_error(remote.create_project, bad_source), 400, 1003)
+    assert "missing" in body["message"]
+
+
+def test_a_missing_parent_is_404_or_the_servers_500(remote):
+    """views_resource.py: ``ChannelDetail.post`` answers 404 for a missing collection;
+    ``ExperimentList.list`` does not catch ``DoesNotExist``: Django's bare 500 page."""
+    coll = unique()
+    missing = ChannelResource("c", coll, "exp", datatype="uint8")
+    body = assert_boss_error(http_error(remote.create_project, missing), 404, 4000)
+    assert body["message"] == f"{coll} does not exist."
+    response = http_error(remote.list_experiments, coll)
+    assert response.status_code == 500 and response.text == "<h1>Server Error (500)</h1>"
 
 
 # -- cutouts ---------------------------------------------------------------------------------
@@ -240,8 +310,8 @@ def test_missing_parent_is_404(remote):
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.uint64])
 def test_get_cutout_equals_numpy_slice(boss, remote, dtype):
     data = random_volume((12, 40, 56), dtype)
-    boss.create_volume("coll", "exp", {"ch": data})
-    channel = remote.get_channel("ch", "coll", "exp")
+    coll = fresh(boss, {"ch": data})
+    channel = remote.get_channel("ch", coll, "exp")
     assert channel.datatype == np.dtype(dtype).name
 
     whole = remote.get_cutout(channel, 0, [0, 56], [0, 40], [0, 12], parallel=False)
@@ -254,24 +324,28 @@ def test_get_cutout_equals_numpy_slice(boss, remote, dtype):
 
 
 def test_get_cutout_with_an_origin_off_zero(boss, remote):
+    """bosscore/request.py ``set_cutoutargs``: ranges outside the frame are 400, 1001."""
     data = random_volume((10, 30, 20), np.uint16)
-    boss.create_volume("coll", "exp", {"ch": data}, origin=(5, 100, 60))
-    frame = remote.get_coordinate_frame("coll_exp")
+    coll = fresh(boss, {"ch": data}, origin=(5, 100, 60))
+    frame = remote.get_coordinate_frame(f"{coll}_exp")
     assert (frame.z_start, frame.z_stop, frame.y_start, frame.x_stop) == (5, 15, 100, 80)
-    channel = remote.get_channel("ch", "coll", "exp")
+    channel = remote.get_channel("ch", coll, "exp")
     cutout = remote.get_cutout(channel, 0, [62, 75], [110, 130], [6, 14], parallel=False)
     np.testing.assert_array_equal(cutout, data[1:9, 10:30, 2:15])
     response = http_error(
         remote.get_cutout, channel, 0, [0, 10], [100, 110], [5, 6], parallel=False
     )
-    assert_boss_error(response, 400)
+    body = assert_boss_error(response, 400, 1001)
+    assert body["message"] == "Incorrect cutout arguments 0/0:10/100:110/5:6"
 
 
 def test_get_cutout_with_a_time_range(boss, remote):
+    """bosscore/request.py ``set_time``: a range may end one past the last sample (which
+    reads as zeros); one ending further is 400, code 1000."""
     data = random_volume((4, 6, 20, 24), np.uint16)  # T, Z, Y, X
-    boss.create_volume("coll", "exp", {"ch": data, "mask": random_volume(data.shape, np.uint8, 1)})
-    assert remote.get_experiment("coll", "exp").num_time_samples == 4
-    channel = remote.get_channel("ch", "coll", "exp")
+    coll = fresh(boss, {"ch": data, "mask": random_volume(data.shape, np.uint8, 1)})
+    assert remote.get_experiment(coll, "exp").num_time_samples == 4
+    channel = remote.get_channel("ch", coll, "exp")
     cutout = remote.get_cutout(
         channel, 0, [3, 20], [2, 18], [1, 5], time_range=[1, 3], parallel=False
     )
@@ -280,16 +354,22 @@ def test_get_cutout_with_a_time_range(boss, remote):
     # without a time range, the channel's default time sample (0)
     default = remote.get_cutout(channel, 0, [0, 24], [0, 20], [0, 6], parallel=False)
     np.testing.assert_array_equal(default, data[0])
-    out_of_range = http_error(
-        remote.get_cutout, channel, 0, [0, 4], [0, 4], [0, 4], time_range=[2, 5], parallel=False
+    past_the_end = remote.get_cutout(
+        channel, 0, [0, 4], [0, 4], [0, 4], time_range=[2, 5], parallel=False
     )
-    assert "t range" in assert_boss_error(out_of_range, 400)["message"]
+    np.testing.assert_array_equal(past_the_end[:2], data[2:4, 0:4, 0:4, 0:4])
+    assert not past_the_end[2].any()
+    out_of_range = http_error(
+        remote.get_cutout, channel, 0, [0, 4], [0, 4], [0, 4], time_range=[2, 6], parallel=False
+    )
+    body = assert_boss_error(out_of_range, 400, 1000)
+    assert body["message"].startswith("Invalid time range 2:6. End time is greater")
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.uint64])
 def test_create_cutout_then_get_cutout_round_trips(boss, remote, dtype):
-    boss.create_volume("coll", "exp", {"ch": np.zeros((16, 64, 64), dtype)})
-    channel = remote.get_channel("ch", "coll", "exp")
+    coll = fresh(boss, {"ch": np.zeros((16, 64, 64), dtype)})
+    channel = remote.get_channel("ch", coll, "exp")
     patch = random_volume((5, 20, 30), dtype, seed=3)
     remote.create_cutout(channel, 0, [30, 60], [10, 30], [7, 12], patch)
 
@@ -298,15 +378,15 @@ def test_create_cutout_then_get_cutout_round_trips(boss, remote, dtype):
     )
     expected = np.zeros((16, 64, 64), dtype)
     expected[7:12, 10:30, 30:60] = patch
-    np.testing.assert_array_equal(boss.channel_array("coll", "exp", "ch")[0], expected)
+    np.testing.assert_array_equal(boss.channel_array(coll, "exp", "ch")[0], expected)
 
 
 def test_create_cutout_with_a_time_range(boss, remote):
-    boss.create_volume("coll", "exp", {"ch": np.zeros((3, 8, 16, 16), np.uint8)})
-    channel = remote.get_channel("ch", "coll", "exp")
+    coll = fresh(boss, {"ch": np.zeros((3, 8, 16, 16), np.uint8)})
+    channel = remote.get_channel("ch", coll, "exp")
     patch = random_volume((2, 4, 8, 8), np.uint8, seed=4)
     remote.create_cutout(channel, 0, [8, 16], [0, 8], [2, 6], patch, time_range=[1, 3])
-    stored = boss.channel_array("coll", "exp", "ch")
+    stored = boss.channel_array(coll, "exp", "ch")
     np.testing.assert_array_equal(stored[1:3, 2:6, 0:8, 8:16], patch)
     assert stored[0].sum() == 0
     got = remote.get_cutout(channel, 0, [8, 16], [0, 8], [2, 6], time_range=[1, 3], parallel=False)
@@ -315,9 +395,9 @@ def test_create_cutout_with_a_time_range(boss, remote):
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.uint64])
 def test_a_post_merges_only_its_non_zero_voxels_as_the_boss_does(boss, remote, dtype):
-    # spdb's Cube.overwrite (overwriteDense.c): if (new != 0) stored = new.
-    boss.create_volume("coll", "exp", {"ch": np.zeros((16, 64, 64), dtype)})
-    channel = remote.get_channel("ch", "coll", "exp")
+    """spdb's Cube.overwrite (overwriteDense.c): if (new != 0) stored = new."""
+    coll = fresh(boss, {"ch": np.zeros((16, 64, 64), dtype)})
+    channel = remote.get_channel("ch", coll, "exp")
     first = random_volume((5, 20, 30), dtype, seed=7) | 1  # no zero voxel
     remote.create_cutout(channel, 0, [30, 60], [10, 30], [7, 12], first)
     second = random_volume((5, 20, 30), dtype, seed=8)
@@ -326,7 +406,7 @@ def test_a_post_merges_only_its_non_zero_voxels_as_the_boss_does(boss, remote, d
     remote.create_cutout(channel, 0, [30, 60], [10, 30], [7, 12], second)
     expected = np.zeros((16, 64, 64), dtype)
     expected[7:12, 10:30, 30:60] = np.where(second != 0, second, first)
-    np.testing.assert_array_equal(boss.channel_array("coll", "exp", "ch")[0], expected)
+    np.testing.assert_array_equal(boss.channel_array(coll, "exp", "ch")[0], expected)
     np.testing.assert_array_equal(
         remote.get_cutout(channel, 0, [30, 60], [10, 30], [7, 12], parallel=False),
         expected[7:12, 10:30, 30:60],
@@ -335,21 +415,22 @@ def test_a_post_merges_only_its_non_zero_voxels_as_the_boss_does(boss, remote, d
 
 def test_a_post_with_a_time_range_merges_at_each_time_sample(boss, remote):
     data = random_volume((3, 4, 8, 8), np.uint16, seed=9) | 1
-    boss.create_volume("coll", "exp", {"ch": data})
-    channel = remote.get_channel("ch", "coll", "exp")
+    coll = fresh(boss, {"ch": data})
+    channel = remote.get_channel("ch", coll, "exp")
     patch = random_volume((2, 4, 8, 8), np.uint16, seed=10)
     patch[0, :2] = 0
     patch[1, :, :, 4:] = 0
     remote.create_cutout(channel, 0, [0, 8], [0, 8], [0, 4], patch, time_range=[1, 3])
     expected = data.copy()
     expected[1:3] = np.where(patch != 0, patch, data[1:3])
-    np.testing.assert_array_equal(boss.channel_array("coll", "exp", "ch"), expected)
+    np.testing.assert_array_equal(boss.channel_array(coll, "exp", "ch"), expected)
 
 
 def test_create_cutout_to_black_zeroes_the_region(boss, remote):
+    """bossspatialdb/views.py ``CutoutToBlack.put``, spdb cube.py ``overwrite_to_black``."""
     data = random_volume((8, 32, 32), np.uint16, seed=5) | 1  # no zero voxel to begin with
-    boss.create_volume("coll", "exp", {"ch": data})
-    channel = remote.get_channel("ch", "coll", "exp")
+    coll = fresh(boss, {"ch": data})
+    channel = remote.get_channel("ch", coll, "exp")
     remote.create_cutout_to_black(channel, 0, [4, 20], [8, 16], [2, 5])
     expected = data.copy()
     expected[2:5, 8:16, 4:20] = 0
@@ -360,46 +441,46 @@ def test_create_cutout_to_black_zeroes_the_region(boss, remote):
 
 def test_to_black_clears_exactly_its_region_at_the_default_time_sample(boss, remote):
     data = random_volume((3, 20, 40, 40), np.uint8, seed=11) | 1
-    boss.create_volume("coll", "exp", {"ch": data})
-    channel = remote.get_channel("ch", "coll", "exp")
+    coll = fresh(boss, {"ch": data})
+    channel = remote.get_channel("ch", coll, "exp")
     assert channel.default_time_sample == 0
     remote.create_cutout_to_black(channel, 0, [3, 37], [1, 2], [5, 19])  # on no cuboid line
     expected = data.copy()
     expected[0, 5:19, 1:2, 3:37] = 0
-    np.testing.assert_array_equal(boss.channel_array("coll", "exp", "ch"), expected)
+    np.testing.assert_array_equal(boss.channel_array(coll, "exp", "ch"), expected)
 
 
 def test_to_black_over_two_time_samples_clears_the_first_only_as_the_boss_does(boss, remote):
-    # boss CutoutToBlack.put makes a 4-D mask only for more than two time samples; a 3-D
-    # one is written at the range's first sample.
+    """boss ``CutoutToBlack.put`` makes a 4-D mask only for more than two time samples; a
+    3-D one is written at the range's first sample."""
     data = random_volume((4, 4, 8, 8), np.uint8, seed=12) | 1
-    boss.create_volume("coll", "exp", {"ch": data})
-    channel = remote.get_channel("ch", "coll", "exp")
+    coll = fresh(boss, {"ch": data})
+    channel = remote.get_channel("ch", coll, "exp")
     remote.create_cutout_to_black(channel, 0, [0, 8], [0, 8], [0, 4], time_range=[1, 3])
     expected = data.copy()
     expected[1] = 0
-    np.testing.assert_array_equal(boss.channel_array("coll", "exp", "ch"), expected)
+    np.testing.assert_array_equal(boss.channel_array(coll, "exp", "ch"), expected)
     remote.create_cutout_to_black(channel, 0, [0, 4], [0, 8], [0, 4], time_range=[1, 4])
     expected[1:4, :, :, 0:4] = 0
-    np.testing.assert_array_equal(boss.channel_array("coll", "exp", "ch"), expected)
+    np.testing.assert_array_equal(boss.channel_array(coll, "exp", "ch"), expected)
 
 
 def test_intern_skips_uploading_an_all_zero_cutout(boss, remote):
-    # intern's create_cutout returns without a request when np.sum(data) == 0: zeroing a
-    # region needs create_cutout_to_black.
+    """intern's create_cutout returns without a request when np.sum(data) == 0: zeroing a
+    region needs create_cutout_to_black."""
     data = random_volume((4, 16, 16), np.uint8) | 1
-    boss.create_volume("coll", "exp", {"ch": data})
-    channel = remote.get_channel("ch", "coll", "exp")
+    coll = fresh(boss, {"ch": data})
+    channel = remote.get_channel("ch", coll, "exp")
     boss.reset_stats()
     remote.create_cutout(channel, 0, [0, 8], [0, 8], [0, 2], np.zeros((2, 8, 8), np.uint8))
     assert boss.stats.requests == 0
-    np.testing.assert_array_equal(boss.channel_array("coll", "exp", "ch")[0], data)
+    np.testing.assert_array_equal(boss.channel_array(coll, "exp", "ch")[0], data)
 
 
 def test_parallel_get_cutout_uses_a_process_pool(boss, remote):
     data = random_volume((20, 40, 40), np.uint16, seed=6)
-    boss.create_volume("coll", "exp", {"ch": data})
-    channel = remote.get_channel("ch", "coll", "exp")
+    coll = fresh(boss, {"ch": data})
+    channel = remote.get_channel("ch", coll, "exp")
     boss.reset_stats()
     # a chunk_size small enough that intern splits the cutout over a multiprocessing pool
     # (with the default one, a cutout under ~30 M voxels is a single request)
@@ -410,36 +491,48 @@ def test_parallel_get_cutout_uses_a_process_pool(boss, remote):
     assert boss.stats.requests == 3 * 3 * 3  # one request per 16 x 16 x 8 block
 
 
-def test_out_of_frame_and_empty_ranges_are_400(boss, remote):
-    boss.create_volume("coll", "exp", {"ch": np.ones((8, 16, 16), np.uint8)})
-    channel = remote.get_channel("ch", "coll", "exp")
+def test_out_of_frame_empty_ranges_and_bad_resolutions(boss, remote):
+    """bosscore/request.py ``set_cutoutargs`` (400, 1001) and ``validate_resolution``
+    (400, 1002); spdb spatialdb.py ``write_cuboid`` refuses writes above base + 1."""
+    coll = fresh(boss, {"ch": np.ones((8, 16, 16), np.uint8)})
+    channel = remote.get_channel("ch", coll, "exp")
     body = assert_boss_error(
-        http_error(remote.get_cutout, channel, 0, [0, 17], [0, 16], [0, 8], parallel=False), 400
+        http_error(remote.get_cutout, channel, 0, [0, 17], [0, 16], [0, 8], parallel=False),
+        400,
+        1001,
     )
-    assert "x range 0:17" in body["message"]
+    assert body["message"] == "Incorrect cutout arguments 0/0:17/0:16/0:8"
     body = assert_boss_error(
-        http_error(remote.get_cutout, channel, 0, [0, 4], [3, 3], [0, 8], parallel=False), 400
+        http_error(remote.get_cutout, channel, 0, [0, 4], [3, 3], [0, 8], parallel=False),
+        400,
+        1001,
     )
-    assert "y range 3:3" in body["message"]
+    assert "3:3" in body["message"]
     response = http_error(
         remote.create_cutout, channel, 0, [0, 4], [0, 4], [7, 9], np.ones((2, 4, 4), np.uint8)
     )
-    assert_boss_error(response, 400)
+    assert_boss_error(response, 400, 1001)
     response = http_error(remote.get_cutout, channel, 1, [0, 4], [0, 4], [0, 4], parallel=False)
-    assert "resolution" in assert_boss_error(response, 400)["message"]
+    body = assert_boss_error(response, 400, 1002)
+    assert body["message"] == "Invalid resolution 1. The resolution has to be within 0 and 1"
 
 
 def test_missing_channel_is_404(boss, remote):
-    boss.create_volume("coll", "exp", {"ch": np.ones((4, 8, 8), np.uint8)})
-    missing = ChannelResource("nope", "coll", "exp", datatype="uint8")
+    """bosscore/request.py ``set_channel``: 404, 4000, 'Channel nope not found'."""
+    coll = fresh(boss, {"ch": np.ones((4, 8, 8), np.uint8)})
+    missing = ChannelResource("nope", coll, "exp", datatype="uint8")
     body = assert_boss_error(
-        http_error(remote.get_cutout, missing, 0, [0, 4], [0, 4], [0, 4], parallel=False), 404
+        http_error(remote.get_cutout, missing, 0, [0, 4], [0, 4], [0, 4], parallel=False),
+        404,
+        4000,
     )
-    assert "nope" in body["message"]
-    assert_boss_error(http_error(remote.get_channel, "nope", "coll", "exp"), 404)
+    assert body["message"] == "Channel nope not found"
+    assert_boss_error(http_error(remote.get_channel, "nope", coll, "exp"), 404, 4000)
 
 
 def test_cutout_over_the_size_limit_is_413():
+    """bossspatialdb/parsers.py ``is_too_large`` (413, 2000) in the cutout GET, POST and the
+    to-black PUT, with the BOSS's texts."""
     with BossEmulator(token=TOKEN, max_cutout_bytes=1000) as boss:
         boss.create_volume("coll", "exp", {"ch": np.ones((8, 32, 32), np.uint16)})
         remote = boss.remote()
@@ -448,91 +541,137 @@ def test_cutout_over_the_size_limit_is_413():
             remote.get_cutout(channel, 0, [0, 10], [0, 10], [0, 5], parallel=False).sum() == 500
         )  # 1000 B
         body = assert_boss_error(
-            http_error(remote.get_cutout, channel, 0, [0, 11], [0, 10], [0, 5], parallel=False), 413
+            http_error(remote.get_cutout, channel, 0, [0, 11], [0, 10], [0, 5], parallel=False),
+            413,
+            2000,
         )
-        assert "1100 bytes" in body["message"] and "1000" in body["message"]
+        assert body["message"] == (
+            "Cutout request is over 500MB when uncompressed. Reduce cutout dimensions."
+        )
         upload = np.ones((1, 32, 32), np.uint16)
         assert_boss_error(
             http_error(remote.create_cutout, channel, 0, [0, 32], [0, 32], [0, 1], upload), 413
         )
-        # the to-black PUT has the same limit (boss parsers.is_too_large in CutoutToBlack)
-        assert_boss_error(
+        body = assert_boss_error(
             http_error(remote.create_cutout_to_black, channel, 0, [0, 11], [0, 10], [0, 5]), 413
         )
+        assert body["message"].startswith("Cutout overwrite is over 500MB")
         remote.create_cutout_to_black(channel, 0, [0, 10], [0, 10], [0, 5])
         assert boss.channel_array("coll", "exp", "ch").sum() == 8 * 32 * 32 - 500
 
 
-def test_wrong_or_missing_token_is_401(boss):
-    boss.create_volume("coll", "exp", {"ch": np.ones((4, 8, 8), np.uint8)})
-    channel = boss.remote().get_channel("ch", "coll", "exp")
+def test_wrong_or_missing_token_is_drfs_401(boss):
+    """DRF's ``TokenAuthentication`` (the BOSS's settings/base.py): 401 with ``{"detail":
+    ...}`` and ``WWW-Authenticate: Token``."""
+    coll = fresh(boss, {"ch": np.ones((4, 8, 8), np.uint8)})
+    channel = boss.remote().get_channel("ch", coll, "exp")
     wrong = BossRemote({"protocol": "http", "host": boss.host, "token": "not-the-token"})
-    body = assert_boss_error(http_error(wrong.list_collections), 401)
-    assert body["message"] == "Invalid token."
-    assert_boss_error(
-        http_error(wrong.get_cutout, channel, 0, [0, 4], [0, 4], [0, 4], parallel=False), 401
+    assert_drf_error(http_error(wrong.list_collections), 401, "Invalid token.")
+    assert_drf_error(
+        http_error(wrong.get_cutout, channel, 0, [0, 4], [0, 4], [0, 4], parallel=False),
+        401,
+        "Invalid token.",
     )
     anonymous = requests.get(f"{boss.url}/v1/collection/", timeout=10)
-    assert_boss_error(anonymous, 401)
+    assert_drf_error(anonymous, 401, "Authentication credentials were not provided.")
     assert anonymous.headers["WWW-Authenticate"] == "Token"
 
 
 def test_raw_protocol_errors(boss):
-    boss.create_volume("coll", "exp", {"ch": np.ones((4, 8, 8), np.uint16)})
+    """bossspatialdb/parsers.py ``BloscParser`` (2002 for a body of the wrong size, 2001 for
+    one that is not blosc); DRF's 406 and 405; Django's 404 page for an unknown URL."""
+    coll = fresh(boss, {"ch": np.ones((4, 8, 8), np.uint16)})
     headers = {"Authorization": f"Token {TOKEN}", "Content-Type": "application/blosc"}
-    url = f"{boss.url}/v1/cutout/coll/exp/ch/0/0:8/0:8/0:4/"
+    url = f"{boss.url}/v1/cutout/{coll}/exp/ch/0/0:8/0:8/0:4/"
     short = blosc.compress(np.ones((4, 8, 7), np.uint16), typesize=2)  # one column short
-    body = assert_boss_error(requests.post(url, data=short, headers=headers, timeout=10), 400)
-    assert "512 bytes" in body["message"] and "448" in body["message"]
+    body = assert_boss_error(requests.post(url, data=short, headers=headers, timeout=10), 400, 2002)
+    assert body["message"].startswith("Failed to unpack data.")
     garbage = requests.post(url, data=b"not blosc at all", headers=headers, timeout=10)
-    assert_boss_error(garbage, 400)
+    assert_boss_error(garbage, 400, 2001)
     as_json = requests.get(url, headers={**headers, "Accept": "application/json"}, timeout=10)
-    assert_boss_error(as_json, 406)
+    assert_drf_error(as_json, 406, "Could not satisfy the request Accept header.")
     nowhere = requests.get(f"{boss.url}/v1/nothing/here/", headers=headers, timeout=10)
-    assert_boss_error(nowhere, 404)
+    assert nowhere.status_code == 404 and nowhere.text.startswith("<h1>Not Found</h1>")
     wrong_verb = requests.delete(url, headers=headers, timeout=10)
-    assert_boss_error(wrong_verb, 405)
+    assert_drf_error(wrong_verb, 405, 'Method "DELETE" not allowed.')
     ok = requests.get(url, headers=headers, timeout=10)
     assert ok.status_code == 200 and ok.headers["Content-Type"] == "application/blosc"
     assert (np.frombuffer(blosc.decompress(ok.content), np.uint16) == 1).all()
 
 
+@pytest.mark.parametrize("media", ["application/blosc-python", "application/npygz"])
+def test_the_other_array_formats_round_trip(boss, media):
+    """bossspatialdb/renderers.py and parsers.py: blosc-python (``blosc.pack_array``) and
+    npygz (a gzipped ``.npy``), chosen by ``Accept`` and ``Content-Type``."""
+    from ndframework.bossemu.http import decode_array, encode_array
+
+    coll = fresh(boss, {"ch": np.zeros((4, 8, 8), np.uint16)})
+    patch = random_volume((4, 8, 8), np.uint16, seed=13)
+    headers = {"Authorization": f"Token {TOKEN}", "Content-Type": media, "Accept": media}
+    url = f"{boss.url}/v1/cutout/{coll}/exp/ch/0/0:8/0:8/0:4/"
+    posted = requests.post(url, data=encode_array(media, patch), headers=headers, timeout=10)
+    assert posted.status_code == 201
+    got = requests.get(url, headers=headers, timeout=10)
+    assert got.headers["Content-Type"] == media
+    np.testing.assert_array_equal(decode_array(media, got.content, np.uint16), patch)
+    wrong_type = encode_array(media, patch.astype(np.uint8))
+    answer = requests.post(url, data=wrong_type, headers=headers, timeout=10)
+    assert assert_boss_error(answer, 400, 2001)["message"] == "Datatype does not match channel"
+
+
 def test_annotation_cutout_filtered_by_ids(boss):
+    """bosscore/request.py ``validate_cutout_service``: ``?filter=`` on annotation channels."""
     labels = np.arange(4 * 8 * 8, dtype=np.uint64).reshape(4, 8, 8) % 5
-    boss.create_volume("coll", "exp", {"seg": labels})
+    coll = fresh(boss, {"seg": labels, "img": np.ones((4, 8, 8), np.uint8)})
     remote = boss.remote()
-    channel = remote.get_channel("seg", "coll", "exp")
+    channel = remote.get_channel("seg", coll, "exp")
     assert channel.type == "annotation"
     cutout = remote.get_cutout(channel, 0, [0, 8], [0, 8], [0, 4], id_list=[1, 3], parallel=False)
     np.testing.assert_array_equal(cutout, np.where(np.isin(labels, [1, 3]), labels, 0))
+    image = remote.get_channel("img", coll, "exp")
+    response = http_error(
+        remote.get_cutout, image, 0, [0, 8], [0, 8], [0, 4], id_list=[1], parallel=False
+    )
+    assert "Filter is only valid for annotation channels" in assert_boss_error(
+        response, 400, 2003
+    )["message"]
 
 
 # -- fault injection, counters, concurrency -----------------------------------------------------
 
 
-@pytest.mark.parametrize("status", [503, 429])
+@pytest.mark.parametrize("status", [503, 429, 500])
 def test_every_cutout_fails_at_error_rate_one(boss, remote, status):
-    boss.create_volume("coll", "exp", {"ch": np.ones((4, 8, 8), np.uint8)})
-    channel = remote.get_channel("ch", "coll", "exp")
+    """Injected faults look like the real ones: the BOSS's throttling body for 429
+    (boss/throttling.py, bosscore/renderer_helper.py), Django's 500 page, the load
+    balancer's HTML page for 502-504."""
+    coll = fresh(boss, {"ch": np.ones((4, 8, 8), np.uint8)})
+    channel = remote.get_channel("ch", coll, "exp")
     boss.faults = Faults(error_rate=1.0, status=status)
     boss.reset_stats()
     for _ in range(5):
-        body = assert_boss_error(
-            http_error(remote.get_cutout, channel, 0, [0, 4], [0, 4], [0, 4], parallel=False),
-            status,
+        response = http_error(
+            remote.get_cutout, channel, 0, [0, 4], [0, 4], [0, 4], parallel=False
         )
-        assert "fault injected" in body["message"]
-    assert_boss_error(
-        http_error(remote.create_cutout_to_black, channel, 0, [0, 4], [0, 4], [0, 4]), status
-    )
-    assert remote.list_channels("coll", "exp") == ["ch"]  # metadata requests are spared
+        if status == 429:
+            body = assert_boss_error(response, 429, 3004)
+            assert body["message"] == "User is throttled. Expected available tomorrow."
+        elif status == 500:
+            assert response.text == "<h1>Server Error (500)</h1>"
+        else:
+            assert response.status_code == 503 and "<h1>503 Service Unavailable</h1>" in response.text
+            assert response.headers["Content-Type"] == "text/html"
+    assert http_error(
+        remote.create_cutout_to_black, channel, 0, [0, 4], [0, 4], [0, 4]
+    ).status_code == status
+    assert remote.list_channels(coll, "exp") == ["ch"]  # metadata requests are spared
     assert boss.stats == EmulatorStats(7, 1, 6, 6, {200: 1, status: 6})
 
 
 def test_no_fault_at_error_rate_zero(boss, remote):
     data = random_volume((4, 8, 8), np.uint8)
-    boss.create_volume("coll", "exp", {"ch": data})
-    channel = remote.get_channel("ch", "coll", "exp")
+    coll = fresh(boss, {"ch": data})
+    channel = remote.get_channel("ch", coll, "exp")
     boss.faults = Faults(error_rate=0.0)
     boss.reset_stats()
     for _ in range(20):
@@ -543,8 +682,8 @@ def test_no_fault_at_error_rate_zero(boss, remote):
 
 
 def test_faults_are_deterministic_for_a_seed(boss, remote):
-    boss.create_volume("coll", "exp", {"ch": np.ones((4, 8, 8), np.uint8)})
-    channel = remote.get_channel("ch", "coll", "exp")
+    coll = fresh(boss, {"ch": np.ones((4, 8, 8), np.uint8)})
+    channel = remote.get_channel("ch", coll, "exp")
 
     def outcomes():
         boss.faults = Faults(error_rate=0.5, status=503, seed=42)
@@ -563,7 +702,7 @@ def test_faults_are_deterministic_for_a_seed(boss, remote):
 
 
 def test_latency_is_added_to_every_request(boss, remote, monkeypatch):
-    import ndframework.boss._emulator_api as api_module
+    import ndframework.bossemu.routes as api_module
 
     slept = []
     monkeypatch.setattr(
@@ -576,8 +715,8 @@ def test_latency_is_added_to_every_request(boss, remote, monkeypatch):
 
 
 def test_faults_with_a_window_stop_when_it_closes(boss, remote):
-    boss.create_volume("coll", "exp", {"ch": np.ones((4, 8, 8), np.uint8)})
-    channel = remote.get_channel("ch", "coll", "exp")
+    coll = fresh(boss, {"ch": np.ones((4, 8, 8), np.uint8)})
+    channel = remote.get_channel("ch", coll, "exp")
     boss.faults = Faults(error_rate=1.0, status=503, error_window=0.4)
     started = time.monotonic()
     http_error(remote.get_cutout, channel, 0, [0, 8], [0, 8], [0, 4], parallel=False)
@@ -599,7 +738,8 @@ def test_a_window_opens_with_the_first_cutout_request():
         assert remote.get_cutout(channel, 0, [0, 8], [0, 8], [0, 4], parallel=False).all()
 
 
-def test_a_frozen_emulator_accepts_and_never_answers_until_it_thaws(boss):
+def test_a_frozen_emulator_accepts_and_never_answers_until_it_thaws():
+    boss = BossEmulator(token=TOKEN).start()
     url = f"{boss.url}/v1/collection/"
     headers = {"Authorization": f"Token {TOKEN}"}
     boss.faults = Faults(frozen=True)
@@ -642,7 +782,7 @@ def test_concurrent_get_cutouts_return_correct_data(boss):
         "a": random_volume((16, 64, 64), np.uint8, 1),
         "b": random_volume((16, 64, 64), np.uint64, 2),
     }
-    boss.create_volume("coll", "exp", channels)
+    coll = fresh(boss, channels)
     rng = np.random.default_rng(9)
     jobs = []
     for _ in range(48):
@@ -656,7 +796,7 @@ def test_concurrent_get_cutouts_return_correct_data(boss):
         name, (z0, y0, x0), (z1, y1, x1) = job
         if not hasattr(local, "remote"):  # one intern session per thread
             local.remote = boss.remote()
-            local.channels = {c: local.remote.get_channel(c, "coll", "exp") for c in channels}
+            local.channels = {c: local.remote.get_channel(c, coll, "exp") for c in channels}
         got = local.remote.get_cutout(
             local.channels[name], 0, [x0, x1], [y0, y1], [z0, z1], parallel=False
         )
@@ -668,14 +808,14 @@ def test_concurrent_get_cutouts_return_correct_data(boss):
 
 
 def test_concurrent_writes_to_disjoint_regions(boss):
-    boss.create_volume("coll", "exp", {"ch": np.zeros((8, 64, 64), np.uint16)})
+    coll = fresh(boss, {"ch": np.zeros((8, 64, 64), np.uint16)})
     expected = np.zeros((8, 64, 64), np.uint16)
     tiles = [(y, x) for y in range(0, 64, 16) for x in range(0, 64, 16)]
 
     def write(tile):
         y, x = tile
         remote = boss.remote()
-        channel = remote.get_channel("ch", "coll", "exp")
+        channel = remote.get_channel("ch", coll, "exp")
         patch = np.full((8, 16, 16), y * 64 + x + 1, np.uint16)
         remote.create_cutout(channel, 0, [x, x + 16], [y, y + 16], [0, 8], patch)
         return tile, patch
@@ -683,32 +823,32 @@ def test_concurrent_writes_to_disjoint_regions(boss):
     with ThreadPoolExecutor(8) as pool:
         for (y, x), patch in pool.map(write, tiles):
             expected[:, y : y + 16, x : x + 16] = patch
-    np.testing.assert_array_equal(boss.channel_array("coll", "exp", "ch")[0], expected)
+    np.testing.assert_array_equal(boss.channel_array(coll, "exp", "ch")[0], expected)
 
 
 def test_cutouts_are_served_concurrently_without_a_global_lock(boss, monkeypatch):
     """Four cutouts (two reads and two writes of one channel) must all be inside the store
     at once to pass the barrier: a lock held across a whole cutout would break it."""
-    from ndframework.boss._emulator_store import Volume
+    from ndframework.bossemu import cuboids
 
     arrays = {"a": random_volume((4, 16, 16), np.uint8, 3)}
-    boss.create_volume("coll", "exp", arrays)
+    coll = fresh(boss, arrays)
     barrier = threading.Barrier(4, timeout=10)
-    read, merge = Volume.read, Volume.merge  # a POST merges
+    read, write = cuboids.read, cuboids.write  # a POST merges
 
-    def meet_then(method):
-        def wrapped(self, *args):
+    def meet_then(function):
+        def wrapped(*args, **kwargs):
             barrier.wait()
-            return method(self, *args)
+            return function(*args, **kwargs)
         return wrapped
 
-    monkeypatch.setattr(Volume, "read", meet_then(read))
-    monkeypatch.setattr(Volume, "merge", meet_then(merge))
+    monkeypatch.setattr(cuboids, "read", meet_then(read))
+    monkeypatch.setattr(cuboids, "write", meet_then(write))
     patch = np.full((4, 8, 16), 7, np.uint8)
 
     def request(job):
         remote = boss.remote()
-        channel = remote.get_channel("a", "coll", "exp")
+        channel = remote.get_channel("a", coll, "exp")
         if job == "read":
             return remote.get_cutout(channel, 0, [0, 16], [0, 8], [0, 4], parallel=False)
         remote.create_cutout(channel, 0, [0, 16], [8, 16], [0, 4], patch)
@@ -719,7 +859,7 @@ def test_cutouts_are_served_concurrently_without_a_global_lock(boss, monkeypatch
     monkeypatch.undo()
     for got in answers[:2]:
         np.testing.assert_array_equal(got, arrays["a"][:, :8])
-    np.testing.assert_array_equal(boss.channel_array("coll", "exp", "a")[0, :, 8:], patch)
+    np.testing.assert_array_equal(boss.channel_array(coll, "exp", "a")[0, :, 8:], patch)
 
 
 # -- secrets, lifecycle, Python API -----------------------------------------------------------
@@ -789,16 +929,15 @@ def test_constructor_and_create_volume_validate_their_arguments(boss):
         )
     with pytest.raises(ConfigError, match="ZYX or TZYX"):
         boss.create_volume("c", "e", {"a": np.zeros((2, 2), np.uint8)})
-    with pytest.raises(ConfigError, match="origin must be non-negative"):
-        boss.create_volume("c", "e", {"a": np.zeros((2, 2, 2), np.uint8)}, origin=(0, -1, 0))
-    with pytest.raises(ConfigError, match="channel name 'bad/name'"):
-        boss.create_volume("c", "e", {"bad/name": np.zeros((2, 2, 2), np.uint8)})
-    boss.create_volume("c", "e", {"a": np.zeros((2, 2, 2), np.uint8)})
+    coll = unique()
+    with pytest.raises(ConfigError, match="channel name 'bad/name' is invalid"):
+        boss.create_volume(coll, "e", {"bad/name": np.zeros((2, 2, 2), np.uint8)})
+    boss.create_volume(coll, "e", {"a": np.zeros((2, 2, 2), np.uint8)})  # nothing was left
     with pytest.raises(ConfigError, match="already exists"):
-        boss.create_volume("c", "e", {"a": np.zeros((2, 2, 2), np.uint8)})
-    boss.create_volume("c", "e2", {"a": np.zeros((2, 2, 2), np.uint8)})  # same collection: fine
-    with pytest.raises(ChannelError, match="'missing'"):
-        boss.channel_array("c", "e", "missing")
+        boss.create_volume(coll, "e", {"a": np.zeros((2, 2, 2), np.uint8)})
+    boss.create_volume(coll, "e2", {"a": np.zeros((2, 2, 2), np.uint8)})  # same collection: fine
+    with pytest.raises(ChannelError, match="Channel missing not found"):
+        boss.channel_array(coll, "e", "missing")
 
 
 def test_demo_volume_is_deterministic():
@@ -825,7 +964,7 @@ def _start_cli(*args, env_token=None):
     if env_token is not None:
         env["NDFRAMEWORK_BOSS_TOKEN"] = env_token
     return subprocess.Popen(
-        [sys.executable, "-m", "ndframework.boss.emulator", "--port", "0", *args],
+        [sys.executable, "-m", "ndframework.bossemu", "--port", "0", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -866,7 +1005,7 @@ def test_command_line_serves_the_demo_until_interrupted(token_from):
 
 
 def test_command_line_fault_flags_reach_the_emulator(monkeypatch):
-    from ndframework.boss import emulator as module
+    from ndframework.bossemu import command as module
 
     started = []
     monkeypatch.setattr(module.BossEmulator, "start", lambda self: started.append(self) or self)
@@ -887,6 +1026,6 @@ def test_command_line_requires_a_token(capsys, monkeypatch):
 
 
 def test_channel_array_is_a_copy(boss):
-    boss.create_volume("coll", "exp", {"ch": np.full((2, 4, 4), 3, np.uint8)})
-    boss.channel_array("coll", "exp", "ch")[...] = 9
-    assert (boss.channel_array("coll", "exp", "ch") == 3).all()
+    coll = fresh(boss, {"ch": np.full((2, 4, 4), 3, np.uint8)})
+    boss.channel_array(coll, "exp", "ch")[...] = 9
+    assert (boss.channel_array(coll, "exp", "ch") == 3).all()

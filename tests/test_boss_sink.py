@@ -10,7 +10,7 @@ import pytest
 
 import ndframework as ndf
 from ndframework.boss import BossSink, BossSource, RetryPolicy
-from ndframework.boss.emulator import BossEmulator, Faults
+from ndframework.bossemu import BossEmulator, Faults
 from ndframework.geometry import Box
 from ndframework.testing import SinkConformance
 from ndframework.testing.conformance import SHAPE

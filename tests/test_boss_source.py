@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 import ndframework as ndf
 from ndframework.boss import BossSource, RetryPolicy, split_box
-from ndframework.boss.emulator import BossEmulator, Faults
+from ndframework.bossemu import BossEmulator, Faults
 from ndframework.geometry import Box
 from ndframework.testing import SourceConformance
 from ndframework.tiling import BOSS_CUBOID, CuboidTiler, RegularTiler

@@ -229,7 +229,7 @@ def test_a_failing_setup_exits_with_status_one(volume_path, processor_file, caps
 
 def test_run_reads_a_boss_volume_named_by_a_neurodata_cfg(processor_file, volume, tmp_path,
                                                           capsys):
-    from ndframework.boss.emulator import BossEmulator
+    from ndframework.bossemu import BossEmulator
 
     with BossEmulator(token="cli-token-77") as boss:
         boss.create_volume("coll", "exp", volume)

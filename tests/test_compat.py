@@ -10,7 +10,7 @@ import pytest
 from intern.utils.parallel import block_compute
 
 import ndframework as ndf
-from ndframework.boss.emulator import BossEmulator, Faults
+from ndframework.bossemu import BossEmulator, Faults
 from ndframework.compat import Block, compute_blocks, get_boss_resource, run_parallel
 
 pytestmark = pytest.mark.timeout(120)

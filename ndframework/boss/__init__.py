@@ -1,5 +1,6 @@
-"""The BOSS: reading and writing volumes through the ``intern`` client, and a local BOSS API
-emulator (`ndframework.boss.emulator`) that the real client works against offline.
+"""The BOSS's client side: reading and writing volumes through the ``intern`` client. The
+local BOSS that the real client works against offline is a package of its own,
+`ndframework.bossemu`, which imports nothing from here.
 
 - `BossConfig`: a ``neurodata.cfg`` file, parsed and checked.
 - `BossSource`: reads blocks of a BOSS experiment's channels (``from_config(path)``).

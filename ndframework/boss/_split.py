@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 
+from .. import _bossapi
 from ..errors import ConfigError, DataAccessError
 from ..geometry import Box, Triple
 from ..tiling import BOSS_CUBOID
@@ -25,8 +26,8 @@ __all__ = [
 
 logger = logging.getLogger("ndframework.boss")
 
-MAX_CUTOUT_BYTES = 520 * 2**20
-"""The BOSS's limit on one cutout request, uncompressed: 520 MiB."""
+MAX_CUTOUT_BYTES = _bossapi.MAX_CUTOUT_BYTES
+"""The BOSS's limit on one cutout request, uncompressed: 520 MiB (`ndframework._bossapi`)."""
 MAX_REQUEST_VOXELS = 512 * 512 * 192
 """Most voxels (times time samples) per request. intern splits larger cutouts itself, one
 request after another inside one call, and its split drops the time axis; staying under its

@@ -120,7 +120,7 @@ class BossSink(BossVolume, DataSink):
     Examples
     --------
     >>> import numpy as np
-    >>> from ndframework.boss.emulator import BossEmulator
+    >>> from ndframework.bossemu import BossEmulator
     >>> with BossEmulator(token="doc-token") as boss:
     ...     boss.create_volume("coll", "exp", {"em": np.ones((4, 8, 8), np.uint8)})
     ...     sink = BossSink.create(boss.host, "doc-token", "coll", "exp", {"labels": "uint16"},

@@ -56,7 +56,7 @@ class BossSource(BossVolume, DataSource):
     Examples
     --------
     >>> import numpy as np
-    >>> from ndframework.boss.emulator import BossEmulator
+    >>> from ndframework.bossemu import BossEmulator
     >>> volume = np.arange(4 * 8 * 8, dtype=np.uint8).reshape(4, 8, 8)
     >>> with BossEmulator(token="doc-token") as boss:
     ...     boss.create_volume("coll", "exp", {"em": volume})

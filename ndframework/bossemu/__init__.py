@@ -15,4 +15,24 @@ Modules:
 - ``errors``: the BOSS's error codes, statuses and JSON bodies.
 - ``resources``: the resource tree (collections, frames, experiments, channels), its JSON
   and its storage.
+- ``http``: requests, responses, token authentication, array formats, the threaded server.
+- ``faults``: fault injection (`Faults`) and request counters (`EmulatorStats`).
+- ``datarequest``: what the data services check first (the BOSS's ``BossRequest``).
+- ``routes``: the URL table, the request pipeline, the resource and metadata services.
+- ``volume``: cutouts, cutout to black, reserve, ids and bounding boxes.
+- ``downsampling``: the downsample service and its background worker.
+- ``server``: `BossEmulator`, the whole emulator as one object.
+- ``command``: the command line (``python -m ndframework.bossemu``).
+
+>>> from ndframework.bossemu import BossEmulator, Faults
+>>> BossEmulator(token="t", faults=Faults(error_rate=0.1)).faults.error_rate
+0.1
 """
+
+from __future__ import annotations
+
+from .command import main
+from .faults import EmulatorStats, Faults
+from .server import BossEmulator
+
+__all__ = ["BossEmulator", "EmulatorStats", "Faults", "main"]

@@ -896,6 +896,51 @@ class ResourceTree:
                 }
             return {"channels": self._live_names("channel", "experiment_id", rows[1]["id"])}
 
+    # -- a channel's downsample status ------------------------------------------------------
+
+    def set_downsample_status(
+        self, channel_id: int, status: str, *, only_from: tuple[str, ...] | None = None
+    ) -> bool:
+        """Set a channel's ``downsample_status``; whether it changed anything.
+
+        With `only_from`, only a channel in one of those statuses changes: the compare-and-set
+        of ``enqueue_job`` (boss django/bossspatialdb/downsample.py, an ``UPDATE`` filtered on
+        the status). Leaving a status clears ``downsample_arn``, as the views do.
+        """
+        if status not in DOWNSAMPLE_STATUSES:
+            raise ValueError(f"status must be one of {DOWNSAMPLE_STATUSES}, got {status!r}")
+        sql, args = "UPDATE channel SET downsample_status = ?, downsample_arn = '' WHERE id = ?", [
+            status,
+            channel_id,
+        ]
+        if only_from is not None:
+            sql += f" AND downsample_status IN ({', '.join('?' for _ in only_from)})"
+            args += list(only_from)
+        with self._transaction() as db:
+            return db.execute(sql, args).rowcount > 0
+
+    def downsample_status(self, channel_id: int) -> str:
+        """A channel's ``downsample_status``."""
+        with self._lock:
+            row = self._one("SELECT downsample_status FROM channel WHERE id = ?", channel_id)
+            if row is None:
+                raise KeyError(channel_id)
+            return row[0]  # type: ignore[no-any-return]
+
+    def channels_in_status(self, *statuses: str) -> list[ResourcePath]:
+        """The live channels whose ``downsample_status`` is one of `statuses`."""
+        marks = ", ".join("?" for _ in statuses)
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT co.name, e.name, ch.name FROM channel AS ch"
+                " JOIN experiment AS e ON e.id = ch.experiment_id"
+                " JOIN collection AS co ON co.id = e.collection_id"
+                f" WHERE ch.downsample_status IN ({marks}) AND ch.to_be_deleted IS NULL"
+                " ORDER BY ch.id",
+                statuses,
+            ).fetchall()
+        return [ResourcePath(collection=c, experiment=e, channel=ch) for c, e, ch in rows]
+
     # -- the data services' view -------------------------------------------------------------
 
     def resolve(self, path: ResourcePath) -> Resolved:

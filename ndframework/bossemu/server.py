@@ -1,14 +1,4 @@
-"""A local BOSS API emulator: the subset of BOSS API v1 that intern's ``BossRemote`` uses.
-
-It serves, over plain HTTP on loopback, the project service (collections, coordinate frames,
-experiments, channels: create, get, update, delete, list) and the volume service (blosc
-cutouts: GET, POST and the to-black PUT, at resolution 0), with token authentication, the
-BOSS's status codes and JSON error bodies, and fault injection for testing retries and
-timeouts (`Faults`: failing a fraction of cutouts, for a while or for good; latency; a
-frozen server). The unmodified intern client talks to it like to ``api.bossdb.io``.
-
-Writes merge as on the BOSS: a cutout POST stores only its non-zero voxels, zeros leave what
-is stored alone, and only the to-black PUT clears voxels (see ``_emulator_cutout``).
+"""`BossEmulator`: the offline BOSS as one object to start, stop, fill and inspect.
 
 >>> import numpy as np
 >>> volume = np.arange(4 * 8 * 8, dtype=np.uint8).reshape(4, 8, 8)
@@ -19,50 +9,37 @@ is stored alone, and only the to-black PUT clears voxels (see ``_emulator_cutout
 ...     cutout = remote.get_cutout(channel, 0, [2, 6], [0, 8], [1, 3], parallel=False)
 >>> bool((cutout == volume[1:3, 0:8, 2:6]).all())
 True
-
-Run it from a shell with ``python -m ndframework.boss.emulator --port 8000 --token T --demo``.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
-import sys
 import threading
-import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import attrs
 import blosc
 import numpy as np
 
+from .._bossapi import DATATYPES, MAX_CUTOUT_BYTES
 from ..errors import ChannelError, ConfigError
 from ..geometry import Box, as_triple
-from ._emulator_api import BossApi, EmulatorStats, Faults
-from ..synthetic import demo_volume
-from ._emulator_http import EmulatorServer
-from ._emulator_model import DATATYPES, ApiError, check_name
-from ._emulator_store import Store
+from . import cuboids
+from .cuboids import CuboidStore, DiskCuboids, MemoryCuboids
+from .datarequest import Backend, ChannelRequest
+from .downsampling import Downsampler
+from .errors import BossError, ServerError
+from .faults import EmulatorStats, FaultInjector, Faults
+from .http import EmulatorServer
+from .resources import NAME_PATTERN, ResourcePath, ResourceTree
+from .routes import BossApi
 
 if TYPE_CHECKING:
     from intern.remote.boss import BossRemote
 
-__all__ = [
-    "BossEmulator",
-    "EmulatorStats",
-    "Faults",
-    "DEFAULT_MAX_CUTOUT_BYTES",
-    "TOKEN_ENV_VAR",
-    "demo_volume",
-    "main",
-]
-
-DEFAULT_MAX_CUTOUT_BYTES = 520 * 2**20
-"""The BOSS's limit on one cutout, uncompressed: 520 MiB."""
-
-TOKEN_ENV_VAR = "NDFRAMEWORK_BOSS_TOKEN"
-"""Environment variable `main` reads the API token from when ``--token`` is not given."""
+__all__ = ["BossEmulator"]
 
 
 def _check_token(instance: object, attribute: attrs.Attribute, value: object) -> None:
@@ -91,13 +68,18 @@ def _check_max_bytes(instance: object, attribute: attrs.Attribute, value: int) -
         )
 
 
+def _as_store(value: object) -> Path | None:
+    return None if value is None else Path(os.fspath(value))  # type: ignore[arg-type]
+
+
 @attrs.define(repr=False)
 class BossEmulator:
     """An HTTP server on loopback that speaks the BOSS API v1 as intern uses it.
 
     Constructing it does no I/O; `start` (or ``with``) binds the port and serves from a
-    background thread, `stop` closes it. Resources and data live in memory and survive a
-    stop and start.
+    background thread, `stop` closes it. With ``store=None`` resources and voxels live in
+    memory and survive a stop and start; with a directory they live there
+    (``resources.sqlite`` and ``cuboids/``) and survive the process too.
 
     Parameters
     ----------
@@ -109,36 +91,68 @@ class BossEmulator:
     address:
         Interface to bind; loopback by default.
     max_cutout_bytes:
-        Largest cutout, uncompressed, that one GET or POST may move; larger ones get
-        HTTP 413 as from the BOSS. Defaults to the BOSS's 520 MiB.
+        Largest cutout, uncompressed, that one GET or POST may move (uint64: four times
+        this); larger ones get the BOSS's 413. Defaults to the BOSS's 520 MiB.
     faults:
         Faults to inject from the start; change them any time through `faults`.
+    store:
+        None for memory, or a directory to keep everything in (created if needed).
+    exact_id_index:
+        Answer ``/v1/ids`` and ``/v1/boundingbox`` from the stored voxels, as a BOSS whose
+        object index were filled would; by default they answer as the BOSS does today
+        (see `ndframework.bossemu.volume`).
     """
 
     token: str = attrs.field(validator=_check_token)
     _requested_port: int = attrs.field(default=0, alias="port", validator=_check_port)
     address: str = "127.0.0.1"
-    max_cutout_bytes: int = attrs.field(
-        default=DEFAULT_MAX_CUTOUT_BYTES, validator=_check_max_bytes
-    )
+    max_cutout_bytes: int = attrs.field(default=MAX_CUTOUT_BYTES, validator=_check_max_bytes)
     _initial_faults: Faults = attrs.field(
         factory=Faults, alias="faults", validator=attrs.validators.instance_of(Faults)
     )
-    _api: BossApi = attrs.field(init=False)
+    store: Path | None = attrs.field(default=None, converter=_as_store)
+    exact_id_index: bool = False
+    _injector: FaultInjector = attrs.field(init=False)
+    _backend: Backend | None = attrs.field(default=None, init=False)
     _server: EmulatorServer | None = attrs.field(default=None, init=False)
     _thread: threading.Thread | None = attrs.field(default=None, init=False)
+    _lock: threading.Lock = attrs.field(factory=threading.Lock, init=False)
 
     def __attrs_post_init__(self) -> None:
-        self._api = BossApi(
-            Store(),
-            token=self.token,
-            max_cutout_bytes=self.max_cutout_bytes,
-            faults=self._initial_faults,
-        )
+        self._injector = FaultInjector(self._initial_faults)
 
     def __repr__(self) -> str:
         where = self.url if self.running else "not running"
         return f"<BossEmulator {where}>"
+
+    # -- storage ------------------------------------------------------------------------------
+
+    def _open(self) -> Backend:
+        with self._lock:
+            if self._backend is None:
+                store: CuboidStore
+                if self.store is None:
+                    tree, store = ResourceTree.open(None), MemoryCuboids()
+                else:
+                    self.store.mkdir(parents=True, exist_ok=True)
+                    tree = ResourceTree.open(self.store / "resources.sqlite")
+                    store = DiskCuboids.open(self.store / "cuboids")
+                backend = Backend(
+                    tree, store, self.max_cutout_bytes, exact_id_index=self.exact_id_index
+                )
+                backend.downsampler = Downsampler(backend)
+                self._backend = backend
+            return self._backend
+
+    @property
+    def resources(self) -> ResourceTree:
+        """The resource tree (collections, frames, experiments, channels, metadata)."""
+        return self._open().resources
+
+    @property
+    def cuboids(self) -> CuboidStore:
+        """The cuboid store holding the voxels."""
+        return self._open().cuboids
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -148,7 +162,7 @@ class BossEmulator:
         return self._server is not None
 
     def start(self) -> BossEmulator:
-        """Bind the port and serve from a background thread; returns self.
+        """Open the store, bind the port and serve from a background thread; returns self.
 
         Raises
         ------
@@ -159,7 +173,9 @@ class BossEmulator:
         """
         if self.running:
             raise RuntimeError(f"{self!r} is already running")
-        server = EmulatorServer((self.address, self._requested_port), self._api)
+        backend = self._open()
+        api = BossApi(backend, token=self.token, injector=self._injector)
+        server = EmulatorServer((self.address, self._requested_port), api)
         self._thread = threading.Thread(
             target=server.serve_forever,
             kwargs={"poll_interval": 0.1},
@@ -168,10 +184,12 @@ class BossEmulator:
         )
         self._server = server
         self._thread.start()
+        backend.downsampler.start()  # type: ignore[union-attr]
         return self
 
     def stop(self) -> None:
-        """Stop serving, close open connections and release the port. Safe to call twice."""
+        """Stop serving, close open connections and release the port; a directory store is
+        closed too. Safe to call twice."""
         server, thread = self._server, self._thread
         if server is None:
             return
@@ -181,6 +199,13 @@ class BossEmulator:
         server.server_close()
         if thread is not None:
             thread.join(timeout=10)
+        backend = self._backend
+        if backend is not None:
+            backend.downsampler.stop()  # type: ignore[union-attr]
+            if self.store is not None:
+                with self._lock:
+                    backend.resources.close()
+                    self._backend = None
 
     def __enter__(self) -> BossEmulator:
         return self if self.running else self.start()
@@ -227,26 +252,30 @@ class BossEmulator:
 
         return BossRemote(self.intern_config())
 
-    # -- faults and counters ------------------------------------------------------------------
+    # -- faults, counters, jobs ---------------------------------------------------------------
 
     @property
     def faults(self) -> Faults:
         """The faults injected now; assign a new `Faults` to change them (it resets the draw
         and the error window)."""
-        return self._api.faults
+        return self._injector.faults
 
     @faults.setter
     def faults(self, faults: Faults) -> None:
-        self._api.faults = faults
+        self._injector.faults = faults
 
     @property
     def stats(self) -> EmulatorStats:
         """Counts of the requests answered so far."""
-        return self._api.stats()
+        return self._injector.stats()
 
     def reset_stats(self) -> None:
         """Set the request counters back to zero."""
-        self._api.reset_stats()
+        self._injector.reset()
+
+    def wait_for_downsamples(self, timeout: float | None = None) -> bool:
+        """Wait until no downsample is queued or running; whether that happened in time."""
+        return self._open().downsampler.wait(timeout)  # type: ignore[union-attr]
 
     # -- data ---------------------------------------------------------------------------------
 
@@ -259,14 +288,17 @@ class BossEmulator:
         *,
         voxel_size: Sequence[float] = (1.0, 1.0, 1.0),
         voxel_unit: str = "nanometers",
+        num_hierarchy_levels: int = 1,
+        hierarchy_method: str = "anisotropic",
     ) -> None:
         """Create an experiment whose channels hold ``channels``, and its coordinate frame.
 
         The collection is created if it does not exist; the coordinate frame, named
-        ``"{collection}_{experiment}"``, covers the arrays exactly, starting at ``origin``.
-        Arrays are ZYX, or TZYX for an experiment with a time axis; all must have the same
-        shape. uint8 and uint16 arrays become image channels, uint64 arrays annotation
-        channels. Works whether or not the server is running.
+        ``"{collection}_{experiment}"``, covers the arrays exactly, starting at ``origin``
+        (which may be negative: the BOSS's frames may start below 0, though its cutout URLs
+        cannot reach there). Arrays are ZYX, or TZYX for an experiment with a time axis; all
+        must have the same shape. uint8 and uint16 arrays become image channels, uint64
+        arrays annotation channels. Works whether or not the server is running.
 
         Parameters
         ----------
@@ -278,6 +310,8 @@ class BossEmulator:
             (z, y, x) of the arrays' first voxel in the coordinate frame.
         voxel_size, voxel_unit:
             The frame's voxel size, (z, y, x), and its unit.
+        num_hierarchy_levels, hierarchy_method:
+            The experiment's resolution hierarchy.
 
         Raises
         ------
@@ -285,50 +319,89 @@ class BossEmulator:
             If an array, name or origin is invalid, or the experiment or frame exists.
         """
         arrays = _as_tzyx(channels)
-        start = as_triple(origin, "origin", minimum=0)
+        start = as_triple(origin, "origin")
         time_samples, *shape = next(iter(arrays.values())).shape
         box = Box.from_shape(shape, start)
         if len(voxel_size) != 3:
             raise ConfigError(f"voxel_size must be (z, y, x), got {voxel_size!r}", voxel_size)
+        for name, kind in (
+            (collection, "collection"),
+            (experiment, "experiment"),
+            *((c, "channel") for c in arrays),
+        ):
+            if not (isinstance(name, str) and 0 < len(name) <= 255 and NAME_PATTERN.match(name)):
+                raise ConfigError(
+                    f"{kind} name {name!r} is invalid: the BOSS takes 1 to 255 letters, digits, "
+                    "'_' and '-'",
+                    name,
+                )
+        backend = self._open()
+        tree = backend.resources
         frame = f"{collection}_{experiment}"
-        store = self._api.store
         try:
-            for name, kind in (
-                (collection, "collection"),
-                (experiment, "experiment"),
-                *((c, "channel") for c in arrays),
-            ):
-                check_name(name, kind)
-            if collection not in store.list_collections():
-                store.create_collection(collection, {})
-            store.create_coord_frame(frame, _frame_body(box, voxel_size, voxel_unit))
-            store.create_experiment(
-                collection, experiment, {"coord_frame": frame, "num_time_samples": time_samples}
+            try:
+                tree.get(ResourcePath(collection=collection))
+            except BossError:
+                tree.create(ResourcePath(collection=collection), {})
+            tree.create(ResourcePath(coord=frame), _frame_body(box, voxel_size, voxel_unit))
+            tree.create(
+                ResourcePath(collection=collection, experiment=experiment),
+                {
+                    "coord_frame": frame,
+                    "num_time_samples": time_samples,
+                    "num_hierarchy_levels": num_hierarchy_levels,
+                    "hierarchy_method": hierarchy_method,
+                    # the BOSS stores null without one, which intern 1.4.2 cannot parse
+                    "time_step_unit": "seconds",
+                },
             )
             for name, array in arrays.items():
                 kind = "annotation" if array.dtype == np.uint64 else "image"
-                store.create_channel(
-                    collection, experiment, name, {"datatype": array.dtype.name, "type": kind}
-                )
-                volume = store.cutout_target(collection, experiment, name).volume
-                volume.write(range(time_samples), box, array)
-        except ApiError as error:
-            raise ConfigError(
-                f"cannot create {collection}/{experiment}: {error.message}"
-            ) from error
+                path = ResourcePath(collection=collection, experiment=experiment, channel=name)
+                tree.create(path, {"datatype": array.dtype.name, "type": kind})
+                key = tree.resolve(path).lookup_key
+                cuboids.write(backend.cuboids, key, 0, box, array)
+        except (BossError, ServerError) as error:
+            raise ConfigError(f"cannot create {collection}/{experiment}: {error}") from error
 
-    def channel_array(self, collection: str, experiment: str, channel: str) -> np.ndarray:
-        """A copy of a channel's whole volume, (T, Z, Y, X) over its coordinate frame.
+    def channel_array(
+        self,
+        collection: str,
+        experiment: str,
+        channel: str,
+        *,
+        resolution: int | None = None,
+        iso: bool = False,
+    ) -> np.ndarray:
+        """A channel's whole volume at ``resolution`` (its base resolution by default), a
+        (T, Z, Y, X) array over its coordinate frame as boss-tools shrinks it per level.
 
         Raises
         ------
         ChannelError
             If the collection, experiment or channel does not exist.
         """
+        backend = self._open()
+        path = ResourcePath(collection=collection, experiment=experiment, channel=channel)
         try:
-            return self._api.store.cutout_target(collection, experiment, channel).volume.snapshot()
-        except ApiError as error:
+            request = ChannelRequest(backend.resources.resolve(path))
+        except BossError as error:
             raise ChannelError(error.message, channel) from error
+        hierarchy = request.hierarchy
+        level = hierarchy.base_resolution if resolution is None else resolution
+        start_xyz, stop_xyz = hierarchy.downsample_frame(level, iso)
+        box = Box(tuple(reversed(start_xyz)), tuple(reversed(stop_xyz)))
+        samples = request.experiment["num_time_samples"]
+        storage_iso = iso and hierarchy.uses_iso_keys(level, iso)
+        return cuboids.read(
+            backend.cuboids,
+            request.lookup_key,
+            level,
+            box,
+            request.dtype,
+            time_range=(0, samples),
+            iso=storage_iso,
+        )
 
 
 def _as_tzyx(channels: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -363,127 +436,3 @@ def _frame_body(box: Box, voxel_size: Sequence[float], voxel_unit: str) -> dict[
         body[f"{axis}_stop"] = box.stop[index]
         body[f"{axis}_voxel_size"] = voxel_size[index]
     return body
-
-
-# -- command line ------------------------------------------------------------------------------
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m ndframework.boss.emulator",
-        description="Serve a local BOSS API emulator that intern's BossRemote can use.",
-    )
-    parser.add_argument(
-        "--address", default="127.0.0.1", help="interface to bind (default: %(default)s)"
-    )
-    parser.add_argument(
-        "--port",
-        type=int,
-        default=8000,
-        help="TCP port, 0 for any free port (default: %(default)s)",
-    )
-    parser.add_argument("--token", help=f"API token clients must send (default: ${TOKEN_ENV_VAR})")
-    parser.add_argument(
-        "--demo",
-        action="store_true",
-        help="seed collection 'demo', experiment 'synthetic', channels 'em' and 'mask'",
-    )
-    parser.add_argument(
-        "--max-cutout-mib",
-        type=float,
-        default=DEFAULT_MAX_CUTOUT_BYTES / 2**20,
-        help="largest cutout, uncompressed, in MiB (default: %(default)s)",
-    )
-    faults = parser.add_argument_group("fault injection")
-    faults.add_argument(
-        "--error-rate", type=float, default=0.0, help="fraction of cutout requests that fail"
-    )
-    faults.add_argument(
-        "--error-status", type=int, default=503, help="HTTP status of a failure (default: 503)"
-    )
-    faults.add_argument("--latency", type=float, default=0.0, help="seconds added to every request")
-    faults.add_argument("--seed", type=int, default=0, help="seed of the failure draw (default: 0)")
-    faults.add_argument(
-        "--error-window",
-        type=float,
-        default=None,
-        help="seconds from the first cutout request during which --error-rate applies "
-        "(default: always)",
-    )
-    faults.add_argument(
-        "--frozen",
-        action="store_true",
-        help="accept connections and never answer, as a hung server does",
-    )
-    return parser
-
-
-def _print_banner(
-    emulator: BossEmulator, token_source: str, demo_shape: tuple[int, ...] | None
-) -> None:
-    # Say where the token comes from, never what it is.
-    print(f"BOSS emulator serving at {emulator.url}")
-    print(
-        f"intern config: protocol = http, host = {emulator.host}, "
-        f"token = the value of {token_source}"
-    )
-    if demo_shape is not None:
-        print(
-            "demo data: collection 'demo', experiment 'synthetic', channels 'em' (uint8) and "
-            f"'mask' (uint16), (z, y, x) = {demo_shape}"
-        )
-    print("Press Ctrl-C to stop.", flush=True)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Serve the emulator until interrupted (Ctrl-C); returns the exit status.
-
-    The token comes from ``--token`` or the ``NDFRAMEWORK_BOSS_TOKEN`` environment
-    variable; it is never printed.
-    """
-    parser = _parser()
-    args = parser.parse_args(argv)
-    token = args.token or os.environ.get(TOKEN_ENV_VAR)
-    if not token:
-        parser.error(f"give the API token with --token or the {TOKEN_ENV_VAR} environment variable")
-    try:
-        faults = Faults(
-            error_rate=args.error_rate,
-            status=args.error_status,
-            latency=args.latency,
-            seed=args.seed,
-            error_window=args.error_window,
-            frozen=args.frozen,
-        )
-        emulator = BossEmulator(
-            token,
-            port=args.port,
-            address=args.address,
-            max_cutout_bytes=int(args.max_cutout_mib * 2**20),
-            faults=faults,
-        )
-    except ValueError as error:  # ConfigError is a ValueError too
-        parser.error(str(error))
-    demo_shape = None
-    if args.demo:
-        demo = demo_volume()
-        emulator.create_volume("demo", "synthetic", demo)
-        demo_shape = demo["em"].shape
-    try:
-        emulator.start()
-    except OSError as error:
-        print(f"error: cannot listen on {args.address}:{args.port}: {error}", file=sys.stderr)
-        return 1
-    _print_banner(emulator, "--token" if args.token else f"${TOKEN_ENV_VAR}", demo_shape)
-    try:
-        while emulator.running:
-            time.sleep(0.5)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        emulator.stop()
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
