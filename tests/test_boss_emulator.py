@@ -285,7 +285,9 @@ def test_bad_resource_arguments(remote):
     coll = unique()
     make_project(remote, coll)
     body = assert_boss_error(
-        http_error(remote.create_project, ExperimentResource("e2", coll, "no-such-frame")), 404, 4000
+        http_error(remote.create_project, ExperimentResource("e2", coll, "no-such-frame")),
+        404,
+        4000,
     )
     assert body["message"] == "no-such-frame does not exist."
     bad_source = ChannelResource("c", coll, "exp", datatype="uint8", sources=["missing"])
@@ -659,7 +661,8 @@ def test_every_cutout_fails_at_error_rate_one(boss, remote, status):
         elif status == 500:
             assert response.text == "<h1>Server Error (500)</h1>"
         else:
-            assert response.status_code == 503 and "<h1>503 Service Unavailable</h1>" in response.text
+            assert response.status_code == 503
+            assert "<h1>503 Service Unavailable</h1>" in response.text
             assert response.headers["Content-Type"] == "text/html"
     assert http_error(
         remote.create_cutout_to_black, channel, 0, [0, 4], [0, 4], [0, 4]
@@ -1004,7 +1007,7 @@ def test_command_line_serves_the_demo_until_interrupted(token_from):
     assert f"host = {host}, token = the value of {expected_source}" in banner
 
 
-def test_command_line_fault_flags_reach_the_emulator(monkeypatch):
+def test_command_line_fault_and_store_flags_reach_the_emulator(monkeypatch, tmp_path):
     from ndframework.bossemu import command as module
 
     started = []
@@ -1012,9 +1015,10 @@ def test_command_line_fault_flags_reach_the_emulator(monkeypatch):
     monkeypatch.setattr(module.BossEmulator, "running", property(lambda self: False))
     monkeypatch.setattr(module, "_print_banner", lambda *args: None)
     argv = ["--token", TOKEN, "--port", "0", "--error-rate", "0.5", "--error-window", "2",
-            "--frozen"]
+            "--frozen", "--store", str(tmp_path), "--exact-ids"]
     assert main(argv) == 0
     assert started[0].faults == Faults(error_rate=0.5, error_window=2.0, frozen=True)
+    assert started[0].store == tmp_path and started[0].exact_id_index
 
 
 def test_command_line_requires_a_token(capsys, monkeypatch):

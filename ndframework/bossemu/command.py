@@ -28,7 +28,10 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         "--address", default="127.0.0.1", help="interface to bind (default: %(default)s)"
     )
     parser.add_argument(
-        "--port", type=int, default=8000, help="TCP port, 0 for any free port (default: %(default)s)"
+        "--port",
+        type=int,
+        default=8000,
+        help="TCP port, 0 for any free port (default: %(default)s)",
     )
     parser.add_argument(
         "--token", help=f"API token clients must send (default: ${EMULATOR_TOKEN_ENV_VAR})"
