@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import time
 
+import blosc
 import numpy as np
 import pytest
 import requests
@@ -170,6 +171,66 @@ def test_an_annotation_channel_downsamples_by_its_label_rule(boss, remote):
     channel = remote.get_channel("seg", coll, "exp")
     got = remote.get_cutout(channel, 1, [0, 16], [0, 16], [0, 16], parallel=False)
     np.testing.assert_array_equal(got, expected)
+
+
+def _next_level(volume: np.ndarray, step_xyz) -> np.ndarray:
+    """One level up from ``volume`` (at the origin, at most 256 x 256 in y, x), block by
+    block along z as boss-tools' lambda reduces it, keeping what the filter spreads past the
+    frame's edge (the next level reads it too). The blocks are 256 voxels wide, not the
+    lambda's 1024: the filter is local, so that changes only outputs far from the data."""
+    depth = 16 * step_xyz[2]
+    out = []
+    for z in range(0, volume.shape[0], depth):
+        block = np.zeros((depth, 256, 256), volume.dtype)
+        part = volume[z : z + depth]
+        block[: len(part), : part.shape[1], : part.shape[2]] = part
+        out.append(downsample_block(block, step_xyz, is_annotation=False))
+    return np.concatenate(out)
+
+
+def test_iso_reads_the_isotropic_copy_above_the_isotropic_level(boss, remote):
+    """bossspatialdb/views.py ``Cutout.get`` takes ``?iso=true``; spdb keys the isotropic
+    copy apart above the isotropic level of an anisotropic hierarchy (object.py
+    ``generate_object_key``), which boss-tools builds with 2 x 2 x 2 steps from that level
+    (activities/resolution_hierarchy.py)."""
+    coll = unique()
+    data = np.random.default_rng(10).integers(1, 255, (32, 64, 64), np.uint8)
+    boss.create_volume(coll, "exp", {"em": data}, num_hierarchy_levels=4,
+                       voxel_size=(16.0, 4.0, 4.0))
+    assert api(boss, "POST", f"downsample/{coll}/exp/em/").status_code == 201
+    assert boss.wait_for_downsamples(30)
+    level2 = _next_level(_next_level(data, (2, 2, 1)), (2, 2, 1))
+    plain3, iso3 = _next_level(level2, (2, 2, 1)), _next_level(level2, (2, 2, 2))
+    plain3, iso3, level2 = plain3[:, :8, :8], iso3[:, :8, :8], level2[:, :16, :16]
+    assert plain3.shape == (32, 8, 8) and iso3.shape == (16, 8, 8)
+    assert (plain3[:16] != iso3).any()  # they are different copies
+    headers = {"Authorization": f"Token {TOKEN}", "Accept": "application/blosc"}
+    for iso, expected in (("true", iso3), ("false", plain3[:16])):
+        url = f"{boss.url}/v1/cutout/{coll}/exp/em/3/0:8/0:8/0:16/?iso={iso}"
+        got = requests.get(url, headers=headers, timeout=30)
+        array = np.frombuffer(blosc.decompress(got.content), np.uint8).reshape(16, 8, 8)
+        np.testing.assert_array_equal(array, expected)
+    # at and below the isotropic level, iso=true reads the plain levels
+    url = f"{boss.url}/v1/cutout/{coll}/exp/em/2/0:16/0:16/0:32/?iso=true"
+    got = np.frombuffer(blosc.decompress(requests.get(url, headers=headers, timeout=30).content),
+                        np.uint8)
+    np.testing.assert_array_equal(got.reshape(32, 16, 16), level2)
+
+
+def test_cancelling_a_queued_downsample(boss, remote):
+    """bossspatialdb/views.py ``Downsample.delete``: a queued job is taken off the queue and
+    the channel is NOT_DOWNSAMPLED again (204)."""
+    coll = unique()
+    boss.create_volume(coll, "exp", {"em": np.ones((1, 4, 4), np.uint8)}, num_hierarchy_levels=2)
+    row = boss.resources.resolve(ResourcePath(collection=coll, experiment="exp", channel="em"))
+    boss.resources.set_downsample_status(row.channel["id"], "QUEUED")  # as if still waiting
+    again = api(boss, "POST", f"downsample/{coll}/exp/em/")
+    assert boss_error(again, 409, 2006) == (
+        "Channel is already waiting to be downsampled. Invalid Request."
+    )
+    cancelled = api(boss, "DELETE", f"downsample/{coll}/exp/em/")
+    assert cancelled.status_code == 204
+    assert remote.get_channel("em", coll, "exp").downsample_status == "NOT_DOWNSAMPLED"
 
 
 def test_writes_go_to_the_base_resolution_and_the_one_above_only(boss, remote):
