@@ -234,6 +234,7 @@ def test_channel_create_get_update_list_delete(remote):
 
 
 def test_public_visibility_is_stored(remote):
+    """bosscore/serializers.py ``CollectionSerializer``: ``public`` is stored and returned."""
     coll = unique()
     make_project(remote, coll)
     remote.set_project_public_visibility(CollectionResource(coll), True)
@@ -311,6 +312,8 @@ def test_a_missing_parent_is_404_or_the_servers_500(remote):
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.uint64])
 def test_get_cutout_equals_numpy_slice(boss, remote, dtype):
+    """bossspatialdb/views.py ``Cutout.get`` and renderers.py ``BloscRenderer``: the region's
+    voxels, C order, blosc-compressed with the dtype's type size."""
     data = random_volume((12, 40, 56), dtype)
     coll = fresh(boss, {"ch": data})
     channel = remote.get_channel("ch", coll, "exp")
@@ -370,6 +373,7 @@ def test_get_cutout_with_a_time_range(boss, remote):
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.uint64])
 def test_create_cutout_then_get_cutout_round_trips(boss, remote, dtype):
+    """bossspatialdb/parsers.py ``BloscParser`` then spdb spatialdb.py ``write_cuboid``."""
     coll = fresh(boss, {"ch": np.zeros((16, 64, 64), dtype)})
     channel = remote.get_channel("ch", coll, "exp")
     patch = random_volume((5, 20, 30), dtype, seed=3)
@@ -384,6 +388,7 @@ def test_create_cutout_then_get_cutout_round_trips(boss, remote, dtype):
 
 
 def test_create_cutout_with_a_time_range(boss, remote):
+    """bossspatialdb/views.py ``Cutout.post``: a 4-D body is written from the range's start."""
     coll = fresh(boss, {"ch": np.zeros((3, 8, 16, 16), np.uint8)})
     channel = remote.get_channel("ch", coll, "exp")
     patch = random_volume((2, 4, 8, 8), np.uint8, seed=4)
@@ -416,6 +421,7 @@ def test_a_post_merges_only_its_non_zero_voxels_as_the_boss_does(boss, remote, d
 
 
 def test_a_post_with_a_time_range_merges_at_each_time_sample(boss, remote):
+    """spdb ``write_cuboid`` merges each time sample of a 4-D post (overwriteDense.c)."""
     data = random_volume((3, 4, 8, 8), np.uint16, seed=9) | 1
     coll = fresh(boss, {"ch": data})
     channel = remote.get_channel("ch", coll, "exp")
@@ -480,6 +486,7 @@ def test_intern_skips_uploading_an_all_zero_cutout(boss, remote):
 
 
 def test_parallel_get_cutout_uses_a_process_pool(boss, remote):
+    """intern's own split of a large cutout; each piece is an ordinary ``Cutout.get``."""
     data = random_volume((20, 40, 40), np.uint16, seed=6)
     coll = fresh(boss, {"ch": data})
     channel = remote.get_channel("ch", coll, "exp")
@@ -581,7 +588,8 @@ def test_wrong_or_missing_token_is_drfs_401(boss):
 
 def test_raw_protocol_errors(boss):
     """bossspatialdb/parsers.py ``BloscParser`` (2002 for a body of the wrong size, 2001 for
-    one that is not blosc); DRF's 406 and 405; Django's 404 page for an unknown URL."""
+    one that is not blosc); DRF's 406 (for a type no renderer of views.py ``Cutout`` offers)
+    and 405; Django's 404 page for an unknown URL and 500 page for an unhandled error."""
     coll = fresh(boss, {"ch": np.ones((4, 8, 8), np.uint16)})
     headers = {"Authorization": f"Token {TOKEN}", "Content-Type": "application/blosc"}
     url = f"{boss.url}/v1/cutout/{coll}/exp/ch/0/0:8/0:8/0:4/"
@@ -590,8 +598,13 @@ def test_raw_protocol_errors(boss):
     assert body["message"].startswith("Failed to unpack data.")
     garbage = requests.post(url, data=b"not blosc at all", headers=headers, timeout=10)
     assert_boss_error(garbage, 400, 2001)
+    as_png = requests.get(url, headers={**headers, "Accept": "image/png"}, timeout=10)
+    assert_drf_error(as_png, 406, "Could not satisfy the request Accept header.")
+    anonymous_png = requests.get(url, headers={"Accept": "image/png"}, timeout=10)
+    assert anonymous_png.status_code == 406  # DRF negotiates before it authenticates
+    # the cutout view lists JSONRenderer, which cannot serialize spdb's Cube: a 500
     as_json = requests.get(url, headers={**headers, "Accept": "application/json"}, timeout=10)
-    assert_drf_error(as_json, 406, "Could not satisfy the request Accept header.")
+    assert as_json.status_code == 500 and as_json.text == "<h1>Server Error (500)</h1>"
     nowhere = requests.get(f"{boss.url}/v1/nothing/here/", headers=headers, timeout=10)
     assert nowhere.status_code == 404 and nowhere.text.startswith("<h1>Not Found</h1>")
     wrong_verb = requests.delete(url, headers=headers, timeout=10)
@@ -619,6 +632,25 @@ def test_the_other_array_formats_round_trip(boss, media):
     wrong_type = encode_array(media, patch.astype(np.uint8))
     answer = requests.post(url, data=wrong_type, headers=headers, timeout=10)
     assert assert_boss_error(answer, 400, 2001)["message"] == "Datatype does not match channel"
+
+
+def test_a_jpeg_cutout_stacks_the_z_slices(boss):
+    """bossspatialdb/renderers.py ``JpegRenderer``: uint8 only, z-slices along y."""
+    pytest.importorskip("PIL")
+    from PIL import Image
+    import io
+
+    coll = fresh(boss, {"em": np.full((3, 8, 16), 120, np.uint8),
+                        "big": np.ones((3, 8, 16), np.uint16)})
+    headers = {"Authorization": f"Token {TOKEN}", "Accept": "image/jpeg"}
+    got = requests.get(f"{boss.url}/v1/cutout/{coll}/exp/em/0/0:16/0:8/0:3/", headers=headers,
+                       timeout=10)
+    assert got.status_code == 200 and got.headers["Content-Type"] == "image/jpeg"
+    image = np.asarray(Image.open(io.BytesIO(got.content)))
+    assert image.shape == (3 * 8, 16) and abs(int(image.mean()) - 120) <= 1
+    refused = requests.get(f"{boss.url}/v1/cutout/{coll}/exp/big/0/0:16/0:8/0:3/",
+                           headers=headers, timeout=10)
+    assert refused.status_code == 400 and refused.json()["code"] == 2001
 
 
 def test_annotation_cutout_filtered_by_ids(boss):

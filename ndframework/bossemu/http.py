@@ -8,11 +8,12 @@ DRF 3.11, requirements.txt), and is reproduced here:
   TokenAuthentication``, the BOSS's ``DEFAULT_AUTHENTICATION_CLASSES`` in
   django/boss/settings/base.py); a missing or malformed header is answered 401 with DRF's
   ``{"detail": ...}`` body and ``WWW-Authenticate: Token``;
-- content negotiation: the cutout view's renderers (django/bossspatialdb/renderers.py:
-  ``application/blosc`` first, then ``application/blosc-python``, ``application/npygz``)
-  and parsers (django/bossspatialdb/parsers.py: the same three types); no ``Accept`` or
-  ``*/*`` gets the first renderer, an ``Accept`` no renderer offers is 406, a body of
-  another type 415, each with DRF's own texts.
+- content negotiation, before authentication as in DRF's ``APIView.initial``: the cutout
+  view's renderers (django/bossspatialdb/views.py, renderers.py: ``application/blosc``
+  first, then ``application/blosc-python``, ``application/npygz``, ``image/jpeg``, JSON and
+  the browsable API) and parsers (parsers.py: the three array types); other views render
+  JSON. No ``Accept`` or ``*/*`` gets the first renderer, an ``Accept`` no renderer offers
+  is 406, a body of another type 415, each with DRF's own texts.
 
 Requests are logged to the ``ndframework.bossemu`` logger at DEBUG (request line and
 status only: never headers, so never the token).
@@ -44,6 +45,8 @@ __all__ = [
     "Response",
     "authenticate",
     "ARRAY_MEDIA_TYPES",
+    "JSON_RENDERERS",
+    "CUTOUT_RENDERERS",
     "negotiate",
     "media_type",
     "encode_array",
@@ -56,6 +59,11 @@ logger = logging.getLogger("ndframework.bossemu")
 
 ARRAY_MEDIA_TYPES = ("application/blosc", "application/blosc-python", "application/npygz")
 """The cutout service's array formats, in the order of its renderers and parsers."""
+JSON_RENDERERS = ("application/json", "text/html")
+"""DRF's default renderers: ``JSONRenderer`` and the browsable API."""
+CUTOUT_RENDERERS = (*ARRAY_MEDIA_TYPES, "image/jpeg", *JSON_RENDERERS)
+"""The cutout view's renderers, in order (``Cutout.renderer_classes``,
+django/bossspatialdb/views.py)."""
 
 
 @attrs.frozen
@@ -74,6 +82,8 @@ class Request:
     """Request body."""
     params: Mapping[str, str] = attrs.field(factory=dict)
     """Path parameters, filled in by the router."""
+    accepted: str = "application/json"
+    """The media type content negotiation chose for the answer."""
 
     def query_value(self, name: str) -> str | None:
         """The last value of a query parameter, as Django's ``QueryDict[name]``; None if

@@ -418,7 +418,10 @@ class ResourceTree:
             lambda n: self._one(f"SELECT 1 FROM {table} WHERE name = ?", n) is not None,
         )
         values, problems = serializers.validate(
-            serializers.COLLECTION if kind == "collection" else serializers.COORD, body, partial=False, taken=taken
+            serializers.COLLECTION if kind == "collection" else serializers.COORD,
+            body,
+            partial=False,
+            taken=taken,
         )
         if problems:
             raise errors.validation_error(problems)
@@ -605,7 +608,8 @@ class ResourceTree:
                     raise errors.admin_only("set bucket name")
                 if body.get("cv_path") and not admin:
                     raise errors.admin_only("set cv_path")
-                sources, related = serializers.names(body.pop("sources", [])), serializers.names(body.pop("related", []))
+                sources = serializers.names(body.pop("sources", []))
+                related = serializers.names(body.pop("related", []))
                 try:
                     source_ids, related_ids = self._source_related(rows[1]["id"], sources, related)
                 except BossError as err:  # ChannelDetail.put does not catch it

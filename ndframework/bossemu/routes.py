@@ -27,7 +27,16 @@ from . import downsampling, volume
 from .datarequest import Backend
 from .errors import BossError, ErrorCodes, ErrorPage, ServerError, drf_error_page
 from .faults import Faults, FaultInjector
-from .http import DRFError, Request, Response, authenticate, logger
+from .http import (
+    CUTOUT_RENDERERS,
+    JSON_RENDERERS,
+    DRFError,
+    Request,
+    Response,
+    authenticate,
+    logger,
+    negotiate,
+)
 from .resources import ResourcePath
 
 __all__ = ["Route", "ROUTES", "BossApi", "not_found_page"]
@@ -53,6 +62,8 @@ class Route:
     """Method to handler."""
     cutout: bool = False
     """Whether faults hit it by default (the cutout service)."""
+    renders: tuple[str, ...] = JSON_RENDERERS
+    """The media types its view can render, in order."""
     regex: re.Pattern[str] = attrs.field(init=False, eq=False, repr=False)
 
     @regex.default
@@ -167,8 +178,9 @@ ROUTES: tuple[Route, ...] = (
     Route("v1/meta/", rf"(?P<collection>{_N})/(?P<experiment>{_N})/?", _META),
     Route("v1/meta/", rf"(?P<collection>{_N})/?$", _META),
     # bossspatialdb/urls.py (v1/cutout/ is tried before v1/cutout/to_black/)
-    Route("v1/cutout/", rf"^{_CHANNEL}/{_REGION}/(?P<t_range>\d+:\d+?)/?$", _CUTOUT, True),
-    Route("v1/cutout/", rf"^{_CHANNEL}/{_REGION}/?$", _CUTOUT, True),
+    Route("v1/cutout/", rf"^{_CHANNEL}/{_REGION}/(?P<t_range>\d+:\d+?)/?$", _CUTOUT, True,
+          CUTOUT_RENDERERS),
+    Route("v1/cutout/", rf"^{_CHANNEL}/{_REGION}/?$", _CUTOUT, True, CUTOUT_RENDERERS),
     # bossspatialdb/urls_to_black.py
     Route("v1/cutout/to_black/", rf"^{_CHANNEL}/{_REGION}/(?P<t_range>\d+:\d+?)/?$", _TO_BLACK,
           True),
@@ -292,13 +304,18 @@ class BossApi:
         body: bytes,
     ) -> Response:
         route, params = routed
+        # DRF's APIView.initial: content negotiation, then authentication; the method after
+        accepted = negotiate(headers.get("Accept"), route.renders)
+        if accepted is None:
+            refused = drf_error_page(406, "Could not satisfy the request Accept header.")
+            return Response.page(refused)
         refusal = authenticate(headers, self._token)
         if refusal is not None:
             return refusal
         handler = route.handlers.get(method)
         if handler is None:
             return Response.page(drf_error_page(405, f'Method "{method}" not allowed.'))
-        request = Request(method, url.path, parse_qs(url.query), headers, body, params)
+        request = Request(method, url.path, parse_qs(url.query), headers, body, params, accepted)
         try:
             return handler(self.backend, request)
         except BossError as error:

@@ -5,6 +5,9 @@ Views follow boss django/bossspatialdb/views.py (``Cutout``, ``CutoutToBlack``),
 django/bossspatialdb/parsers.py and renderers.py, and django/bossobject/views.py
 (``Reserve``, ``Ids``, ``BoundingBox``); storage follows spdb spdb/spatialdb/spatialdb.py.
 
+- A cutout is rendered as the client's ``Accept`` asks: blosc, blosc-python, npygz, or a
+  JPEG of the z-slices stacked along y (uint8, no time range; needs Pillow, else 406). JSON
+  is offered too but cannot serialize the data: Django's 500, as on the BOSS.
 - Reads work at every readable resolution (``range(base, base + num_hierarchy_levels)``),
   with ``?iso=true`` selecting the isotropic copy where spdb keys one apart
   (`ndframework.bossemu.hierarchy.Hierarchy.uses_iso_keys`). Levels never downsampled read
@@ -26,6 +29,8 @@ django/bossspatialdb/parsers.py and renderers.py, and django/bossobject/views.py
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 
 from ..geometry import Box
@@ -35,7 +40,7 @@ from .datarequest import Backend, ChannelRequest, CutoutArgs, channel_request, c
 from .downsample import DownsampleEvent, next_status
 from .errors import BossError, ErrorCodes, ServerError
 from .http import ARRAY_MEDIA_TYPES, DRFError, Request, Response, decode_array, encode_array
-from .http import media_type, negotiate
+from .http import media_type
 
 __all__ = [
     "get_cutout",
@@ -102,9 +107,6 @@ def after_write(backend: Backend, channel: ChannelRequest) -> None:
 
 def get_cutout(backend: Backend, request: Request) -> Response:
     """``GET /v1/cutout/...``: the region in the format the client accepts."""
-    media = negotiate(request.headers.get("Accept"), ARRAY_MEDIA_TYPES)
-    if media is None:  # DRF negotiates before the view runs
-        raise DRFError(406, "Could not satisfy the request Accept header.")
     iso = _iso(request)
     channel = channel_request(backend, request.params)
     filter_text = request.query_value("filter")
@@ -131,9 +133,38 @@ def get_cutout(backend: Backend, request: Request) -> Response:
     data = _read(backend, channel, args, iso)
     if filter_ids is not None:
         data = np.where(np.isin(data, filter_ids), data, 0).astype(data.dtype, copy=False)
-    if not args.time_request:
-        data = data[0]
-    return Response(200, encode_array(media, data), media)
+    return _render(request.accepted, data, args.time_request)
+
+
+def _render(media: str, data: np.ndarray, time_request: bool) -> Response:
+    """The cutout renderers (django/bossspatialdb/renderers.py)."""
+    if media in ARRAY_MEDIA_TYPES:
+        return Response(200, encode_array(media, data if time_request else data[0]), media)
+    if media == "image/jpeg":
+        return _render_jpeg(data, time_request)
+    # JSONRenderer and the browsable API cannot serialize spdb's Cube: Django's 500.
+    raise ServerError("TypeError: Object of type Cube is not JSON serializable")
+
+
+def _render_jpeg(data: np.ndarray, time_request: bool) -> Response:
+    """``JpegRenderer``: z-slices stacked along y, uint8 images only, quality 85."""
+    if time_request:
+        return Response.json(400, {"status": 400, "code": 2005, "message":
+                                   "The cutout service JPEG interface does not support 4D cutouts"})
+    if data.dtype != np.uint8:
+        return Response.json(400, {"status": 400, "code": 2001, "message":
+                                   "The cutout service JPEG interface only supports uint8 image "
+                                   "data"})
+    try:
+        from PIL import Image
+    except ImportError:  # Pillow is no dependency of ndframework
+        raise DRFError(406, "Could not satisfy the request Accept header.") from None
+    z, y, x = data.shape[1:]
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(data[0].reshape(z * y, x))).save(
+        buffer, "JPEG", quality=85
+    )
+    return Response(200, buffer.getvalue(), "image/jpeg")
 
 
 def _parse_body(
