@@ -129,6 +129,19 @@ def test_a_running_scheduler_and_a_users_client_are_used_and_left_running(dask_e
     assert result.ok and result.reduced == expected
 
 
+def test_the_local_clusters_workers_share_the_default_chunk_cache(dask_executor, em):
+    from ndframework.storage import _chunk_cache
+
+    def budget(data):
+        return _chunk_cache.default_chunk_cache_bytes()
+
+    result = ndf.Pipeline(ndf.InMemorySource({"em": em}), budget,
+                          tiler=ndf.RegularTiler((2, 8, 8)), executor=dask_executor,
+                          load_entrypoints=False).run()
+    assert result.ok
+    assert set(result.reduced.values()) == {_chunk_cache.DEFAULT_CHUNK_CACHE_BYTES // 2}
+
+
 class _Count:
     def __init__(self):
         self.before, self.after, self.pids = [], [], set()

@@ -277,7 +277,10 @@ class DaskExecutor(Executor):
 
             state.tokens.add(token)
             client.run(_halt, state.topic, False, on_error="ignore")  # a new run session
-            client.register_plugin(SessionPlugin(token, lifecycle), name=_plugin_name(token))
+            # the workers of a local cluster share the machine's default chunk cache
+            sharing = self.workers if state.cluster is not None else 1
+            client.register_plugin(SessionPlugin(token, lifecycle, sharing),
+                                   name=_plugin_name(token))
         state.pool = _DaskPool(client, token)
         return state.pool
 

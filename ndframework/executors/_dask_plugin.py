@@ -21,11 +21,17 @@ class SessionPlugin(WorkerPlugin):
 
     idempotent = True  # registering the same session again changes nothing
 
-    def __init__(self, token: str, lifecycle: WorkerLifecycle) -> None:
+    def __init__(self, token: str, lifecycle: WorkerLifecycle, sharing: int = 1) -> None:
         self.token = token
         self.lifecycle = lifecycle
+        self.sharing = sharing
+        """Worker processes of the run that share one machine's default budget of
+        decoded chunks (those of a local cluster; 1 where each has a machine's share)."""
 
     def setup(self, worker: Any) -> None:
+        from ..storage._chunk_cache import share_default_chunk_cache
+
+        share_default_chunk_cache(self.sharing)
         keep_lifecycle(self.token, self.lifecycle)
 
     def teardown(self, worker: Any) -> None:
