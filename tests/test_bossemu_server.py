@@ -311,6 +311,55 @@ def test_a_downsample_left_queued_runs_when_the_store_is_served_again(tmp_path):
         assert second.channel_array("q", "exp", "em", resolution=1).any()
 
 
+def test_a_downsample_interrupted_by_a_stop_resumes_when_served_again(tmp_path, monkeypatch):
+    """A step function's run outlives the API server that started it: an emulator that stops
+    mid-downsample leaves the channel IN_PROGRESS, and the next one to serve the store runs
+    the job again to DOWNSAMPLED (boss-tools activities/resolution_hierarchy.py)."""
+    from ndframework.bossemu import downsampling
+
+    started, original = [], downsampling.run_downsample
+
+    def run_after_the_stop(*args, **kwargs):
+        started.append(True)
+        stopping = first._backend.downsampler._stopping  # the first emulator's worker
+        assert stopping.wait(10)
+        return original(*args, **kwargs)  # meets the stop at its first cuboid
+
+    data = np.full((16, 8, 8), 5, np.uint8)
+    first = BossEmulator(token=TOKEN, store=tmp_path)
+    with first:
+        first.create_volume("r", "exp", {"em": data}, num_hierarchy_levels=2)
+        monkeypatch.setattr(downsampling, "run_downsample", run_after_the_stop)
+        assert api(first, "POST", "downsample/r/exp/em/").status_code == 201
+        assert wait_for_status(first, "r/exp/em", "IN_PROGRESS")["status"] == "IN_PROGRESS"
+    assert started and not first.running
+    monkeypatch.undo()
+    with BossEmulator(token=TOKEN, store=tmp_path) as second:
+        assert second.wait_for_downsamples(30)
+        assert wait_for_status(second, "r/exp/em", "DOWNSAMPLED")["status"] == "DOWNSAMPLED"
+        assert second.channel_array("r", "exp", "em", resolution=1).any()
+
+
+def test_purge_removes_deleted_channels_with_their_cuboids(boss, remote):
+    """boss-tools activities/delete_cuboid.py: 1.5 days after a delete the rows, cuboids,
+    metadata and id counters go, and the name can be used again."""
+    import datetime
+
+    coll = unique()
+    boss.create_volume(coll, "exp", {"em": np.ones((1, 4, 4), np.uint8)})
+    path = ResourcePath(collection=coll, experiment="exp", channel="em")
+    key = boss.resources.resolve(path).lookup_key
+    assert boss.cuboids.keys_in(key)
+    remote.delete_project(ChannelResource("em", coll, "exp"))
+    assert key not in boss.purge()  # not yet a day and a half ago
+    assert key in boss.purge(older_than=datetime.timedelta(0))
+    assert not boss.cuboids.keys_in(key)
+    again = remote.create_project(ChannelResource("em", coll, "exp", datatype="uint16"))
+    assert again.datatype == "uint16"
+    channel = remote.get_channel("em", coll, "exp")
+    assert not remote.get_cutout(channel, 0, [0, 4], [0, 4], [0, 1], parallel=False).any()
+
+
 def test_a_frame_that_starts_below_zero(boss, remote):
     """bosscore/models.py lets a frame start below 0, but the cutout URLs take ``\\d+:\\d+``
     ranges only (bossspatialdb/urls.py): the negative part exists and cannot be reached,

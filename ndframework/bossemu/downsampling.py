@@ -43,6 +43,10 @@ class _Cancelled(Exception):
     pass
 
 
+class _Stopping(Exception):
+    pass
+
+
 class Downsampler:
     """One worker thread running queued downsample jobs in order."""
 
@@ -54,11 +58,13 @@ class Downsampler:
         self._idle = threading.Condition(self._lock)
         self._pending = 0
         self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
 
     def start(self) -> None:
         """Start the worker and queue again the jobs a previous run left unfinished."""
         if self._thread is not None:
             return
+        self._stopping.clear()
         self._thread = threading.Thread(target=self._work, name="boss-downsample", daemon=True)
         self._thread.start()
         resources = self._backend.resources
@@ -70,11 +76,21 @@ class Downsampler:
             self.submit(path)
 
     def stop(self) -> None:
-        """Stop the worker after the job it runs (a job left queued stays QUEUED)."""
+        """Stop the worker at the next cuboid of the job it runs. That job stays IN_PROGRESS
+        and the queued ones QUEUED, for the next `start` to take up again."""
         thread, self._thread = self._thread, None
         if thread is not None:
+            self._stopping.set()
             self._jobs.put(None)
             thread.join(timeout=30)
+            with self._idle:
+                while True:  # forget what was queued: start() finds it by its status
+                    try:
+                        if self._jobs.get_nowait() is not None:
+                            self._pending -= 1
+                    except queue.Empty:
+                        break
+                self._idle.notify_all()
 
     def submit(self, path: ResourcePath) -> None:
         """Queue a job for a channel already set QUEUED."""
@@ -95,7 +111,9 @@ class Downsampler:
     def _work(self) -> None:
         while True:
             path = self._jobs.get()
-            if path is None:
+            if path is None or self._stopping.is_set():
+                if path is not None:
+                    self._jobs.put(path)  # left for stop() to forget
                 return
             try:
                 self._run(path)
@@ -124,6 +142,8 @@ class Downsampler:
             self._downsample(channel)
         except _Cancelled:
             return  # the DELETE set NOT_DOWNSAMPLED
+        except _Stopping:
+            return  # stays IN_PROGRESS until the emulator serves again
         except Exception as error:
             logger.info("BOSS emulator: downsample of %s failed: %s", path, error)
             outcome = next_status(dequeued, DownsampleEvent.FAIL).status
@@ -143,6 +163,8 @@ class Downsampler:
             def read_cuboid(resolution: int, xyz: tuple, iso: bool) -> np.ndarray | None:
                 if channel_id in self._cancelled:
                     raise _Cancelled
+                if self._stopping.is_set():
+                    raise _Stopping
                 data = store.get(CuboidKey.at(key, resolution, xyz[::-1], time_sample, iso))
                 return None if data is None else decode_cuboid(data, dtype)
 

@@ -13,6 +13,7 @@ True
 
 from __future__ import annotations
 
+import datetime
 import os
 import threading
 from collections.abc import Mapping, Sequence
@@ -39,7 +40,11 @@ from .routes import BossApi
 if TYPE_CHECKING:
     from intern.remote.boss import BossRemote
 
-__all__ = ["BossEmulator"]
+__all__ = ["BossEmulator", "PURGE_AFTER"]
+
+PURGE_AFTER = datetime.timedelta(days=1, hours=12)
+"""How long the BOSS keeps a deleted resource before removing it (boss-tools
+activities/delete_cuboid.py)."""
 
 
 def _check_token(instance: object, attribute: attrs.Attribute, value: object) -> None:
@@ -272,6 +277,18 @@ class BossEmulator:
     def reset_stats(self) -> None:
         """Set the request counters back to zero."""
         self._injector.reset()
+
+    def purge(self, older_than: datetime.timedelta = PURGE_AFTER) -> list[str]:
+        """Remove the resources deleted more than ``older_than`` ago, with their cuboids,
+        metadata and id counters, as the BOSS's delete step function does a day and a half
+        after a delete (boss-tools activities/delete_cuboid.py); their names are free again.
+        Returns the lookup keys removed."""
+        backend = self._open()
+        purged = backend.resources.purge(older_than)
+        for key in purged:
+            if key.count("&") == 2:  # a channel's: its cuboids go with it
+                backend.cuboids.delete_channel(key)
+        return purged
 
     def wait_for_downsamples(self, timeout: float | None = None) -> bool:
         """Wait until no downsample is queued or running; whether that happened in time."""
