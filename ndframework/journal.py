@@ -140,7 +140,10 @@ class Journal:
         try:
             connection = sqlite3.connect(self.path, timeout=60.0, isolation_level=None,
                                          check_same_thread=False)
-            if not read_only:  # read_only: change nothing in a file that may be no journal
+            if self._temporary:  # nothing to keep if the process dies: no disk syncs
+                connection.execute("PRAGMA journal_mode=MEMORY")
+                connection.execute("PRAGMA synchronous=OFF")
+            elif not read_only:  # read_only: change nothing in a file that may be no journal
                 connection.execute(f"PRAGMA journal_mode={'WAL' if self.wal else 'DELETE'}")
                 connection.execute("PRAGMA synchronous=NORMAL")
         except sqlite3.Error as error:
