@@ -65,13 +65,18 @@ class RecordMap(Mapping[str, Any]):
 
     def __init__(self, records: Callable[[], Iterator[BlockRecord]],
                  field: Callable[[BlockRecord], Any], length: Callable[[], int],
-                 lookup: Callable[[str], BlockRecord | None]) -> None:
+                 lookup: Callable[[str], BlockRecord | None],
+                 pairs: Callable[[], Iterator[tuple[str, Any]]] | None = None) -> None:
         self._records = records
         self._field = field
         self._length = length
         self._lookup = lookup
+        self._read_pairs = pairs
+        """``(key, field)`` straight from the journal, where it reads less than records."""
 
     def __iter__(self) -> Iterator[str]:
+        if self._read_pairs is not None:
+            return (key for key, _ in self._read_pairs())
         return (record.key for record in self._records())
 
     def items(self) -> Any:  # one pass over the records, not a lookup per key
@@ -100,6 +105,8 @@ class RecordMap(Mapping[str, Any]):
         return dict, (dict(self._pairs()),)
 
     def _pairs(self) -> Iterator[tuple[str, Any]]:
+        if self._read_pairs is not None:
+            return self._read_pairs()
         return ((record.key, self._field(record)) for record in self._records())
 
     def __repr__(self) -> str:

@@ -348,8 +348,11 @@ class RunResult:
             record = None if journal is None else journal.record(key)
             return record if record is not None and record.status is BlockStatus.DONE else None
 
+        def pairs() -> Iterator[tuple[str, Any]]:
+            return iter(()) if journal is None else journal.values()
+
         return RecordMap(records, lambda r: r.value,
-                         lambda: self.counts.done + self.counts.skipped, lookup)
+                         lambda: self.counts.done + self.counts.skipped, lookup, pairs)
 
     def records(self) -> Iterator[BlockRecord]:
         """Every journal record of this session, in block order."""
