@@ -165,7 +165,8 @@ class ZarrSource(_ZarrVolume, DataSource):
     chunk_cache_bytes:
         Bytes of decoded chunks to keep in each process; 0 reads straight through zarr and
         keeps nothing. Default: 80 MiB for the run, divided among the worker processes of
-        a `ProcessExecutor` (80 MiB in each process with other executors).
+        a `ProcessExecutor` or of the local cluster a `DaskExecutor` starts (80 MiB in
+        each process otherwise).
     """
 
     def __init__(
