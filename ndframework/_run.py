@@ -146,6 +146,7 @@ class Run:
                         if not self._collect(tasks, future):
                             broken.extend(tasks)
                     if self.interrupted is not None:
+                        self._drain()
                         self._abandon(pool)
                         break
                     self._check_timeouts()
@@ -461,6 +462,17 @@ class Run:
             return
         task.alone = True
         self.retry.append(task)
+
+    def _drain(self) -> None:
+        """Workers in this process cannot be ended, and end their batches after the block
+        they run (the board is halted): wait for them and record what they did, so that a
+        block done is not run again on resuming. A second Ctrl-C stops the wait."""
+        if self.board is None or not getattr(self.board, "in_process", False):
+            return
+        while self.in_flight:
+            finished, _ = futures.wait(self.in_flight, return_when=futures.FIRST_COMPLETED)
+            for future in finished:
+                self._collect(self.in_flight.pop(future), future)
 
     def _abandon(self, pool: futures.Executor) -> None:
         """Stop at once: end the workers; blocks in flight are left not run."""

@@ -112,7 +112,9 @@ def test_a_running_scheduler_and_a_users_client_are_used_and_left_running(dask_e
                                                                           tmp_path):
     from distributed import Client
 
-    address = dask_executor.connect().scheduler.address  # the module's cluster
+    cluster = dask_executor.connect()  # the module's cluster,
+    cluster.wait_for_workers(2, timeout=30)  # whose workers earlier tests killed are back
+    address = cluster.scheduler.address
     expected = int(em.astype(np.int64).sum())
     by_address = ndf.DaskExecutor(address=address)
     result, _ = _run(by_address, em, NeighbourhoodSum(), tmp_path, "address")

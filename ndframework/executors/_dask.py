@@ -206,7 +206,10 @@ class DaskExecutor(Executor):
                     )
                 state.client = distributed.Client(state.cluster, set_as_default=False)
             state.owned = self.client is None
-            return state.client
+            state.threads_seen = float("-inf")
+        if self.address is not None or self.client is not None:
+            _ = self.workers  # a cluster not started here: count its threads now
+        return state.client
 
     def close(self) -> None:
         """End the run sessions on the workers (each worker's ``teardown``) and, unless a
