@@ -397,7 +397,8 @@ class Run:
         dead = {running[task.ticket][0] for task in broken if task.ticket in running}
         if self.board is not None:
             self.board.forget([task.ticket for task in broken])
-        if not dead:  # queued on a worker lost meanwhile: given back as never tried
+        if not dead and not any(task.ticket in self.timed_out for task in broken):
+            # queued on a worker lost meanwhile: given back as never tried
             for task in reversed(broken):
                 task.attempts -= 1
                 self.retry.appendleft(task)
