@@ -54,7 +54,6 @@ CREATE TABLE IF NOT EXISTS sessions (
     stopped TEXT,
     alive REAL
 );
-DROP TABLE IF EXISTS claims;
 CREATE TABLE IF NOT EXISTS claimed (
     first INTEGER NOT NULL,
     last INTEGER NOT NULL,

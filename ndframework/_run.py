@@ -125,6 +125,8 @@ class Run:
         self.stopped: str | None = None
         self.interrupted: int | None = None
         self.deaths_in_a_row = 0
+        self.unseen_in_a_row = 0
+        """Batches lost with their worker before it showed any of them running."""
         self.started = time.perf_counter()
 
     # -- the loop ------------------------------------------------------------------------
@@ -146,8 +148,6 @@ class Run:
                         if not self._collect(tasks, future):
                             broken.extend(tasks)
                     if self.interrupted is not None:
-                        self._drain()
-                        self._abandon(pool)
                         break
                     self._check_timeouts()
                     if broken and self.executor.breaks_whole:
@@ -157,11 +157,14 @@ class Run:
                     if self.journal.due() == 0.0:
                         self.journal.flush()
                     self.journal.keep_alive()
-            except BaseException:
+                if self.interrupted is None:
+                    pool.shutdown(wait=True)
+                else:  # also when nothing was in flight as the signal came
+                    self._drain()
+                    self._abandon(pool)
+            except BaseException:  # a second signal while draining, a bug, ...
                 self._abandon(pool)
                 raise
-            if self.interrupted is None:
-                pool.shutdown(wait=True)
         return self.result()
 
     def _wait(self) -> float:
@@ -329,7 +332,7 @@ class Run:
             else:
                 self.journal.finished(task.ordinal, outcome, task.attempts, value)
                 self.done += 1
-                self.deaths_in_a_row = 0
+                self.deaths_in_a_row = self.unseen_in_a_row = 0
                 self.hooks.call("ndf_after_block", run=self.info, block=block, outcome=outcome)
                 return
         if outcome.retryable and task.attempts < self.max_attempts:
@@ -398,10 +401,20 @@ class Run:
         if self.board is not None:
             self.board.forget([task.ticket for task in broken])
         if not dead and not any(task.ticket in self.timed_out for task in broken):
-            # queued on a worker lost meanwhile: given back as never tried
+            # queued on a worker lost meanwhile, or lost before it showed a block running
+            # (dying in setup()): given back as never tried, the death counted
             for task in reversed(broken):
                 task.attempts -= 1
                 self.retry.appendleft(task)
+            # Counted apart from the deaths `_judge` counts: a batch only queued on a worker
+            # that a running block killed is the same death, met again.
+            self.unseen_in_a_row += 1
+            if self.unseen_in_a_row > 2 * (self.max_attempts + self.executor.workers):
+                self.stop(WorkerError(
+                    f"worker processes died {self.unseen_in_a_row} times in a row before "
+                    f"starting a block (killed, crashed or out of memory, or in the "
+                    f"processor's setup())"
+                ), "worker processes kept dying")
             return
         self._judge(broken, running, dead)
 
@@ -433,8 +446,10 @@ class Run:
         # Two blocks that each kill their worker cost 2 * max_attempts deaths; more in a row
         # without a block done means workers die whatever they run (memory, a broken setup).
         # A worker ended only because a block ran past its timeout is no death.
-        if timeouts_only:
-            return
+        if not timeouts_only:
+            self._count_death()
+
+    def _count_death(self) -> None:
         self.deaths_in_a_row += 1
         if self.deaths_in_a_row > 2 * self.max_attempts:
             self.stop(WorkerError(
@@ -467,13 +482,15 @@ class Run:
     def _drain(self) -> None:
         """Workers in this process cannot be ended, and end their batches after the block
         they run (the board is halted): wait for them and record what they did, so that a
-        block done is not run again on resuming. A second Ctrl-C stops the wait."""
+        block done is not run again on resuming. A second signal stops the wait."""
         if self.board is None or not getattr(self.board, "in_process", False):
             return
         while self.in_flight:
-            finished, _ = futures.wait(self.in_flight, return_when=futures.FIRST_COMPLETED)
+            finished, _ = futures.wait(self.in_flight, timeout=HEARTBEAT,
+                                       return_when=futures.FIRST_COMPLETED)
             for future in finished:
                 self._collect(self.in_flight.pop(future), future)
+            self.journal.keep_alive()
 
     def _abandon(self, pool: futures.Executor) -> None:
         """Stop at once: end the workers; blocks in flight are left not run."""
@@ -557,7 +574,7 @@ class _Signals:
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:
-        if self.run.interrupted is not None and signum == signal.SIGINT:
+        if self.run.interrupted is not None:  # a second Ctrl-C, or SIGTERM again
             raise _worker.ForcedInterrupt("interrupted again: stopping at once")
         self.run.interrupt(signum)
 

@@ -167,9 +167,11 @@ class Journal:
         connection = self._connection = self._connect()
         fingerprint = {name: str(value) for name, value in fingerprint.items()}
         with transaction(connection):
+            self._check_schema(connection)
             for statement in SCHEMA.split(";"):
                 if statement.strip():
                     connection.execute(statement)
+            connection.execute("DROP TABLE IF EXISTS claims")  # schema 1's, checked unused
             row = connection.execute("SELECT value FROM meta WHERE name = 'fingerprint'").fetchone()
             has_blocks = connection.execute("SELECT 1 FROM blocks LIMIT 1").fetchone()
             if row is not None and not restart:
@@ -203,6 +205,27 @@ class Journal:
             )
         self._last_commit = time.monotonic()
         self._ended = False
+
+    def _check_schema(self, connection: sqlite3.Connection) -> None:
+        """Refuse a journal of a newer schema, and one of schema 1 (claims a row per
+        block) while a session of it still runs: that session would lose its claims."""
+        if connection.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND "
+                              "name = 'meta'").fetchone() is None:
+            return  # a new file
+        row = connection.execute("SELECT value FROM meta WHERE name = 'schema'").fetchone()
+        version = int(row[0]) if row is not None else SCHEMA_VERSION
+        if version > SCHEMA_VERSION:
+            raise ConfigError(
+                f"the journal {self.path!r} was written by a newer ndframework (schema "
+                f"{version}; this one reads schema {SCHEMA_VERSION} and older): upgrade "
+                f"ndframework, or use another journal", self.path)
+        if version < SCHEMA_VERSION:
+            live = self._live_sessions(connection)
+            if live:
+                raise ConfigError(
+                    f"the journal {self.path!r} is in use by a session of an older "
+                    f"ndframework ({', '.join(live)}); let it finish first, or use another "
+                    f"journal", self.path)
 
     @staticmethod
     def _live_sessions(connection: sqlite3.Connection) -> list[str]:

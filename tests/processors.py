@@ -319,3 +319,13 @@ class CountCalls(ndf.BlockProcessor):
                 _, key, pid, _ = name.split("-")
                 calls.setdefault(key, []).append(int(pid))
         return calls
+
+
+class DieInSetup(ndf.BlockProcessor):
+    """Kills its worker process in ``setup()``, as a model too large for memory would."""
+
+    def setup(self):
+        os._exit(3)
+
+    def process(self, data, block):
+        return 1

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import ndframework as ndf
-from processors import CountCalls, CrashOn, NeighbourhoodSum, RecordWorkers
+from processors import CountCalls, CrashOn, DieInSetup, NeighbourhoodSum, RecordWorkers
 
 pytest.importorskip("distributed")
 
@@ -142,6 +142,18 @@ def test_the_local_clusters_workers_share_the_default_chunk_cache(dask_executor,
                           load_entrypoints=False).run()
     assert result.ok
     assert set(result.reduced.values()) == {_chunk_cache.DEFAULT_CHUNK_CACHE_BYTES // 2}
+
+
+def test_workers_that_die_in_setup_stop_the_run_instead_of_looping(dask_executor, em):
+    # each worker dies before it shows a block running: the deaths still count
+    with pytest.raises(ndf.WorkerError, match="died 9 times in a row before starting a "
+                                              "block") as raised:
+        ndf.Pipeline(ndf.InMemorySource({"em": em}), DieInSetup(),
+                     tiler=ndf.RegularTiler((2, 8, 8)), executor=dask_executor,
+                     max_attempts=2, load_entrypoints=False).run()
+    result = raised.value.result
+    assert result.stopped == "worker processes kept dying"
+    assert result.counts.done == 0 and result.counts.not_run == 16
 
 
 class _Count:

@@ -381,3 +381,55 @@ def test_a_bad_commit_interval_is_refused(tmp_path, interval):
     with pytest.raises(ndf.ConfigError, match=rf"commit_interval must be a number of seconds "
                                               rf">= 0, got {interval!r}"):
         Journal(tmp_path / "j.sqlite", commit_interval=interval)
+
+
+def _one(data):
+    return 1
+
+
+def _journal_of_schema(path, version, live_session):
+    """A journal file as an ndframework of schema ``version`` leaves it, with a session
+    still running (this process) when ``live_session``."""
+    source = ndf.InMemorySource({"em": np.zeros((2, 4, 4), np.uint8)})
+    ndf.Pipeline(source, _one, tiler=ndf.RegularTiler((1, 4, 4)),
+                 executor="serial", journal=path, load_entrypoints=False).run()
+    with sqlite3.connect(path) as connection:
+        connection.execute("UPDATE meta SET value = ? WHERE name = 'schema'", (str(version),))
+        if version == 1:  # schema 1 claimed blocks a row each
+            connection.execute("DROP TABLE claimed")
+            connection.execute("CREATE TABLE claims (ordinal INTEGER PRIMARY KEY, "
+                               "session TEXT NOT NULL)")
+        if live_session:
+            connection.execute("INSERT INTO sessions (session, started, host, pid, alive) "
+                               "VALUES ('older', ?, ?, ?, ?)",
+                               (time.time(), __import__("socket").gethostname(), os.getpid(),
+                                time.time()))
+    return source
+
+
+def test_a_journal_of_an_older_schema_is_upgraded_unless_a_session_of_it_runs(tmp_path):
+    path = tmp_path / "old.sqlite"
+    source = _journal_of_schema(path, 1, live_session=True)
+    rerun = ndf.Pipeline(source, _one, tiler=ndf.RegularTiler((1, 4, 4)),
+                         executor="serial", journal=path, load_entrypoints=False)
+    with pytest.raises(ndf.ConfigError, match="in use by a session of an older ndframework"):
+        rerun.run()
+    with sqlite3.connect(path) as connection:  # the running session ends
+        connection.execute("UPDATE sessions SET ended = ? WHERE session = 'older'",
+                           (time.time(),))
+    result = rerun.run()
+    assert result.ok and result.counts.skipped == 2  # its records kept
+    with sqlite3.connect(path) as connection:
+        tables = {row[0] for row in connection.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table'")}
+        schema = connection.execute("SELECT value FROM meta WHERE name = 'schema'").fetchone()
+    assert "claims" not in tables and "claimed" in tables and schema == ("2",)
+
+
+def test_a_journal_of_a_newer_schema_is_refused(tmp_path):
+    path = tmp_path / "new.sqlite"
+    source = _journal_of_schema(path, 3, live_session=False)
+    with pytest.raises(ndf.ConfigError, match=r"newer ndframework \(schema 3; this one reads "
+                                              r"schema 2"):
+        ndf.Pipeline(source, _one, tiler=ndf.RegularTiler((1, 4, 4)),
+                     executor="serial", journal=path, load_entrypoints=False).run()

@@ -76,6 +76,9 @@ class WorkerBoard:
         """Have workers start no more tasks of the batches they hold."""
         self._halted.value = 1
 
+    def forget(self, tickets: list[int]) -> None:
+        """Nothing to drop: a row shows only the task its worker runs now."""
+
     def running(self) -> dict[int, tuple[int, float]]:
         """``{ticket: (pid, started)}`` of the tasks being run now."""
         slots = self._slots[:]
@@ -110,6 +113,9 @@ class LocalBoard:
 
     def halted(self) -> bool:
         return self._halted.is_set()
+
+    def forget(self, tickets: list[int]) -> None:
+        pass  # shows nothing running
 
     def halt(self) -> None:
         self._halted.set()

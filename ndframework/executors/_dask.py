@@ -444,6 +444,25 @@ class DaskBoard:
 # -- the pool --------------------------------------------------------------------------
 
 
+class _TaskFuture(futures.Future):
+    """The future of a Dask task. Cancelling it (a stopping run takes back blocks not
+    started) also cancels the task, and tells its waiters at once: no worker will ever
+    start it to do so, as the standard pools do for the calls they take back."""
+
+    task: Any = None
+
+    def cancel(self) -> bool:
+        if not super().cancel():
+            return False
+        self.set_running_or_notify_cancel()  # CANCELLED -> CANCELLED_AND_NOTIFIED
+        if self.task is not None:
+            try:
+                self.task.cancel()
+            except Exception:  # the client is closing: the task goes with it
+                pass
+        return True
+
+
 class _DaskPool(futures.Executor):
     """A `concurrent.futures.Executor` over ``client.submit``: each call runs in a worker's
     run session ``token`` (started on first use from the lifecycle its plugin keeps)."""
@@ -456,7 +475,7 @@ class _DaskPool(futures.Executor):
         self._shutdown = False
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> futures.Future:
-        future: futures.Future = futures.Future()
+        future = _TaskFuture()
         key = f"ndframework-{getattr(fn, '__name__', 'call')}-{uuid.uuid4().hex}"
         with self._lock:
             if self._shutdown:
@@ -465,6 +484,7 @@ class _DaskPool(futures.Executor):
             task = self._client.submit(_call, self._token, fn, args, kwargs,
                                        key=key, pure=False, retries=0)
             self._tasks[key] = (future, task)
+            future.task = task
         task.add_done_callback(self._settle)
         return future
 
