@@ -169,19 +169,20 @@ def test_a_coordinator_killed_part_way_leaves_nothing_behind_and_the_rerun_compl
 
 
 @pytest.mark.timeout(60)
-def test_a_second_ctrl_c_stops_at_once_and_fails_no_block(tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_second_signal_stops_at_once_and_fails_no_block(tmp_path, signum):
     process = _start(tmp_path, "serial", "first", sleep=3.0)
     try:
         _wait_for_marks(tmp_path, "first", 1, process)  # the second block has begun
-        os.killpg(process.pid, signal.SIGINT)
+        os.killpg(process.pid, signum)
         time.sleep(0.3)
-        os.killpg(process.pid, signal.SIGINT)
+        os.killpg(process.pid, signum)
         sent = time.monotonic()
         _, stderr = process.communicate(timeout=20)
         took = time.monotonic() - sent
     finally:
         process.kill()
-    assert process.returncode == 130, stderr
+    assert process.returncode == 128 + signum, stderr
     assert took < 2.0
     records = list(ndf.Journal.read(tmp_path / "run.sqlite").records())
     assert [r.status for r in records] == [ndf.BlockStatus.DONE]  # the block cut short
