@@ -375,16 +375,17 @@ class Pipeline:
             result = run.execute()
         except BaseException as error:  # still tell the plugins what was done
             forced = isinstance(error, _worker.ForcedInterrupt)
-            run.stop(None, "interrupted twice by SIGINT" if forced
+            signum = signal.Signals(run.interrupted or signal.SIGINT)
+            run.stop(None, f"interrupted twice by {signum.name}" if forced
                      else f"stopped by {type(error).__name__}")  # halts batches in flight
             self.executor.close()
             self.source.release()
             result = run.result()
             hooks.call("ndf_after_run", run=info, result=result)
-            if forced:  # the second Ctrl-C: at once, but with the record kept all the same
+            if forced:  # the second signal: at once, but with the record kept all the same
                 raise RunInterrupted(
-                    f"run interrupted twice by SIGINT: {result.counts.done} blocks done, the "
-                    f"journal is committed", signal.SIGINT, result) from None
+                    f"run interrupted twice by {signum.name}: {result.counts.done} blocks "
+                    f"done, the journal is committed", signum, result) from None
             raise
         self.executor.close()
         self.source.release()
