@@ -550,7 +550,8 @@ class Run:
 class _Signals:
     """SIGINT and SIGTERM, while a run goes on in the main thread, stop it cleanly: the
     run hands out no more blocks, ends its workers and commits its journal. A second
-    SIGINT raises `KeyboardInterrupt` at once, as Python does by default."""
+    signal of either kind raises `KeyboardInterrupt` at once, as Python does by default
+    for SIGINT."""
 
     _running: set[int] = set()
 

@@ -48,7 +48,7 @@ class WorkerContext:
 
 
 class ForcedInterrupt(KeyboardInterrupt):
-    """A second Ctrl-C during a run: raised by the coordinator's signal handler wherever
+    """A second Ctrl-C (or SIGTERM) during a run: raised by the coordinator's signal handler wherever
     the main thread is, also inside a block run by the serial executor, which must let it
     through rather than record the block as failed."""
 

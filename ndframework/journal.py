@@ -179,12 +179,9 @@ class Journal:
                 if recorded != fingerprint and has_blocks:
                     raise JournalMismatchError(self._mismatch(recorded, fingerprint), recorded)
             if restart:
-                live = self._live_sessions(connection)
-                if live:
-                    raise ConfigError(
-                        f"cannot restart the journal {self.path!r}: a session of its run is "
-                        f"still running ({', '.join(live)}); stop it first, or use another "
-                        f"journal", self.path)
+                self._refuse_while_running(
+                    connection, f"cannot restart the journal {self.path!r}: a session of its "
+                                f"run is still running", "stop it first")
                 connection.execute("DELETE FROM blocks")
                 connection.execute("DELETE FROM claimed")
                 connection.execute("DELETE FROM sessions")
@@ -220,12 +217,17 @@ class Journal:
                 f"{version}; this one reads schema {SCHEMA_VERSION} and older): upgrade "
                 f"ndframework, or use another journal", self.path)
         if version < SCHEMA_VERSION:
-            live = self._live_sessions(connection)
-            if live:
-                raise ConfigError(
-                    f"the journal {self.path!r} is in use by a session of an older "
-                    f"ndframework ({', '.join(live)}); let it finish first, or use another "
-                    f"journal", self.path)
+            self._refuse_while_running(
+                connection, f"the journal {self.path!r} is in use by a session of an older "
+                            f"ndframework", "let it finish first")
+
+    def _refuse_while_running(self, connection: sqlite3.Connection, what: str,
+                              advice: str) -> None:
+        """`ConfigError` saying ``what`` (naming the sessions) while a session runs."""
+        live = self._live_sessions(connection)
+        if live:
+            raise ConfigError(f"{what} ({', '.join(live)}); {advice}, or use another journal",
+                              self.path)
 
     @staticmethod
     def _live_sessions(connection: sqlite3.Connection) -> list[str]:
