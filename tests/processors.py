@@ -166,14 +166,6 @@ class FailingTeardown(ndf.BlockProcessor):
         raise RuntimeError("could not release the model")
 
 
-class DieInSetup(ndf.BlockProcessor):
-    def setup(self):
-        os._exit(5)
-
-    def process(self, data, block):
-        return 1
-
-
 class BrokenSink(ndf.InMemorySink):
     """An in-memory sink whose writes fail like a full disk."""
 

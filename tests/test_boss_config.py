@@ -9,6 +9,7 @@ import http.server
 import logging
 import pickle
 import socket
+import re
 import threading
 import time
 import traceback
@@ -173,7 +174,7 @@ def test_file_errors_name_the_file_the_key_and_the_value(tmp_path, drop, key, va
         BossConfig.from_file(path)
     message = str(info.value)
     assert message.startswith(str(path)), message
-    assert __import__("re").search(key, message), message
+    assert re.search(key, message), message
     assert TOKEN not in message and "two words" not in message
 
 
@@ -255,7 +256,7 @@ def test_server_errors_name_the_file_the_key_and_the_value(boss, tmp_path, value
     path = write_config(tmp_path, boss.host, **values)
     message = config_error(path)
     assert message.startswith(str(path)), message
-    assert __import__("re").search(expected, message), message
+    assert re.search(expected, message), message
 
 
 def test_an_unknown_channel_is_a_channel_error(boss, tmp_path):
@@ -534,3 +535,25 @@ def test_a_secret_compares_and_pickles_without_showing_itself():
     data = pickle.dumps(secret)
     assert TOKEN.encode() not in data and pickle.loads(data).reveal() == TOKEN
     assert pickle.dumps(secret) != data  # a fresh mask every time
+
+
+def test_a_config_at_resolution_1_reads_the_downsampled_level(tmp_path):
+    """Ranges are in the level's voxels, checked against its extent (x and y halved,
+    boss-tools activities/resolution_hierarchy.py); the level is built by the emulator's
+    downsample service, as the BOSS's (boss django/bossspatialdb/views.py ``Downsample``)."""
+    patches = np.random.default_rng(4).integers(1, 2**40, (20, 20, 24), dtype=np.uint64)
+    labels = np.repeat(np.repeat(patches, 2, axis=1), 2, axis=2)  # constant on 2 x 2 in y, x
+    with BossEmulator(token=TOKEN) as boss:
+        boss.create_volume("coll", "exp", {"seg": labels}, num_hierarchy_levels=2)
+        response = requests.post(f"{boss.url}/v1/downsample/coll/exp/seg/", timeout=30,
+                                 headers={"Authorization": f"Token {TOKEN}"})
+        assert response.status_code == 201 and boss.wait_for_downsamples(timeout=60)
+        path = write_config(tmp_path, boss.host, channels="seg", resolution="1",
+                            x_range="3,24", y_range="0,17", z_range="2,20")
+        source = BossSource.from_config(path, retry=FAST)
+        assert source.bounds == Box((2, 0, 3), (20, 17, 24))
+        read = source.read(source.bounds)["seg"]
+        np.testing.assert_array_equal(read, patches[2:20, 0:17, 3:24])
+        path = write_config(tmp_path, boss.host, channels="seg", resolution="1")
+        assert re.search(r"y_range = 0,40: outside the coordinate frame 'coll_exp' of coll/exp, "
+                         r"whose y range at resolution 1 is 0,20", config_error(path))

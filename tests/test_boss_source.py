@@ -19,9 +19,10 @@ import pytest
 import requests
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from intern.resource.boss.resource import ChannelResource
 
 import ndframework as ndf
-from ndframework.boss import BossSource, RetryPolicy, split_box
+from ndframework.boss import BossSink, BossSource, RetryPolicy, split_box
 from ndframework.bossemu import BossEmulator, Faults
 from ndframework.geometry import Box
 from ndframework.testing import SourceConformance
@@ -610,3 +611,86 @@ def test_a_token_with_a_percent_sign_works():
         boss.create_volume("coll", "exp", arrays)
         source = BossSource(boss.host, "abc%def", "coll", "exp", "em", protocol="http")
         np.testing.assert_array_equal(source.read(source.bounds)["em"], arrays["em"])
+
+
+# -- resolutions above 0 ------------------------------------------------------------------------
+
+
+def copy(data):
+    return {name: array.copy() for name, array in data.items()}
+
+
+def downsample(boss, channel: str) -> None:
+    """``POST /v1/downsample/coll/exp/<channel>/``, then wait for the emulator to finish (boss
+    django/bossspatialdb/views.py ``Downsample.post``)."""
+    response = requests.post(
+        f"{boss.url}/v1/downsample/coll/exp/{channel}/",
+        headers={"Authorization": f"Token {TOKEN}"}, timeout=30,
+    )
+    assert response.status_code == 201, response.text
+    assert boss.wait_for_downsamples(timeout=60)
+
+
+def test_a_level_written_by_the_sink_reads_back_in_its_own_coordinates(boss):
+    """Level 1 halves x and y (anisotropic, the BOSS's default); the source's default region
+    is that level's extent, rounded up (boss-tools activities/resolution_hierarchy.py), and
+    the BOSS takes writes at the base resolution or the level above (spdb
+    spdb/spatialdb/spatialdb.py ``write_cuboid``)."""
+    arrays = random_volume((20, 41, 47), seed=5)
+    boss.create_volume("coll", "exp", arrays, num_hierarchy_levels=3)
+    source = boss_source(boss, resolution=1).validate()
+    assert source.bounds == Box((0, 0, 0), (20, 21, 24))
+    level1 = random_volume((20, 21, 24), seed=6)
+    sink = BossSink(boss.host, TOKEN, "coll", "exp", ["em", "mask"], protocol="http",
+                    resolution=1, retry=FAST)
+    result = ndf.Pipeline(ndf.InMemorySource(level1), copy, sink=sink, tiler=CuboidTiler(),
+                          load_entrypoints=False).run()
+    assert result.ok and sink.bounds == source.bounds
+    for block in RegularTiler((7, 9, 11), halo=(1, 2, 3)).blocks(source.bounds):
+        read = source.read(block.read_box)
+        for name, expected in expected_block(level1, block.read_box).items():
+            np.testing.assert_array_equal(read[name], expected)
+    base = boss_source(boss).read(Box.from_shape((20, 41, 47)))  # level 0 untouched
+    np.testing.assert_array_equal(base["em"], arrays["em"])
+
+
+def test_downsampled_labels_read_at_levels_1_and_2(boss):
+    """Labels constant over 4 x 4 patches in y and x decimate to every other voxel at each
+    level, whatever the BOSS's label rule (spdb spdb/c_lib/c_version/addData.c
+    ``addAnnotationData``); the levels come from the downsample service (boss-tools
+    activities/resolution_hierarchy.py)."""
+    rng = np.random.default_rng(6)
+    patches = rng.integers(1, 2**50, (12, 10, 12), dtype=np.uint64)
+    labels = np.repeat(np.repeat(patches, 4, axis=1), 4, axis=2)
+    boss.create_volume("coll", "exp", {"seg": labels}, num_hierarchy_levels=3)
+    downsample(boss, "seg")
+    for level, step in ((1, 2), (2, 4)):
+        source = boss_source(boss, ["seg"], resolution=level).validate()
+        assert source.bounds == Box.from_shape((12, 40 // step, 48 // step))
+        sink = ndf.InMemorySink.zeros(source.bounds.shape, {"seg": np.uint64})
+        result = ndf.Pipeline(source, copy, sink=sink, tiler=RegularTiler((5, 7, 9)),
+                              executor=ndf.ThreadExecutor(2),
+                              load_entrypoints=False).run()
+        assert result.ok
+        np.testing.assert_array_equal(sink.arrays["seg"], labels[:, ::step, ::step])
+
+
+def test_resolutions_are_checked_against_each_channels_base(boss):
+    """``validate_resolution`` (boss django/bosscore/request.py): a channel is read at levels
+    base to base + num_hierarchy_levels - 1; the sink writes base and base + 1 only."""
+    boss.create_volume("coll", "exp", random_volume((4, 8, 8)), num_hierarchy_levels=3)
+    with pytest.raises(ndf.ConfigError, match=r"resolution = 3: coll/exp has resolutions 0 to 2"):
+        boss_source(boss, resolution=3).validate()
+    remote = boss.remote()
+    remote.create_project(ChannelResource("high", "coll", "exp", "image", datatype="uint8",
+                                          base_resolution=1))
+    with pytest.raises(ndf.ConfigError, match=r"resolution = 0: coll/exp \(base_resolution 1\) "
+                                              r"has resolutions 1 to 3"):
+        boss_source(boss, ["high"], resolution=0).validate()
+    # based at 1, level 1 is the whole frame and level 2 halves it
+    assert boss_source(boss, ["high"], resolution=1).validate().bounds == Box.from_shape((4, 8, 8))
+    assert boss_source(boss, ["high"], resolution=2).validate().bounds == Box.from_shape((4, 4, 4))
+    sink = BossSink(boss.host, TOKEN, "coll", "exp", ["em"], protocol="http", resolution=2)
+    with pytest.raises(ndf.ConfigError, match=r"resolution = 2: the BOSS writes channel 'em' at "
+                                              r"its base resolution 0 or at 1 only"):
+        sink.validate()

@@ -57,13 +57,27 @@ class VolumeInfo:
     channels: Mapping[str, ChannelInfo] = attrs.field(factory=dict)
     """The channels looked at, by name."""
 
-    def extent(self, resolution: int) -> Box:
-        """The frame's extent at ``resolution``: x and y halve at every level, and z too
-        for an isotropic hierarchy (an approximation the server has the last word on)."""
-        if resolution == 0:
+    def resolutions(self, base_resolution: int = 0) -> range:
+        """The resolutions a channel whose data start at ``base_resolution`` can be read at:
+        ``range(base, base + num_hierarchy_levels)`` (``validate_resolution``, boss
+        django/bosscore/request.py)."""
+        return range(base_resolution, base_resolution + self.hierarchy_levels)
+
+    def extent(self, resolution: int, base_resolution: int = 0) -> Box:
+        """The frame's extent at ``resolution`` for a channel based at ``base_resolution``.
+
+        As boss-tools builds each level (``downsample_channel``, activities/
+        resolution_hierarchy.py): the coordinate frame is the base resolution's frame, and
+        each level above halves x and y (and z too in an isotropic hierarchy), the start
+        rounded down and the stop up, so no voxel is lost. The BOSS itself checks a cutout at
+        any resolution against the unscaled frame (``set_cutoutargs``, boss
+        django/bosscore/request.py); what lies past this extent reads as zeros.
+        """
+        steps = resolution - base_resolution
+        if steps <= 0:
             return self.frame
         scaled = (0, 1, 2) if self.hierarchy_method == "isotropic" else (1, 2)
-        factor = 2**resolution
+        factor = 2**steps
         start = tuple(s // factor if a in scaled else s for a, s in enumerate(self.frame.start))
         stop = tuple(-(-s // factor) if a in scaled else s for a, s in enumerate(self.frame.stop))
         return Box(start, stop)

@@ -33,7 +33,7 @@ from ..errors import ConfigError, DataAccessError
 from ..geometry import Box, Triple
 from ..tiling import BOSS_CUBOID
 from . import _outage
-from ._arguments import as_box, as_timeout, check_positive
+from ._arguments import as_timeout, check_positive
 from ._messages import listing, network_reason
 from ._metadata import ChannelInfo, VolumeInfo
 from ._retry import RetryPolicy, http_status, is_transient, short_reason
@@ -88,6 +88,10 @@ class BossVolume:
 
     def _check_config(self, config: BossConfig) -> None:
         """Refuse settings this kind of volume cannot use (none, here)."""
+
+    def _check_info(self, info: VolumeInfo) -> None:
+        """Refuse what the BOSS's metadata rules out for this kind of volume (nothing more
+        than `BossConfig.check_against`, here)."""
 
     def _init_process_state(self) -> None:
         self._local = threading.local()  # one BossRemote per thread
@@ -175,6 +179,7 @@ class BossVolume:
             if self._info is None or self._bounds is None:
                 info = self._fetch_info()
                 self._bounds = self.config.check_against(info)
+                self._check_info(info)
                 self._info = info
             return self._info, self._bounds
 

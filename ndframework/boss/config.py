@@ -227,7 +227,8 @@ class BossConfig:
     )
     """z range (start, stop), or None for the coordinate frame's."""
     resolution: int = attrs.field(default=0, validator=_check_resolution)
-    """Resolution level, 0 (native) to the experiment's ``num_hierarchy_levels - 1``."""
+    """Resolution level: 0 is native; a channel can be read at its ``base_resolution`` up to
+    ``base_resolution + num_hierarchy_levels - 1``."""
     t_range: tuple[int, int] | None = attrs.field(
         default=None, converter=_as_range, validator=_check_range
     )
@@ -359,14 +360,20 @@ class BossConfig:
                     f"{', '.join(SUPPORTED_DATATYPES)}",
                     datatype,
                 )
-        if self.resolution >= info.hierarchy_levels:
-            raise ConfigError(
-                f"{self.where('resolution')} = {self.resolution}: {source} has resolutions 0 "
-                f"to {info.hierarchy_levels - 1} (num_hierarchy_levels = "
-                f"{info.hierarchy_levels})",
-                self.resolution,
-            )
-        extent = info.extent(self.resolution)
+        bases = {info.channels[name].base_resolution for name in self.channels} or {0}
+        for base in sorted(bases):
+            levels = info.resolutions(base)
+            if self.resolution not in levels:
+                whose = f"{source}" if bases == {0} else f"{source} (base_resolution {base})"
+                raise ConfigError(
+                    f"{self.where('resolution')} = {self.resolution}: {whose} has resolutions "
+                    f"{levels.start} to {levels.stop - 1} (num_hierarchy_levels = "
+                    f"{info.hierarchy_levels})",
+                    self.resolution,
+                )
+        # Channels based at different levels: the largest of their extents, so that none
+        # loses data (the BOSS accepts any range within the frame at every level).
+        extent = info.extent(self.resolution, min(bases))
         for index, axis in enumerate(_AXES):
             key = f"{axis}_range"
             given: tuple[int, int] | None = getattr(self, key)

@@ -21,6 +21,7 @@ from ..geometry import Box, Triple
 from ..storage import DataSink
 from ._arguments import as_box
 from ._messages import listing
+from ._metadata import VolumeInfo
 from ._retry import RetryPolicy
 from ._secret import Secret
 from ._split import MAX_CUTOUT_BYTES, TooLarge, halve, smaller
@@ -166,6 +167,20 @@ class BossSink(BossVolume, DataSink):
                 f"sample; leave t_range out of the sink's settings",
                 config.t_range,
             )
+
+    def _check_info(self, info: VolumeInfo) -> None:
+        """The BOSS writes a channel at its base resolution or the level above only
+        (``write_cuboid``, spdb spdb/spatialdb/spatialdb.py): anything else is refused here,
+        before a block is run, rather than by every write."""
+        resolution = self.config.resolution
+        for name in self.config.channels:
+            base = info.channels[name].base_resolution
+            if resolution not in (base, base + 1):
+                raise ConfigError(
+                    f"{self.config.where('resolution')} = {resolution}: the BOSS writes channel "
+                    f"{name!r} at its base resolution {base} or at {base + 1} only",
+                    resolution,
+                )
 
     @classmethod
     def create(

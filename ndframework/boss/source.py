@@ -41,9 +41,13 @@ class BossSource(BossVolume, DataSource):
     protocol:
         ``"https"`` or ``"http"``.
     resolution:
-        Resolution level to read, 0 (native) to ``num_hierarchy_levels - 1``.
+        Resolution level to read: 0 is native; a channel has levels ``base_resolution`` to
+        ``base_resolution + num_hierarchy_levels - 1``. Coordinates, bounds and blocks are
+        in that level's voxels.
     bounds:
-        The region to read, a ZYX `Box` (default: the coordinate frame's extent).
+        The region to read, a ZYX `Box` (default: the coordinate frame's extent at that
+        resolution: x and y halved per level above the base, z too in an isotropic
+        hierarchy).
     t_range:
         ``(start, stop)`` time samples to read; arrays then gain a leading time axis.
     timeout:
