@@ -19,6 +19,9 @@ Modules:
 - ``faults``: fault injection (`Faults`) and request counters (`EmulatorStats`).
 - ``datarequest``: what the data services check first (the BOSS's ``BossRequest``).
 - ``routes``: the URL table, the request pipeline, the resource and metadata services.
+- ``accounts``: users, groups, maintainers, permission sets and Keycloak accounts, stored.
+- ``groups``, ``permissions``, ``users``: the group, permission and user services (and a
+  stand-in for Keycloak's token endpoint).
 - ``volume``: cutouts, cutout to black, reserve, ids and bounding boxes.
 - ``downsampling``: the downsample service and its background worker.
 - ``server``: `BossEmulator`, the whole emulator as one object.

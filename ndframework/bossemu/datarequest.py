@@ -24,6 +24,7 @@ import numpy as np
 
 from .._bossapi import MAX_CUTOUT_BYTES
 from ..geometry import Box
+from .accounts import Accounts
 from .cuboids import CuboidStore
 from .errors import BossError, ErrorCodes
 from .hierarchy import Hierarchy
@@ -52,6 +53,10 @@ class Backend:
     """Whether the one user is staff (may downsample again and without the size limit)."""
     downsampler: Downsampler | None = None
     """Runs the downsample jobs; set by the server."""
+    accounts: Accounts = attrs.field(
+        default=attrs.Factory(lambda self: Accounts.open(self.resources), takes_self=True)
+    )
+    """Users, groups and permission sets, kept in the resource tree's database."""
 
 
 @attrs.frozen

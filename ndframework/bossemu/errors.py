@@ -47,6 +47,9 @@ __all__ = [
     "data_resource_not_found",
     "data_marked_for_deletion",
     "in_use",
+    "group_not_found",
+    "user_not_found",
+    "KeycloakError",
     "permission_denied",
     "missing_role",
     "admin_only",
@@ -281,6 +284,43 @@ def in_use(kind: str, name: str) -> BossError:
     'Collection col1 has experiments that reference it and cannot be deleted.Please delete the experiments first.'
     """
     return BossError(ErrorCodes.INTEGRITY_ERROR, _IN_USE[kind].format(name))
+
+
+def group_not_found(name: object) -> BossError:
+    """404, 4001: no group of that name (``BossGroupNotFoundError``, bosscore/error.py).
+
+    >>> group_not_found("foo").body()
+    {'status': 404, 'code': 4001, 'message': 'foo does not exist.'}
+    """
+    return BossError(ErrorCodes.GROUP_NOT_FOUND, f"{name} does not exist.")
+
+
+def user_not_found(name: object) -> BossError:
+    """404, 4002: no (logged in) user of that name (``BossUserNotFoundError``,
+    bosscore/error.py); the BOSS knows a user only once they have logged in."""
+    return BossError(
+        ErrorCodes.USER_NOT_FOUND, f"{name} does not exist. Ensure that the user has logged in"
+    )
+
+
+class KeycloakError(BossError):
+    """``BossKeycloakError`` (bosscore/error.py): code 7001 with the status Keycloak answered
+    (500 when no Keycloak error is being handled), and Keycloak's own error keys merged
+    into the body.
+
+    >>> KeycloakError("Error deleting user 'x'", 404, {"error": "User not found"}).body()
+    {'status': 404, 'code': 7001, 'message': "Error deleting user 'x'", 'error': 'User not found'}
+    """
+
+    def __init__(
+        self, message: str, status: int | None = None, data: Mapping[str, Any] | None = None
+    ) -> None:
+        super().__init__(ErrorCodes.KEYCLOAK_EXCEPTION, message, status=status)
+        self.data = dict(data or {})
+
+    def body(self) -> dict[str, Any]:
+        """The JSON body: status, code, message, then Keycloak's keys."""
+        return {**super().body(), **self.data}
 
 
 def permission_denied(permission: str, name: str) -> BossError:

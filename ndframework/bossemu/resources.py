@@ -32,7 +32,7 @@ import datetime
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import attrs
@@ -210,6 +210,10 @@ class ResourceTree:
     ) -> None:
         self._db = connection
         self._lock = threading.RLock()
+        self.on_create: list[Callable[[sqlite3.Connection, str, int, str], None]] = []
+        """Called in a create's transaction with the connection, the kind, the new row's id and
+        its creator: where the BOSS's views then grant permissions (`ndframework.bossemu.
+        accounts`)."""
         self.annotation_requires_source = annotation_requires_source
         """Refuse an annotation channel without sources, as the BOSS once did (the check is
         commented out in views_resource.py, ``ChannelDetail.post``, but intern's
@@ -244,6 +248,17 @@ class ResourceTree:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    @contextlib.contextmanager
+    def connection(self, *, write: bool = False) -> Iterator[sqlite3.Connection]:
+        """The database under the tree's lock, in one transaction if `write`: for the modules
+        that keep their own tables beside the tree's (`ndframework.bossemu.accounts`)."""
+        if write:
+            with self._transaction() as db:
+                yield db
+        else:
+            with self._lock:
+                yield self._db
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -398,13 +413,18 @@ class ResourceTree:
         """
         body = dict(data)
         body["name"] = path.name
-        with self._transaction():
+        with self._transaction() as db:
             kind = path.kind
             if kind in ("collection", "coord"):
-                return self._create_top(kind, body, creator)
-            if kind == "experiment":
-                return self._create_experiment(path, body, creator)
-            return self._create_channel(path, body, creator, admin)
+                created = self._create_top(kind, body, creator)
+            elif kind == "experiment":
+                created = self._create_experiment(path, body, creator)
+            else:
+                created = self._create_channel(path, body, creator, admin)
+            row_id = self._rows(path)[-1]["id"]
+            for hook in self.on_create:
+                hook(db, kind, row_id, creator)
+            return created
 
     def _create_top(self, kind: str, body: dict[str, Any], creator: str) -> dict[str, Any]:
         table = _TABLE[kind]

@@ -1,12 +1,16 @@
 """The URL table and the request pipeline: authentication, fault injection, routing, the
 resource service and the metadata service (the volume and downsample services are in
-`ndframework.bossemu.volume` and `ndframework.bossemu.downsampling`).
+`ndframework.bossemu.volume` and `ndframework.bossemu.downsampling`; groups, permissions and
+users in `ndframework.bossemu.groups`, `ndframework.bossemu.permissions` and
+`ndframework.bossemu.users`).
 
 Each route is the regular expression of the BOSS's own URL configuration: boss
-django/boss/urls.py includes django/bosscore/urls/resource_urls.py and coord_urls.py,
-django/bossmeta/urls.py, django/bossspatialdb/urls.py, urls_to_black.py and
-urls_downsample.py, and django/bossobject/urls/reserve_urls.py, ids_urls.py and
-boundingbox_urls.py. So a cutout range must be ``\\d+:\\d+`` and a resolution one digit: a
+django/boss/urls.py includes django/bosscore/urls/resource_urls.py, coord_urls.py,
+group-urls.py and permission-urls.py, django/bossmeta/urls.py, django/bossspatialdb/urls.py,
+urls_to_black.py and urls_downsample.py, django/sso/urls/user-urls.py, and
+django/bossobject/urls/reserve_urls.py, ids_urls.py and boundingbox_urls.py. One route is
+not the BOSS's: Keycloak's token endpoint, so that users can log in (`ndframework.bossemu.
+users`). So a cutout range must be ``\\d+:\\d+`` and a resolution one digit: a
 URL that no pattern matches (a negative range, say) gets Django's 404 page, and a method the
 view lacks DRF's 405.
 
@@ -23,7 +27,7 @@ from urllib.parse import SplitResult, parse_qs, unquote, urlsplit
 
 import attrs
 
-from . import downsampling, volume
+from . import downsampling, groups, permissions, users, volume
 from .datarequest import Backend
 from .errors import BossError, ErrorCodes, ErrorPage, ServerError, drf_error_page
 from .faults import Faults, FaultInjector
@@ -64,6 +68,9 @@ class Route:
     """Whether faults hit it by default (the cutout service)."""
     renders: tuple[str, ...] = JSON_RENDERERS
     """The media types its view can render, in order."""
+    drf: bool = True
+    """Whether Django REST framework serves it (content negotiation, token authentication);
+    False for the Keycloak stand-in (`ndframework.bossemu.users`)."""
     regex: re.Pattern[str] = attrs.field(init=False, eq=False, repr=False)
 
     @regex.default
@@ -171,12 +178,24 @@ _DOWNSAMPLE = {
     "DELETE": downsampling.cancel_downsample,
 }
 _C = "v1/collection/"
+_PERMISSION_METHODS = ("GET", "POST", "PATCH", "DELETE")
+_GROUP = dict.fromkeys(("GET", "POST", "DELETE"), groups.group_view)
+_USER = dict.fromkeys(("GET", "POST", "DELETE"), users.user_view)
 
 ROUTES: tuple[Route, ...] = (
     # boss/urls.py's order; within each prefix, its urls module's order
     Route("v1/meta/", rf"{_CHANNEL}/?", _META),  # bossmeta/urls.py
     Route("v1/meta/", rf"(?P<collection>{_N})/(?P<experiment>{_N})/?", _META),
     Route("v1/meta/", rf"(?P<collection>{_N})/?$", _META),
+    # boss/urls.py's r'^v1/permissions/?' over bosscore/urls/permission-urls.py's r'^'
+    Route("v1/permissions", r"^", dict.fromkeys(_PERMISSION_METHODS, permissions.permission_view)),
+    # bosscore/urls/group-urls.py
+    Route("v1/groups/", rf"(?P<group_name>{_N})/maintainers/?(?P<user_name>{_N})?/?",
+          dict.fromkeys(("GET", "POST", "DELETE"), groups.maintainer_view)),
+    Route("v1/groups/", rf"(?P<group_name>{_N})/members/?(?P<user_name>{_N})?/?",
+          dict.fromkeys(("GET", "POST", "DELETE"), groups.member_view)),
+    Route("v1/groups/", rf"(?P<group_name>{_N})/?", _GROUP),
+    Route("v1/groups/", r"^", _GROUP),
     # bossspatialdb/urls.py (v1/cutout/ is tried before v1/cutout/to_black/)
     Route("v1/cutout/", rf"^{_CHANNEL}/{_REGION}/(?P<t_range>\d+:\d+?)/?$", _CUTOUT, True,
           CUTOUT_RENDERERS),
@@ -198,12 +217,15 @@ ROUTES: tuple[Route, ...] = (
     # bosscore/urls/coord_urls.py
     Route("v1/coord/", rf"(?P<coord>{_N})/?$", _RESOURCE),
     Route("v1/coord/", r"^$", {"GET": _list_view("coord")}),
+    Route("v1/sso/user/", rf"(?P<user_name>{_N})/?", _USER),  # sso/urls/user-urls.py
     # bossobject/urls/
     Route("v1/reserve/", rf"{_CHANNEL}/(?P<num_ids>\d+)/?$", {"GET": volume.reserve_ids}),
     Route("v1/ids/", rf"^{_CHANNEL}/{_REGION}/?(?P<t_range>\d+:\d+?)?/?$",
           {"GET": volume.ids_in_region}),
     Route("v1/boundingbox/", rf"{_CHANNEL}/(?P<resolution>\d)/(?P<id>\d+)/?$",
           {"GET": volume.bounding_box}),
+    # not the BOSS's: Keycloak's token endpoint, for logging users in
+    Route(users.TOKEN_PATH, r"^/?$", {"POST": users.token_view}, drf=False),
 )
 """Every endpoint served, in the order Django tries them."""
 
@@ -305,12 +327,15 @@ class BossApi:
     ) -> Response:
         route, params = routed
         # DRF's APIView.initial: content negotiation, then authentication; the method after
-        accepted = negotiate(headers.get("Accept"), route.renders)
+        accepted = negotiate(headers.get("Accept"), route.renders) if route.drf else "*/*"
         if accepted is None:
             refused = drf_error_page(406, "Could not satisfy the request Accept header.")
             return Response.page(refused)
-        refusal = authenticate(headers, self._token)
-        if refusal is not None:
+        refusal = authenticate(headers, self._token) if route.drf else None
+        # a Keycloak token logs its user in (bossoidc2), then acts as the emulator's one user
+        if refusal is not None and not self.backend.accounts.bearer_login(
+            headers.get("Authorization")
+        ):
             return refusal
         handler = route.handlers.get(method)
         if handler is None:
