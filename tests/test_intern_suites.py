@@ -54,9 +54,14 @@ def with_current_frame_arguments(text: str) -> str:
 
 @pytest.fixture(scope="module")
 def emulators(tmp_path_factory):
-    """Two emulators started with the documented command: as the BOSS, and with --exact-ids."""
+    """Emulators started with the documented command: as the BOSS, with --exact-ids, and
+    without the quirk that lets an annotation channel have no source."""
     started = {}
-    for name, flags in (("boss", []), ("exact", ["--exact-ids"])):
+    for name, flags in (
+        ("boss", []),
+        ("exact", ["--exact-ids"]),
+        ("strict", ["--without-quirk", "annotation_without_source"]),
+    ):
         process = subprocess.Popen(
             [sys.executable, "-m", "ndframework.bossemu", "--port", "0", *flags],
             stdout=subprocess.PIPE,
@@ -107,6 +112,8 @@ def test_project_suite_passes_but_for_a_check_the_boss_removed(emulators, tmp_pa
     failed = {name for name, outcome in outcomes.items() if outcome != "passed"}
     assert failed == _FAILS_ON_BOSS
     assert len(outcomes) == 19
+    strict = run_suite(tmp_path / "strict", emulators["strict"], "project", intern_suite("project"))
+    assert set(strict.values()) == {"passed"} and len(strict) == 19
 
 
 def test_volume_suite_passes_as_published(emulators, tmp_path):

@@ -16,6 +16,7 @@ Modules:
 - ``resources``: the resource tree (collections, frames, experiments, channels), its JSON
   and its storage.
 - ``http``: requests, responses, token authentication, array formats, the threaded server.
+- ``quirks``: the BOSS's oddities reproduced, each with a switch (`Quirks`).
 - ``faults``: fault injection (`Faults`) and request counters (`EmulatorStats`).
 - ``datarequest``: what the data services check first (the BOSS's ``BossRequest``).
 - ``routes``: the URL table, the request pipeline, the resource and metadata services.
@@ -36,6 +37,7 @@ from __future__ import annotations
 
 from .command import main
 from .faults import EmulatorStats, Faults
+from .quirks import Quirks
 from .server import BossEmulator
 
-__all__ = ["BossEmulator", "EmulatorStats", "Faults", "main"]
+__all__ = ["BossEmulator", "EmulatorStats", "Faults", "Quirks", "main"]

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from .._bossapi import EMULATOR_TOKEN_ENV_VAR, MAX_CUTOUT_BYTES
 from .faults import Faults
+from .quirks import Quirks
 from .server import BossEmulator
 
 __all__ = ["main"]
@@ -46,6 +47,15 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         action="store_true",
         help="answer /v1/ids and /v1/boundingbox from the stored voxels (default: as the "
         "BOSS, whose object index is empty)",
+    )
+    parser.add_argument(
+        "--without-quirk",
+        action="append",
+        default=[],
+        choices=Quirks.names(),
+        metavar="NAME",
+        help="do not reproduce this oddity of the BOSS (repeatable; default: reproduce them "
+        f"all): {', '.join(Quirks.names())}",
     )
     parser.add_argument(
         "--demo",
@@ -92,6 +102,8 @@ def _print_banner(
         f"token = the value of {token_source}"
     )
     print(f"store: {emulator.store if emulator.store is not None else 'in memory'}")
+    off = [name for name in Quirks.names() if name not in emulator.quirks.active]
+    print(f"BOSS quirks: all reproduced{'' if not off else ' but ' + ', '.join(off)}")
     if demo_shape is not None:
         print(
             "demo data: collection 'demo', experiment 'synthetic', channels 'em' (uint8) and "
@@ -126,6 +138,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m ndframework.b
             faults=faults,
             store=args.store,
             exact_id_index=args.exact_ids,
+            quirks=Quirks.without(*args.without_quirk),
         )
     except ValueError as error:  # ConfigError is a ValueError too
         parser.error(str(error))

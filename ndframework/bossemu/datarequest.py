@@ -28,6 +28,7 @@ from .accounts import Accounts
 from .cuboids import CuboidStore
 from .errors import BossError, ErrorCodes
 from .hierarchy import Hierarchy
+from .quirks import Quirks
 from .resources import Resolved, ResourcePath, ResourceTree
 
 if TYPE_CHECKING:
@@ -49,6 +50,8 @@ class Backend:
     exact_id_index: bool = False
     """Answer ``/v1/ids`` and ``/v1/boundingbox`` from the stored cuboids, instead of from
     the BOSS's object index, which its writes no longer fill (see `volume`)."""
+    quirks: Quirks = attrs.field(factory=Quirks)
+    """The BOSS's oddities reproduced."""
     is_staff: bool = False
     """Whether the one user is staff (may downsample again and without the size limit)."""
     downsampler: Downsampler | None = None
@@ -177,7 +180,9 @@ class CutoutArgs:
 _TIME = re.compile(r"/?(?P<start>\d+):?(?P<stop>\d+)?/?")
 
 
-def _time_range(request: ChannelRequest, text: str | None) -> tuple[range, bool]:
+def _time_range(
+    request: ChannelRequest, text: str | None, quirks: Quirks
+) -> tuple[range, bool]:
     """``set_time``, or the channel's default time sample without a time range."""
     if not text:
         default = request.channel["default_time_sample"]
@@ -189,14 +194,15 @@ def _time_range(request: ChannelRequest, text: str | None) -> tuple[range, bool]
             ErrorCodes.INVALID_URL, f"Unable to parse time sample argument {text}"
         )
     start = int(match["start"])
-    if start > samples:
+    last = samples if quirks.time_past_end else samples - 1
+    if start > last:
         raise BossError(
             ErrorCodes.INVALID_URL,
             f"Invalid time range {text}. Start time is greater than the maximum time sample "
             f"{samples}",
         )
     stop = int(match["stop"]) if match["stop"] else start + 1
-    if start > stop or stop > samples + 1:
+    if start > stop or stop > last + 1:
         raise BossError(
             ErrorCodes.INVALID_URL,
             f"Invalid time range {text}. End time is greater than the start time or out of "
@@ -205,10 +211,12 @@ def _time_range(request: ChannelRequest, text: str | None) -> tuple[range, bool]
     return range(start, stop), True
 
 
-def cutout_args(request: ChannelRequest, params: Mapping[str, str]) -> CutoutArgs:
+def cutout_args(
+    request: ChannelRequest, params: Mapping[str, str], quirks: Quirks = Quirks()
+) -> CutoutArgs:
     """The time range, then the resolution and ranges of a cutout, ids or to-black URL
     (``validate_cutout_service`` then ``set_cutoutargs``)."""
-    times, time_request = _time_range(request, params.get("t_range"))
+    times, time_request = _time_range(request, params.get("t_range"), quirks)
     resolution = request.check_resolution(params["resolution"])
     x, y, z = params["x_range"], params["y_range"], params["z_range"]
     try:
@@ -220,9 +228,13 @@ def cutout_args(request: ChannelRequest, params: Mapping[str, str]) -> CutoutArg
             ErrorCodes.TYPE_ERROR, f"Type error in cutout argument{resolution}/{x}/{y}/{z}"
         ) from None
     frame = request.frame
+    low = tuple(frame[f"{axis}_start"] for axis in "xyz")
+    high = tuple(frame[f"{axis}_stop"] for axis in "xyz")
+    if not quirks.unscaled_ranges and resolution > request.hierarchy.base_resolution:
+        low, high = request.hierarchy.downsample_frame(resolution)
     inside = all(
-        start < stop and start >= frame[f"{axis}_start"] and stop <= frame[f"{axis}_stop"]
-        for axis, start, stop in (("x", x0, x1), ("y", y0, y1), ("z", z0, z1))
+        start < stop and start >= lo and stop <= hi
+        for start, stop, lo, hi in zip((x0, y0, z0), (x1, y1, z1), low, high)
     )
     if not inside:
         raise BossError(

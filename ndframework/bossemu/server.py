@@ -34,6 +34,7 @@ from .downsampling import Downsampler
 from .errors import BossError, ServerError
 from .faults import EmulatorStats, FaultInjector, Faults
 from .http import EmulatorServer
+from .quirks import Quirks
 from .resources import NAME_PATTERN, ResourcePath, ResourceTree
 from .routes import BossApi
 
@@ -106,6 +107,9 @@ class BossEmulator:
         Answer ``/v1/ids`` and ``/v1/boundingbox`` from the stored voxels, as a BOSS whose
         object index were filled would; by default they answer as the BOSS does today
         (see `ndframework.bossemu.volume`).
+    quirks:
+        Which of the BOSS's oddities to reproduce: all by default, so that a pipeline meets
+        here what it will meet on the BOSS; ``Quirks.without(name, ...)`` turns some off.
     """
 
     token: str = attrs.field(validator=_check_token)
@@ -117,6 +121,7 @@ class BossEmulator:
     )
     store: Path | None = attrs.field(default=None, converter=_as_store)
     exact_id_index: bool = False
+    quirks: Quirks = attrs.field(factory=Quirks, validator=attrs.validators.instance_of(Quirks))
     _injector: FaultInjector = attrs.field(init=False)
     _backend: Backend | None = attrs.field(default=None, init=False)
     _server: EmulatorServer | None = attrs.field(default=None, init=False)
@@ -136,14 +141,18 @@ class BossEmulator:
         with self._lock:
             if self._backend is None:
                 store: CuboidStore
+                sourceless = {
+                    "annotation_requires_source": not self.quirks.annotation_without_source
+                }
                 if self.store is None:
-                    tree, store = ResourceTree.open(None), MemoryCuboids()
+                    tree, store = ResourceTree.open(None, **sourceless), MemoryCuboids()
                 else:
                     self.store.mkdir(parents=True, exist_ok=True)
-                    tree = ResourceTree.open(self.store / "resources.sqlite")
+                    tree = ResourceTree.open(self.store / "resources.sqlite", **sourceless)
                     store = DiskCuboids.open(self.store / "cuboids")
                 backend = Backend(
-                    tree, store, self.max_cutout_bytes, exact_id_index=self.exact_id_index
+                    tree, store, self.max_cutout_bytes, exact_id_index=self.exact_id_index,
+                    quirks=self.quirks,
                 )
                 backend.downsampler = Downsampler(backend)
                 self._backend = backend

@@ -16,7 +16,8 @@ django/bossspatialdb/parsers.py and renderers.py, and django/bossobject/views.py
   spdb spatialdb.py); another is 400, code 9001 (POST) or 1006 (to black), with the text of
   spdb's ``SpdbError``. A write that succeeds makes a DOWNSAMPLED channel NOT_DOWNSAMPLED.
 - The to-black PUT clears every sample of its time range only when the range holds more
-  than two; otherwise the first alone (``len(req.get_time()) > 2`` in ``CutoutToBlack.put``).
+  than two; otherwise the first alone (``len(req.get_time()) > 2`` in ``CutoutToBlack.put``;
+  `Quirks.to_black_first_sample`).
 - Ids and bounding boxes: spdb answers from an object index in DynamoDB that the BOSS no
   longer fills (``ObjectIndices.update_id_indices`` is commented out, spdb
   spdb/spatialdb/object_indices.py). So, by default as on the BOSS, ``/v1/boundingbox`` finds
@@ -127,7 +128,7 @@ def get_cutout(backend: Backend, request: Request) -> Response:
                 ErrorCodes.INVALID_CUTOUT_ARGS,
                 f"Invalid id in list of filter ids {filter_text}. {error}",
             ) from None
-    args = cutout_args(channel, request.params)
+    args = cutout_args(channel, request.params, backend.quirks)
     if args.too_large(channel.dtype, backend.max_cutout_bytes):
         raise BossError(ErrorCodes.REQUEST_TOO_LARGE, _TOO_LARGE)
     data = _read(backend, channel, args, iso)
@@ -208,7 +209,7 @@ def post_cutout(backend: Backend, request: Request) -> Response:
         raise DRFError(415, f'Unsupported media type "{media}" in request.')
     iso = _iso(request)
     channel = channel_request(backend, request.params)
-    args = cutout_args(channel, request.params)
+    args = cutout_args(channel, request.params, backend.quirks)
     data = _parse_body(request, channel, args, backend.max_cutout_bytes)
     if data.dtype != channel.dtype:
         raise BossError(ErrorCodes.DATATYPE_DOES_NOT_MATCH, "Datatype does not match channel")
@@ -236,13 +237,14 @@ def cutout_to_black(backend: Backend, request: Request) -> Response:
     """``PUT /v1/cutout/to_black/...``: zero the region's stored voxels."""
     iso = _iso(request)
     channel = channel_request(backend, request.params)
-    args = cutout_args(channel, request.params)
+    args = cutout_args(channel, request.params, backend.quirks)
     if args.too_large(channel.dtype, backend.max_cutout_bytes):
         raise BossError(
             ErrorCodes.REQUEST_TOO_LARGE,
             "Cutout overwrite is over 500MB when uncompressed. Reduce overwrite dimensions.",
         )
-    times = args.times if len(args.times) > 2 else args.times[:1]
+    first_only = backend.quirks.to_black_first_sample and len(args.times) <= 2
+    times = args.times[:1] if first_only else args.times
     _check_writable(channel, args.resolution, ErrorCodes.BAD_REQUEST)
     if times:
         cuboids.to_black(
@@ -291,7 +293,7 @@ def ids_in_region(backend: Backend, request: Request) -> Response:
     docstring for which parts of the region are searched)."""
     channel = channel_request(backend, request.params)
     channel.check_annotation("Can only reserve IDs for annotation channels")
-    args = cutout_args(channel, request.params)
+    args = cutout_args(channel, request.params, backend.quirks)
     first = CutoutArgs(args.resolution, args.box, range(0, 1), False)
     data = _read(backend, channel, first, iso=False)[0]
     if not backend.exact_id_index:
