@@ -37,6 +37,7 @@ from requests import HTTPError
 from ndframework.bossemu import BossEmulator, EmulatorStats, Faults, main
 from ndframework.errors import ChannelError, ConfigError
 from ndframework.synthetic import demo_volume
+from bossapi_calls import http_error
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -82,12 +83,6 @@ def random_volume(shape, dtype, seed=0):
     info = np.iinfo(dtype)
     return np.random.default_rng(seed).integers(0, info.max, size=shape, dtype=dtype, endpoint=True)
 
-
-def http_error(call, *args, **kwargs) -> requests.Response:
-    """The response of the HTTPError that intern raises for ``call``."""
-    with pytest.raises(HTTPError) as info:
-        call(*args, **kwargs)
-    return info.value.response
 
 
 def assert_boss_error(response: requests.Response, status: int, code: int | None = None) -> dict:

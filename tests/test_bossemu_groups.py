@@ -19,9 +19,9 @@ from intern.resource.boss.resource import (
     CoordinateFrameResource,
     ExperimentResource,
 )
-from requests import HTTPError
 
 from ndframework.bossemu import BossEmulator
+from bossapi_calls import api, boss_error, http_error
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -44,25 +44,6 @@ def remote(boss):
 
 def unique(prefix: str = "g") -> str:
     return f"{prefix}{next(_names)}"
-
-
-def http_error(call, *args, **kwargs) -> requests.Response:
-    with pytest.raises(HTTPError) as info:
-        call(*args, **kwargs)
-    return info.value.response
-
-
-def boss_error(response: requests.Response, status: int, code: int) -> str:
-    """The message of the BOSS's JSON error body, after checking its status and code."""
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert body["status"] == status and body["code"] == code, body
-    return body["message"]
-
-
-def api(boss, method: str, path: str, **kwargs) -> requests.Response:
-    headers = {"Authorization": f"Token {boss.token}"}
-    return requests.request(method, f"{boss.url}/v1/{path}", headers=headers, timeout=30, **kwargs)
 
 
 def logged_in_user(boss, remote) -> str:

@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from intern.resource.boss.resource import ChannelResource
-from requests import HTTPError
 
 from ndframework.bossemu import BossEmulator, Quirks
+from bossapi_calls import http_error
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -35,9 +35,7 @@ def em(remote):
 
 
 def status_and_code(call, *args, **kwargs) -> tuple[int, int]:
-    with pytest.raises(HTTPError) as info:
-        call(*args, **kwargs)
-    response = info.value.response
+    response = http_error(call, *args, **kwargs)
     return response.status_code, response.json()["code"]
 
 

@@ -22,11 +22,11 @@ from intern.resource.boss.resource import (
     CoordinateFrameResource,
     ExperimentResource,
 )
-from requests import HTTPError
 
 from ndframework.bossemu import BossEmulator
 from ndframework.bossemu.downsample import downsample_block
 from ndframework.bossemu.resources import ResourcePath
+from bossapi_calls import api, boss_error, http_error
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -47,27 +47,6 @@ def remote(boss):
 
 def unique() -> str:
     return f"col{next(_names)}"
-
-
-def http_error(call, *args, **kwargs) -> requests.Response:
-    with pytest.raises(HTTPError) as info:
-        call(*args, **kwargs)
-    return info.value.response
-
-
-def boss_error(response: requests.Response, status: int, code: int) -> str:
-    """The message of the BOSS's JSON error body, after checking its status and code."""
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert list(body) == ["status", "code", "message"] and body["status"] == status
-    assert body["code"] == code, body
-    return body["message"]
-
-
-def api(boss, method: str, path: str, **kwargs) -> requests.Response:
-    """A request to the emulator with the token, as intern sends it."""
-    headers = {"Authorization": f"Token {boss.token}", "Content-Type": "application/json"}
-    return requests.request(method, f"{boss.url}/v1/{path}", headers=headers, timeout=30, **kwargs)
 
 
 def wait_for_status(boss, path: str, wanted: str, timeout: float = 30.0) -> dict:
