@@ -24,7 +24,7 @@ import ndframework as ndf
 from ndframework.boss import BossConfig, BossSink, BossSource, RetryPolicy, Secret
 from ndframework.boss._messages import network_reason
 from ndframework.bossemu import BossEmulator, Faults
-from ndframework.bossemu.resources import ResourcePath
+from ndframework.bossemu.paths import ResourcePath
 from ndframework.geometry import Box
 from ndframework.plugins import logging as run_logging
 

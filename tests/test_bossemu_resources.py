@@ -18,7 +18,8 @@ from intern.service.boss.v1.project import ProjectService_1
 
 from ndframework.bossemu import errors
 from ndframework.bossemu.errors import RESP_CODES, BossError, ErrorCodes, ServerError
-from ndframework.bossemu.resources import ResourcePath, ResourceTree
+from ndframework.bossemu.paths import ResourcePath
+from ndframework.bossemu.resources import ResourceTree
 
 COLL = ResourcePath(collection="col1")
 FRAME = ResourcePath(coord="frame1")

@@ -25,7 +25,7 @@ from intern.resource.boss.resource import (
 
 from ndframework.bossemu import BossEmulator
 from ndframework.bossemu.downsample import downsample_block
-from ndframework.bossemu.resources import ResourcePath
+from ndframework.bossemu.paths import ResourcePath
 from bossapi_calls import api, boss_error, http_error
 
 pytestmark = pytest.mark.timeout(60)

@@ -13,8 +13,10 @@ Modules:
 - ``hierarchy``: per-resolution extents, voxel sizes and the isotropic level.
 - ``downsample``: boss-tools' downsampling of one level to the next.
 - ``errors``: the BOSS's error codes, statuses and JSON bodies.
+- ``paths``: where a resource lives (`ResourcePath`) and the rows a data service finds there.
 - ``resources``: the resource tree (collections, frames, experiments, channels), its JSON
-  and its storage.
+  and its storage (with ``_schema``, its tables and JSON, and ``_writes``, its creates and
+  updates).
 - ``http``: requests, responses, token authentication, array formats, the threaded server.
 - ``quirks``: the BOSS's oddities reproduced, each with a switch (`Quirks`).
 - ``faults``: fault injection (`Faults`) and request counters (`EmulatorStats`).

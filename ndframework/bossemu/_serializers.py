@@ -3,7 +3,8 @@ default, length and choices (boss django/bosscore/serializers.py over the models
 django/bosscore/models.py, with Django REST framework 3.11's field rules), and the error dict
 a refusal carries (`ndframework.bossemu.errors.validation_error`).
 
-Used by `ndframework.bossemu.resources`; the choices are re-exported there.
+Used by `ndframework.bossemu._writes`; the choices are re-exported by
+`ndframework.bossemu.resources`.
 """
 
 from __future__ import annotations

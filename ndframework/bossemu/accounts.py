@@ -22,7 +22,8 @@ and ``admin`` with the ``admin`` role, as the BOSS's own tests set bossadmin up
 maintainers: created in Keycloak (`ndframework.bossemu.users`), they become Django users when
 they log in with a Keycloak token.
 
->>> from ndframework.bossemu.resources import ResourcePath, ResourceTree
+>>> from ndframework.bossemu.paths import ResourcePath
+>>> from ndframework.bossemu.resources import ResourceTree
 >>> tree = ResourceTree.open(None)
 >>> accounts = Accounts.open(tree)
 >>> _ = tree.create(ResourcePath(collection="col1"), {})

@@ -28,8 +28,9 @@ from .accounts import Accounts
 from .cuboids import CuboidStore
 from .errors import BossError, ErrorCodes
 from .hierarchy import Hierarchy
+from .paths import Resolved, ResourcePath
 from .quirks import Quirks
-from .resources import Resolved, ResourcePath, ResourceTree
+from .resources import ResourceTree
 
 if TYPE_CHECKING:
     from .downsampling import Downsampler

@@ -34,7 +34,7 @@ from .downsample import (
 )
 from .errors import BossError, ErrorCodes
 from .http import Request, Response, logger
-from .resources import ResourcePath
+from .paths import ResourcePath
 
 __all__ = ["Downsampler", "get_downsample", "start_downsample", "cancel_downsample"]
 

@@ -41,7 +41,7 @@ from .http import (
     logger,
     negotiate,
 )
-from .resources import ResourcePath
+from .paths import ResourcePath
 
 __all__ = ["Route", "ROUTES", "BossApi", "not_found_page"]
 

@@ -34,8 +34,9 @@ from .downsampling import Downsampler
 from .errors import BossError, ServerError
 from .faults import EmulatorStats, FaultInjector, Faults
 from .http import EmulatorServer
+from .paths import ResourcePath
 from .quirks import Quirks
-from .resources import NAME_PATTERN, ResourcePath, ResourceTree
+from .resources import NAME_PATTERN, ResourceTree
 from .routes import BossApi
 
 if TYPE_CHECKING:
