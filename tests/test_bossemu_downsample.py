@@ -9,20 +9,20 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from ndframework.bossemu.downsample import (
-    DOWNSAMPLE_MAX_VOXELS,
-    STATUSES,
-    TRANSITIONS,
-    DownsampleEvent,
-    DownsamplePass,
+from ndframework.bossemu.downsample import DownsamplePass, plan_downsample, run_downsample
+from ndframework.bossemu.downsample_blocks import (
     annotation_label,
     downsample_annotation_block,
     downsample_block,
     downsample_image_block,
+)
+from ndframework.bossemu.downsample_status import (
+    DOWNSAMPLE_MAX_VOXELS,
+    STATUSES,
+    TRANSITIONS,
+    DownsampleEvent,
     downsample_info,
     next_status,
-    plan_downsample,
-    run_downsample,
 )
 from ndframework.bossemu.hierarchy import (
     Hierarchy,

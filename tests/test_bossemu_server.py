@@ -24,7 +24,7 @@ from intern.resource.boss.resource import (
 )
 
 from ndframework.bossemu import BossEmulator
-from ndframework.bossemu.downsample import downsample_block
+from ndframework.bossemu.downsample_blocks import downsample_block
 from ndframework.bossemu.paths import ResourcePath
 from bossapi_calls import api, boss_error, http_error
 
@@ -91,7 +91,7 @@ def test_reads_above_the_base_resolution_are_zeros_until_downsampled(boss, remot
 def test_downsample_builds_the_levels_that_reads_then_see(boss, remote):
     """bossspatialdb/views.py ``Downsample`` and downsample.py ``start``: POST queues (201),
     the job goes IN_PROGRESS then DOWNSAMPLED; level 1 is boss-tools' block reduction of
-    level 0 (`ndframework.bossemu.downsample.downsample_block`)."""
+    level 0 (`ndframework.bossemu.downsample_blocks.downsample_block`)."""
     coll = unique()
     data = np.random.default_rng(5).integers(1, 255, (16, 64, 96), np.uint8)
     boss.create_volume(coll, "exp", {"em": data}, num_hierarchy_levels=3,
@@ -138,7 +138,7 @@ def test_downsample_builds_the_levels_that_reads_then_see(boss, remote):
 
 def test_an_annotation_channel_downsamples_by_its_label_rule(boss, remote):
     """spdb addData.c ``addAnnotationData``: a 2 x 2 patch becomes the label boss-tools
-    picks (`ndframework.bossemu.downsample.downsample_block`, annotation)."""
+    picks (`ndframework.bossemu.downsample_blocks.downsample_block`, annotation)."""
     coll = unique()
     labels = np.random.default_rng(6).integers(0, 4, (16, 32, 32)).astype(np.uint64)
     boss.create_volume(coll, "exp", {"seg": labels}, num_hierarchy_levels=2)

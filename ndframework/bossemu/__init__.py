@@ -11,7 +11,10 @@ Modules:
 - ``morton``: the Morton (Z-order) index of a cuboid, as spdb computes it.
 - ``cuboids``: sparse cuboid storage, blosc-compressed, in memory or on disk.
 - ``hierarchy``: per-resolution extents, voxel sizes and the isotropic level.
-- ``downsample``: boss-tools' downsampling of one level to the next.
+- ``downsample``: boss-tools' downsampling of one level to the next, pass by pass.
+- ``downsample_blocks``: one block of cuboids reduced to one cuboid, images as Pillow's
+  bilinear resize computes them (``_bilinear``), annotations as spdb labels them.
+- ``downsample_status``: a channel's downsample status, what moves it, and its ``GET`` body.
 - ``errors``: the BOSS's error codes, statuses and JSON bodies.
 - ``paths``: where a resource lives (`ResourcePath`) and the rows a data service finds there.
 - ``resources``: the resource tree (collections, frames, experiments, channels), its JSON

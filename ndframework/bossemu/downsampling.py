@@ -7,7 +7,7 @@ one at a time (IN_PROGRESS), runs boss-tools' downsampling level by level and en
 or FAILED (boss-tools activities/resolution_hierarchy.py, boss_db.py); ``DELETE`` cancels a
 queued or running job (NOT_DOWNSAMPLED, 204; ``Downsample.delete``, boss
 django/bossspatialdb/views.py) and levels already written stay. ``GET`` answers the status
-and the levels (`ndframework.bossemu.downsample.downsample_info`).
+and the levels (`ndframework.bossemu.downsample_status.downsample_info`).
 
 Here one daemon thread plays the step function over the cuboid store, with
 `ndframework.bossemu.downsample.run_downsample`, once per stored time sample. A job cancelled
@@ -24,14 +24,8 @@ import numpy as np
 
 from .cuboids import CuboidKey, decode_cuboid, encode_cuboid
 from .datarequest import Backend, ChannelRequest, channel_request
-from .downsample import (
-    DownsampleEvent,
-    DownsampleStatus,
-    downsample_info,
-    next_status,
-    plan_downsample,
-    run_downsample,
-)
+from .downsample import plan_downsample, run_downsample
+from .downsample_status import DownsampleEvent, DownsampleStatus, downsample_info, next_status
 from .errors import BossError, ErrorCodes
 from .http import Request, Response, logger
 from .paths import ResourcePath

@@ -38,7 +38,7 @@ from ..geometry import Box
 from . import cuboids
 from .cuboids import CUBOID_SHAPE, decode_cuboid
 from .datarequest import Backend, ChannelRequest, CutoutArgs, channel_request, cutout_args
-from .downsample import DownsampleEvent, next_status
+from .downsample_status import DownsampleEvent, next_status
 from .errors import BossError, ErrorCodes, ServerError
 from .http import ARRAY_MEDIA_TYPES, DRFError, Request, Response, decode_array, encode_array
 from .http import media_type
