@@ -12,16 +12,15 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from ndframework.bossemu import cuboids
-from ndframework.bossemu.cuboids import (
+from ndframework.bossemu.cuboid_format import (
     CUBOID_SHAPE,
     CuboidKey,
-    DiskCuboids,
-    MemoryCuboids,
     cuboid_parts,
     decode_cuboid,
     encode_cuboid,
     storage_iso,
 )
+from ndframework.bossemu.cuboid_stores import DiskCuboids, MemoryCuboids
 from ndframework.bossemu.morton import INDEX_MAX, INDEX_MIN, morton_to_xyz, xyz_to_morton
 from ndframework.geometry import Box
 

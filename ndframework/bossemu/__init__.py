@@ -9,7 +9,9 @@ through `ndframework._bossapi`.
 Modules:
 
 - ``morton``: the Morton (Z-order) index of a cuboid, as spdb computes it.
-- ``cuboids``: sparse cuboid storage, blosc-compressed, in memory or on disk.
+- ``cuboid_format``: a cuboid's shape, key (spdb's object key) and blosc-compressed bytes.
+- ``cuboid_stores``: sparse cuboid storage, in memory or on disk.
+- ``cuboids``: the cutout over a store: read, write (a merge) and cutout to black.
 - ``hierarchy``: per-resolution extents, voxel sizes and the isotropic level.
 - ``downsample``: boss-tools' downsampling of one level to the next, pass by pass.
 - ``downsample_blocks``: one block of cuboids reduced to one cuboid, images as Pillow's

@@ -25,7 +25,7 @@ import numpy as np
 from .._bossapi import MAX_CUTOUT_BYTES
 from ..geometry import Box
 from .accounts import Accounts
-from .cuboids import CuboidStore
+from .cuboid_stores import CuboidStore
 from .errors import BossError, ErrorCodes
 from .hierarchy import Hierarchy
 from .paths import Resolved, ResourcePath

@@ -22,7 +22,7 @@ import threading
 
 import numpy as np
 
-from .cuboids import CuboidKey, decode_cuboid, encode_cuboid
+from .cuboid_format import CuboidKey, decode_cuboid, encode_cuboid
 from .datarequest import Backend, ChannelRequest, channel_request
 from .downsample import plan_downsample, run_downsample
 from .downsample_status import DownsampleEvent, DownsampleStatus, downsample_info, next_status

@@ -28,7 +28,7 @@ from .._bossapi import DATATYPES, MAX_CUTOUT_BYTES
 from ..errors import ChannelError, ConfigError
 from ..geometry import Box, as_triple
 from . import cuboids
-from .cuboids import CuboidStore, DiskCuboids, MemoryCuboids
+from .cuboid_stores import CuboidStore, DiskCuboids, MemoryCuboids
 from .datarequest import Backend, ChannelRequest
 from .downsampling import Downsampler
 from .errors import BossError, ServerError

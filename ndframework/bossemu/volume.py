@@ -36,7 +36,7 @@ import numpy as np
 
 from ..geometry import Box
 from . import cuboids
-from .cuboids import CUBOID_SHAPE, decode_cuboid
+from .cuboid_format import CUBOID_SHAPE, decode_cuboid
 from .datarequest import Backend, ChannelRequest, CutoutArgs, channel_request, cutout_args
 from .downsample_status import DownsampleEvent, next_status
 from .errors import BossError, ErrorCodes, ServerError
