@@ -255,6 +255,32 @@ def test_the_boss_emulator_command_is_wired(capsys):
     assert "--token" in completed.stdout and "--demo" in completed.stdout
 
 
+def test_the_boss_emulator_keeps_its_demo_in_a_store_across_restarts(tmp_path):
+    """``--demo`` loads the demo volume once; started again on the same ``--store``, the
+    emulator serves what it kept instead of failing on the existing experiment."""
+    from intern.remote.boss import BossRemote
+
+    env = {**os.environ, "NDFRAMEWORK_BOSS_TOKEN": "cli-emulator-token"}
+    command = [sys.executable, "-m", "ndframework.cli", "boss-emulator", "--port", "0",
+               "--store", str(tmp_path / "store"), "--demo"]
+    reads = []
+    for _ in range(2):
+        with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, env=env) as process:
+            banner = [process.stdout.readline() for _ in range(5)]
+            host = re.search(r"http://(127\.0\.0\.1:\d+)", banner[0])
+            assert host and any(line.startswith("demo data:") for line in banner), (
+                banner, process.stderr.read() if process.poll() is not None else "")
+            remote = BossRemote({"protocol": "http", "host": host.group(1),
+                                 "token": "cli-emulator-token"})
+            channel = remote.get_channel("em", "demo", "synthetic")
+            reads.append(remote.get_cutout(channel, 0, [0, 64], [0, 64], [0, 8]))
+            process.terminate()
+            assert process.wait(timeout=30) in (0, -signal.SIGTERM)
+    assert reads[0].any()
+    np.testing.assert_array_equal(reads[0], reads[1])
+
+
 # -- keeping what a run computed: --journal, --report, status ---------------------------------
 
 def test_a_rerun_with_the_same_journal_skips_every_block(volume_path, processor_file, volume,

@@ -14,7 +14,10 @@ import time
 from collections.abc import Sequence
 
 from .._bossapi import EMULATOR_TOKEN_ENV_VAR, MAX_CUTOUT_BYTES
+from ..errors import ConfigError
+from .errors import BossError
 from .faults import Faults
+from .paths import ResourcePath
 from .quirks import Quirks
 from .server import BossEmulator
 
@@ -92,6 +95,18 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     return parser
 
 
+def _seed_demo(emulator: BossEmulator) -> tuple[int, ...]:
+    """Load the demo volume, unless a persistent store holds it already; returns its shape."""
+    from ..synthetic import demo_volume
+
+    demo = demo_volume()
+    try:
+        emulator.resources.get(ResourcePath(collection="demo", experiment="synthetic"))
+    except BossError:  # not there (or deleted): load it
+        emulator.create_volume("demo", "synthetic", demo)
+    return demo["em"].shape
+
+
 def _print_banner(
     emulator: BossEmulator, token_source: str, demo_shape: tuple[int, ...] | None
 ) -> None:
@@ -144,10 +159,10 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m ndframework.b
         parser.error(str(error))
     demo_shape = None
     if args.demo:
-        from ..synthetic import demo_volume
-
-        emulator.create_volume("demo", "synthetic", demo := demo_volume())
-        demo_shape = demo["em"].shape
+        try:
+            demo_shape = _seed_demo(emulator)
+        except ConfigError as error:
+            parser.error(str(error))
     try:
         emulator.start()
     except OSError as error:
