@@ -684,8 +684,8 @@ def test_resolutions_are_checked_against_each_channels_base(boss):
     remote = boss.remote()
     remote.create_project(ChannelResource("high", "coll", "exp", "image", datatype="uint8",
                                           base_resolution=1))
-    with pytest.raises(ndf.ConfigError, match=r"resolution = 0: coll/exp \(base_resolution 1\) "
-                                              r"has resolutions 1 to 3"):
+    with pytest.raises(ndf.ConfigError, match=r"resolution = 0: channel 'high' of coll/exp "
+                                              r"\(base_resolution 1\) has resolutions 1 to 3"):
         boss_source(boss, ["high"], resolution=0).validate()
     # based at 1, level 1 is the whole frame and level 2 halves it
     assert boss_source(boss, ["high"], resolution=1).validate().bounds == Box.from_shape((4, 8, 8))

@@ -364,7 +364,10 @@ class BossConfig:
         for base in sorted(bases):
             levels = info.resolutions(base)
             if self.resolution not in levels:
-                whose = f"{source}" if bases == {0} else f"{source} (base_resolution {base})"
+                based = [n for n in self.channels if info.channels[n].base_resolution == base]
+                whose = source if bases == {0} else (
+                    f"channel {', '.join(map(repr, based))} of {source} (base_resolution {base})"
+                )
                 raise ConfigError(
                     f"{self.where('resolution')} = {self.resolution}: {whose} has resolutions "
                     f"{levels.start} to {levels.stop - 1} (num_hierarchy_levels = "
