@@ -690,6 +690,9 @@ def test_resolutions_are_checked_against_each_channels_base(boss):
     # based at 1, level 1 is the whole frame and level 2 halves it
     assert boss_source(boss, ["high"], resolution=1).validate().bounds == Box.from_shape((4, 8, 8))
     assert boss_source(boss, ["high"], resolution=2).validate().bounds == Box.from_shape((4, 4, 4))
+    # with channels based at 0 and 1, level 1 covers the larger extent, the base-1 channel's
+    both = boss_source(boss, ["em", "high"], resolution=1).validate()
+    assert both.bounds == Box.from_shape((4, 8, 8))
     sink = BossSink(boss.host, TOKEN, "coll", "exp", ["em"], protocol="http", resolution=2)
     with pytest.raises(ndf.ConfigError, match=r"resolution = 2: the BOSS writes channel 'em' at "
                                               r"its base resolution 0 or at 1 only"):

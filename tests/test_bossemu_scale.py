@@ -10,15 +10,13 @@ bytes written, never with the frame: a dense channel here would be 100 TB (uint8
 
 from __future__ import annotations
 
-import os
 import re
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from bossapi_calls import EmulatorProcess
 from intern.remote.boss import BossRemote
 from intern.resource.boss.resource import (
     ChannelResource,
@@ -38,31 +36,17 @@ MIB = 2**20
 CHANNELS = (("em", "image", "uint8"), ("seg", "annotation", "uint64"))
 
 
-class Emulator:
+class Emulator(EmulatorProcess):
     """``python -m ndframework.bossemu [--store DIR]`` in a process of its own."""
 
-    def __init__(self, store: Path | None):
+    def __init__(self, store: Path | None, log: Path):
         where = ["--store", str(store)] if store is not None else []
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "ndframework.bossemu", "--port", "0", *where],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env={**os.environ, "NDFRAMEWORK_BOSS_TOKEN": TOKEN},
-        )
-        banner = self.process.stdout.readline()
-        match = re.search(r"http://(127\.0\.0\.1:\d+)", banner)
-        assert match, banner + self.process.stdout.read()
-        self.remote = BossRemote({"protocol": "http", "host": match.group(1), "token": TOKEN})
+        super().__init__(*where, token=TOKEN, log=log)
+        self.remote = BossRemote({"protocol": "http", "host": self.host, "token": TOKEN})
 
     def rss_mib(self) -> float:
         status = Path(f"/proc/{self.process.pid}/status").read_text()
         return int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1)) / 1024
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        self.process.send_signal(sig)
-        self.process.wait(timeout=30)
-        self.process.stdout.close()
 
 
 def channel(name: str, kind: str, dtype: str) -> ChannelResource:
@@ -127,10 +111,10 @@ def assert_reads_back(remote, written: dict) -> None:
         np.testing.assert_array_equal(read.reshape(data.shape), data, err_msg=str(corner))
 
 
-def test_in_memory_the_emulator_grows_by_the_compressed_bytes_written():
+def test_in_memory_the_emulator_grows_by_the_compressed_bytes_written(tmp_path):
     """The in-memory store keeps blosc-compressed cuboids, as spdb's cache and S3 do: the noise
     (96 MiB, incompressible) costs about its size, the labels (224 MiB) almost nothing."""
-    emulator = Emulator(None)
+    emulator = Emulator(None, tmp_path / "memory.log")
     try:
         before = emulator.rss_mib()
         written = create_and_write(emulator.remote)
@@ -145,7 +129,7 @@ def test_in_memory_the_emulator_grows_by_the_compressed_bytes_written():
 
 def test_scattered_writes_to_a_huge_frame_cost_what_they_write_and_survive_a_crash(tmp_path):
     store = tmp_path / "store"
-    emulator = Emulator(store)
+    emulator = Emulator(store, tmp_path / "first.log")
     remote = emulator.remote
     try:
         before = emulator.rss_mib()
@@ -173,7 +157,7 @@ def test_scattered_writes_to_a_huge_frame_cost_what_they_write_and_survive_a_cra
     finally:
         emulator.stop(signal.SIGKILL)  # a crash, not a clean stop
 
-    emulator = Emulator(store)
+    emulator = Emulator(store, tmp_path / "second.log")
     remote = emulator.remote
     try:
         em, seg = (remote.get_project(channel(n, k, d)) for n, k, d in CHANNELS)

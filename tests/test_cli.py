@@ -258,27 +258,39 @@ def test_the_boss_emulator_command_is_wired(capsys):
 def test_the_boss_emulator_keeps_its_demo_in_a_store_across_restarts(tmp_path):
     """``--demo`` loads the demo volume once; started again on the same ``--store``, the
     emulator serves what it kept instead of failing on the existing experiment."""
+    from bossapi_calls import EmulatorProcess
     from intern.remote.boss import BossRemote
 
-    env = {**os.environ, "NDFRAMEWORK_BOSS_TOKEN": "cli-emulator-token"}
-    command = [sys.executable, "-m", "ndframework.cli", "boss-emulator", "--port", "0",
-               "--store", str(tmp_path / "store"), "--demo"]
+    command = [sys.executable, "-m", "ndframework.cli", "boss-emulator"]
     reads = []
-    for _ in range(2):
-        with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True, env=env) as process:
-            banner = [process.stdout.readline() for _ in range(5)]
-            host = re.search(r"http://(127\.0\.0\.1:\d+)", banner[0])
-            assert host and any(line.startswith("demo data:") for line in banner), (
-                banner, process.stderr.read() if process.poll() is not None else "")
-            remote = BossRemote({"protocol": "http", "host": host.group(1),
+    for run in range(2):
+        emulator = EmulatorProcess("--store", str(tmp_path / "store"), "--demo",
+                                   token="cli-emulator-token", log=tmp_path / f"{run}.log",
+                                   command=command)
+        try:
+            assert "demo data:" in emulator.banner
+            remote = BossRemote({"protocol": "http", "host": emulator.host,
                                  "token": "cli-emulator-token"})
             channel = remote.get_channel("em", "demo", "synthetic")
             reads.append(remote.get_cutout(channel, 0, [0, 64], [0, 64], [0, 8]))
-            process.terminate()
-            assert process.wait(timeout=30) in (0, -signal.SIGTERM)
+        finally:
+            emulator.stop()
+        assert emulator.process.returncode in (0, -signal.SIGTERM)
     assert reads[0].any()
     np.testing.assert_array_equal(reads[0], reads[1])
+    # a store whose demo was deleted keeps its names taken: a one-line error, no traceback
+    from ndframework.bossemu import BossEmulator
+
+    with BossEmulator(token="t", store=tmp_path / "store") as boss:
+        remote = boss.remote()
+        for name in ("em", "mask"):
+            remote.delete_project(remote.get_channel(name, "demo", "synthetic"))
+        remote.delete_project(remote.get_experiment("demo", "synthetic"))
+    completed = subprocess.run([*command, "--port", "0", "--store", str(tmp_path / "store"),
+                                "--token", "t", "--demo"], capture_output=True, text=True,
+                               timeout=60)
+    assert completed.returncode == 2 and "Traceback" not in completed.stderr
+    assert "holds a deleted demo/synthetic" in completed.stderr, completed.stderr
 
 
 # -- keeping what a run computed: --journal, --report, status ---------------------------------

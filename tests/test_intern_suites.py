@@ -15,7 +15,6 @@ Those two arguments are dropped (the time step moved to the experiment); nothing
 from __future__ import annotations
 
 import importlib.util
-import os
 import re
 import subprocess
 import sys
@@ -23,6 +22,7 @@ import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
 import pytest
+from bossapi_calls import EmulatorProcess
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -54,30 +54,25 @@ def with_current_frame_arguments(text: str) -> str:
 
 @pytest.fixture(scope="module")
 def emulators(tmp_path_factory):
-    """Emulators started with the documented command: as the BOSS, with --exact-ids, and
-    without the quirk that lets an annotation channel have no source."""
+    """Emulators started with the documented command (``ndframework boss-emulator``): as the
+    BOSS, with --exact-ids, and without the quirk that lets an annotation channel have no
+    source."""
+    logs = tmp_path_factory.mktemp("emulators")
+    command = [sys.executable, "-m", "ndframework.cli", "boss-emulator"]
     started = {}
-    for name, flags in (
-        ("boss", []),
-        ("exact", ["--exact-ids"]),
-        ("strict", ["--without-quirk", "annotation_without_source"]),
-    ):
-        process = subprocess.Popen(
-            [sys.executable, "-m", "ndframework.bossemu", "--port", "0", *flags],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env={**os.environ, "NDFRAMEWORK_BOSS_TOKEN": TOKEN},
-        )
-        banner = process.stdout.readline()
-        match = re.search(r"http://(127\.0\.0\.1:\d+)", banner)
-        assert match, banner
-        started[name] = (process, match.group(1))
-    yield {name: host for name, (_, host) in started.items()}
-    for process, _ in started.values():
-        process.terminate()
-        process.wait(timeout=30)
-        process.stdout.close()
+    try:
+        for name, flags in (
+            ("boss", []),
+            ("exact", ["--exact-ids"]),
+            ("strict", ["--without-quirk", "annotation_without_source"]),
+        ):
+            started[name] = EmulatorProcess(
+                *flags, token=TOKEN, log=logs / f"{name}.log", command=command
+            )
+        yield {name: emulator.host for name, emulator in started.items()}
+    finally:
+        for emulator in started.values():
+            emulator.stop()
 
 
 def run_suite(directory: Path, host: str, suite: str, text: str) -> dict[str, str]:

@@ -45,7 +45,7 @@ class VolumeInfo:
     coord_frame: str
     """Name of the experiment's coordinate frame."""
     frame: Box
-    """The coordinate frame's extent at resolution 0, ZYX."""
+    """The coordinate frame's extent, ZYX: a channel's extent at its base resolution."""
     hierarchy_levels: int = 1
     """Number of resolution levels (``num_hierarchy_levels``)."""
     hierarchy_method: str = "anisotropic"

@@ -374,9 +374,10 @@ class BossConfig:
                     f"{info.hierarchy_levels})",
                     self.resolution,
                 )
-        # Channels based at different levels: the largest of their extents, so that none
-        # loses data (the BOSS accepts any range within the frame at every level).
-        extent = info.extent(self.resolution, min(bases))
+        # Channels based at different levels: the largest of their extents (the highest
+        # base's, halved the fewest times), so that none loses data; the BOSS accepts any
+        # range within the frame at every level and reads zeros past a level's extent.
+        extent = info.extent(self.resolution, max(bases))
         for index, axis in enumerate(_AXES):
             key = f"{axis}_range"
             given: tuple[int, int] | None = getattr(self, key)

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from .._bossapi import EMULATOR_TOKEN_ENV_VAR, MAX_CUTOUT_BYTES
 from ..errors import ConfigError
-from .errors import BossError
+from .errors import BossError, ErrorCodes
 from .faults import Faults
 from .paths import ResourcePath
 from .quirks import Quirks
@@ -102,7 +102,13 @@ def _seed_demo(emulator: BossEmulator) -> tuple[int, ...]:
     demo = demo_volume()
     try:
         emulator.resources.get(ResourcePath(collection="demo", experiment="synthetic"))
-    except BossError:  # not there (or deleted): load it
+    except BossError as error:
+        if error.code != ErrorCodes.RESOURCE_NOT_FOUND:  # deleted, its names still taken
+            raise ConfigError(
+                f"--demo: the store {emulator.store} holds a deleted demo/synthetic, whose "
+                "names stay taken until purged; use another --store, or an empty one",
+                emulator.store,
+            ) from None
         emulator.create_volume("demo", "synthetic", demo)
     return demo["em"].shape
 

@@ -195,15 +195,20 @@ def _time_range(
             ErrorCodes.INVALID_URL, f"Unable to parse time sample argument {text}"
         )
     start = int(match["start"])
-    last = samples if quirks.time_past_end else samples - 1
-    if start > last:
+    stop = int(match["stop"]) if match["stop"] else start + 1
+    if not quirks.time_past_end and (start >= samples or stop > samples):
+        raise BossError(
+            ErrorCodes.INVALID_URL,
+            f"Invalid time range {text}. It must lie within 0:{samples}, the experiment's "
+            f"{samples} time sample(s)",
+        )
+    if start > samples:
         raise BossError(
             ErrorCodes.INVALID_URL,
             f"Invalid time range {text}. Start time is greater than the maximum time sample "
             f"{samples}",
         )
-    stop = int(match["stop"]) if match["stop"] else start + 1
-    if start > stop or stop > last + 1:
+    if start > stop or stop > samples + 1:
         raise BossError(
             ErrorCodes.INVALID_URL,
             f"Invalid time range {text}. End time is greater than the start time or out of "
@@ -238,7 +243,9 @@ def cutout_args(
         for start, stop, lo, hi in zip((x0, y0, z0), (x1, y1, z1), low, high)
     )
     if not inside:
-        raise BossError(
-            ErrorCodes.INVALID_CUTOUT_ARGS, f"Incorrect cutout arguments {resolution}/{x}/{y}/{z}"
-        )
+        message = f"Incorrect cutout arguments {resolution}/{x}/{y}/{z}"
+        if not quirks.unscaled_ranges:
+            extent = "/".join(f"{lo}:{hi}" for lo, hi in zip(low, high))
+            message += f"; resolution {resolution} spans x/y/z {extent}"
+        raise BossError(ErrorCodes.INVALID_CUTOUT_ARGS, message)
     return CutoutArgs(resolution, Box((z0, y0, x0), (z1, y1, x1)), times, time_request)

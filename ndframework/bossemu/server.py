@@ -325,7 +325,9 @@ class BossEmulator:
         (which may be negative: the BOSS's frames may start below 0, though its cutout URLs
         cannot reach there). Arrays are ZYX, or TZYX for an experiment with a time axis; all
         must have the same shape. uint8 and uint16 arrays become image channels, uint64
-        arrays annotation channels. Works whether or not the server is running.
+        arrays annotation channels, whose sources are the image channels (a volume of labels
+        alone has none, which the BOSS allows: `Quirks.annotation_without_source`). Works
+        whether or not the server is running.
 
         Parameters
         ----------
@@ -382,10 +384,15 @@ class BossEmulator:
                     "time_step_unit": "seconds",
                 },
             )
-            for name, array in arrays.items():
-                kind = "annotation" if array.dtype == np.uint64 else "image"
+            # Image channels first: the annotation channels name them as their sources, which
+            # a BOSS that requires sources (Quirks.annotation_without_source off) asks for.
+            images = [name for name, array in arrays.items() if array.dtype != np.uint64]
+            for name, array in sorted(arrays.items(), key=lambda item: item[0] not in images):
+                body: dict[str, object] = {"datatype": array.dtype.name, "type": "image"}
+                if name not in images:
+                    body.update(type="annotation", sources=images)
                 path = ResourcePath(collection=collection, experiment=experiment, channel=name)
-                tree.create(path, {"datatype": array.dtype.name, "type": kind})
+                tree.create(path, body)
                 key = tree.resolve(path).lookup_key
                 cuboids.write(backend.cuboids, key, 0, box, array)
         except (BossError, ServerError) as error:
