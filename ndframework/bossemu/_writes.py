@@ -62,15 +62,8 @@ def create_experiment(
     if frame is None:
         raise errors.resource_not_found(str(body["coord_frame"]))
     values, problems = serializers.validate(serializers.EXPERIMENT, body, partial=False)
-    if not problems and one(
-        db,
-        "SELECT 1 FROM experiment WHERE collection_id = ? AND name = ?",
-        collection["id"],
-        values["name"],
-    ):
-        problems["non_field_errors"] = [
-            FieldError("The fields collection, name must make a unique set.", "unique")
-        ]
+    if not problems:
+        _check_unique_in(db, "experiment", "collection", collection["id"], values, problems)
     if problems:
         raise errors.validation_error(problems)
     values.update(collection_id=collection["id"], coord_frame_id=frame["id"], creator=creator)
@@ -110,15 +103,8 @@ def create_channel(
         )
     source_ids, related_ids = _source_related(db, experiment["id"], sources, related)
     values, problems = serializers.validate(serializers.CHANNEL, body, partial=False)
-    if not problems and one(
-        db,
-        "SELECT 1 FROM channel WHERE experiment_id = ? AND name = ?",
-        experiment["id"],
-        values["name"],
-    ):
-        problems["non_field_errors"] = [
-            FieldError("The fields experiment, name must make a unique set.", "unique")
-        ]
+    if not problems:
+        _check_unique_in(db, "channel", "experiment", experiment["id"], values, problems)
     if not problems:  # ChannelSerializer.validate, only on what was given
         extra: dict[str, list[Any]] = {}
         given_sample = values["default_time_sample"] if "default_time_sample" in body else None
@@ -146,6 +132,23 @@ def create_channel(
     row_id = _insert(db, "channel", values)
     _link(db, row_id, source_ids, related_ids)
     return resource_json(db, "channel", one(db, "SELECT * FROM channel WHERE id = ?", row_id))
+
+
+def _check_unique_in(
+    db: sqlite3.Connection,
+    table: str,
+    parent: str,
+    parent_id: int,
+    values: Mapping[str, Any],
+    problems: dict[str, list[Any]],
+) -> None:
+    """The serializer's ``UniqueTogetherValidator`` on (parent, name): adds DRF's
+    ``non_field_errors`` to ``problems`` if a sibling, deleted or not, has the name."""
+    sql = f"SELECT 1 FROM {table} WHERE {parent}_id = ? AND name = ?"
+    if one(db, sql, parent_id, values["name"]):
+        problems["non_field_errors"] = [
+            FieldError(f"The fields {parent}, name must make a unique set.", "unique")
+        ]
 
 
 def _source_related(
