@@ -319,13 +319,15 @@ class Run:
 
     def _settle(self, task: _Task, outcome: BlockOutcome) -> None:
         block = task.block
+        if outcome.attempts != task.attempts:  # for plugins: only the coordinator counts tries
+            outcome = attrs.evolve(outcome, attempts=task.attempts)
         if outcome.ok:
             try:
                 value = dumps_value(outcome.value)
             except Exception as error:
                 outcome = BlockOutcome(
                     block.key, BlockStatus.FAILED, timings=outcome.timings,
-                    worker=outcome.worker,
+                    worker=outcome.worker, attempts=task.attempts,
                     error=(f"the block's value cannot be stored in the journal "
                            f"({type(error).__name__}: {error}); return picklable values"),
                 )

@@ -80,6 +80,9 @@ class BlockOutcome:
     """Which worker ran the block: ``pid`` or ``pid/thread``."""
     retryable: bool = False
     """True when the error is one the processor's ``retry_on`` names: worth another try."""
+    attempts: int = 1
+    """Tries of the block so far, this one included: the coordinator counts them (a worker
+    cannot), and sets them before plugins see the outcome."""
 
     @property
     def ok(self) -> bool:
