@@ -16,7 +16,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .boss import BossSource, RetryPolicy
-from .executors import ProcessExecutor
+from .executors import ProcessExecutor, default_workers
 from .geometry import Box, as_triple
 from .pipeline import Pipeline
 from .plugins import ProgressBar
@@ -105,9 +105,17 @@ def compute_blocks(resource: NeuroDataResource,
             _tiler(block_size).blocks(bounds)]
 
 
+class _Job(FunctionProcessor):
+    """Nd-Multicore's job: calls the function and keeps only whether it raised; what it
+    returns is not sent back (Nd-Multicore's job returned the block's key alone)."""
+
+    def process(self, data: dict[str, np.ndarray], block: Any) -> None:
+        super().process(data, block)
+
+
 def run_parallel(
     config_file: str | os.PathLike[str],
-    function: Callable[[dict[str, np.ndarray]], Any],
+    function: Callable[..., Any],
     cpus: int | None = None,
     block_size: Sequence[int] = DEFAULT_BLOCK_SIZE,
     *,
@@ -122,9 +130,14 @@ def run_parallel(
         A ``neurodata.cfg``: ``[Default] protocol, host, token``; ``[Parallel] collection,
         experiment, channels, x_range, y_range, z_range``.
     function:
-        Called with ``{channel: ZYX array}`` for each block; it handles saving its results.
+        Called with ``{channel: ZYX array}`` for each block, as ``function(data)``; a
+        function with two required positional parameters is called ``function(data,
+        block)`` with the `ndframework.Block` too, so that it can save its results under
+        ``block.key`` or at ``block.box``. Its return value is not kept (save what you
+        need); an exception skips the block.
     cpus:
-        Worker processes (default: the CPU count minus one, at least one).
+        Worker processes (default: Nd-Multicore's, the CPUs this process may use minus
+        one, at least one).
     block_size:
         Block size in x, y, z (default 1000, 1000, 10).
     retry:
@@ -146,7 +159,8 @@ def run_parallel(
     source = BossSource.from_config(config_file, retry=retry)
     tiler = _tiler(block_size)
     pipeline = Pipeline(
-        source, FunctionProcessor(function), tiler=tiler, executor=ProcessExecutor(cpus),
+        source, _Job(function), tiler=tiler,
+        executor=ProcessExecutor(max(1, default_workers() - 1) if cpus is None else cpus),
         plugins=[ProgressBar()] if progress else [],
     )
     result = pipeline.run()

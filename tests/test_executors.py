@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 from concurrent import futures
 
@@ -48,11 +50,21 @@ def test_a_bad_start_method_lists_the_valid_ones():
         ndf.ProcessExecutor(2, start_method="clone")
 
 
-def test_default_workers_is_the_cpu_count_minus_one_at_least_one():
+def test_default_workers_is_every_cpu_the_process_may_use():
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    assert ndf.default_workers() == max(1, cpus - 1)
+    assert ndf.default_workers() == cpus
     assert ndf.ProcessExecutor().workers == ndf.default_workers()
     assert ndf.ThreadExecutor().workers == ndf.default_workers()
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs CPU affinity (Linux)")
+def test_default_workers_follow_the_cpus_the_process_is_allowed(tmp_path):
+    # as under Slurm or taskset: one CPU allowed, one worker
+    code = ("import os, ndframework as ndf; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
+            "print(ndf.default_workers(), ndf.ProcessExecutor().workers)")
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                               timeout=60)
+    assert completed.stdout.split() == ["1", "1"], completed.stderr
 
 
 def test_the_serial_pool_initialises_once_returns_done_futures_and_finalises():

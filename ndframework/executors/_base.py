@@ -16,13 +16,16 @@ __all__ = ["Executor", "WorkerLifecycle", "default_workers", "check_workers", "r
 
 
 def default_workers() -> int:
-    """The number of CPUs this process may use, minus one, and at least one (Nd-Multicore's
-    default)."""
+    """The number of CPUs this process may use (its affinity mask, as a Slurm allocation
+    sets it; the CPU count where there is none).
+
+    Every one of them: the coordinating process waits on its workers and uses little CPU
+    itself. ``run_parallel(cpus=None)`` keeps Nd-Multicore's CPU count minus one.
+    """
     try:
-        cpus = len(os.sched_getaffinity(0))
+        return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
-        cpus = os.cpu_count() or 1
-    return max(1, cpus - 1)
+        return os.cpu_count() or 1
 
 
 def check_workers(workers: int | None) -> int:

@@ -43,6 +43,7 @@ import cloudpickle
 
 from ..errors import ConfigError, WorkerError
 from ._base import Executor, WorkerLifecycle, check_workers, default_workers
+from ._main_script import guard_advice, unguarded_script
 from ._threads import _WorkerThreadPool
 
 __all__ = ["DaskExecutor", "DaskBoard"]
@@ -91,8 +92,8 @@ class DaskExecutor(Executor):
     Parameters
     ----------
     workers:
-        Worker processes of the local cluster; default: the CPU count minus one. Not with
-        ``address`` or ``client``, whose cluster has the workers it has.
+        Worker processes of the local cluster; default: every CPU this process may use.
+        Not with ``address`` or ``client``, whose cluster has the workers it has.
     address:
         A scheduler to connect to, e.g. ``"tcp://scheduler:8786"``.
     client:
@@ -193,6 +194,10 @@ class DaskExecutor(Executor):
             elif self.address is not None:
                 state.client = distributed.Client(self.address, set_as_default=False)
             else:
+                script = unguarded_script()
+                if script is not None:
+                    raise ConfigError(guard_advice(script, "the LocalCluster's worker "
+                                                           "processes"), script)
                 # Attempts are counted by the pipeline: the scheduler must not rerun a task
                 # whose worker died, it must report it.
                 with dask.config.set({"distributed.scheduler.allowed-failures": 0}):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import sys
 from multiprocessing import util
@@ -14,8 +15,11 @@ from ..errors import ConfigError
 from ._base import Executor, WorkerLifecycle, check_workers
 from ._board import WorkerBoard
 from ._lifeline import ProcessIdentity, exit_when_gone
+from ._main_script import guard_advice, unguarded_script
 
 __all__ = ["ProcessExecutor"]
+
+logger = logging.getLogger(__name__)
 
 
 def _default_start_method() -> str:
@@ -44,9 +48,13 @@ class ProcessExecutor(Executor):
     Parameters
     ----------
     workers:
-        Number of processes; default: the CPU count minus one, at least one.
+        Number of processes; default: every CPU this process may use.
     start_method:
-        ``"forkserver"`` (default on Linux), ``"spawn"`` or ``"fork"``.
+        ``"forkserver"`` (default on Linux), ``"spawn"`` or ``"fork"``. A script that
+        starts its run at module level, without ``if __name__ == "__main__":``, forks by
+        default on Linux, as Nd-Multicore did: workers started otherwise would run the
+        script again. Elsewhere, or with another ``start_method``, such a script gets a
+        `ConfigError` saying to add the guard, before any worker starts.
     """
 
     name = "processes"
@@ -64,7 +72,24 @@ class ProcessExecutor(Executor):
         return WorkerBoard(self._context(), self.workers)
 
     def _context(self) -> Any:
-        return multiprocessing.get_context(self.start_method or _default_start_method())
+        return multiprocessing.get_context(self._start_method())
+
+    def _start_method(self) -> str:
+        """``start_method``, or the default: forkserver on Linux, except for a script that
+        starts its run at module level without the ``__main__`` guard, which forks as
+        Nd-Multicore's pool did (forkserver and spawn workers would run the script again)."""
+        script = unguarded_script()
+        if script is None:
+            return self.start_method or _default_start_method()
+        if self.start_method == "fork" or (
+                self.start_method is None and sys.platform.startswith("linux")):
+            if self.start_method is None:
+                logger.info("%s starts its run without the __main__ guard: worker processes "
+                            "are forked", script)
+            return "fork"
+        method = self.start_method or _default_start_method()
+        raise ConfigError(guard_advice(script, f"worker processes started with {method!r}"),
+                          script)
 
     def start(self, lifecycle: WorkerLifecycle) -> futures.Executor:
         context = self._context()

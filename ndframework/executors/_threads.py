@@ -82,7 +82,7 @@ class ThreadExecutor(Executor):
     Parameters
     ----------
     workers:
-        Number of threads; default: the CPU count minus one, at least one.
+        Number of threads; default: every CPU this process may use.
     """
 
     name = "threads"
