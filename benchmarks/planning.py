@@ -35,7 +35,7 @@ class Never(ndf.DataSource):
     def dtype(self, channel):
         return np.dtype("uint8")
 
-    def _read_box(self, box, channels):
+    def read_box(self, box, channels):
         raise AssertionError("planning read voxels")
 
 
@@ -47,7 +47,7 @@ class NeverSink(ndf.DataSink):
     def dtype(self, channel):
         return np.dtype("uint8")
 
-    def _write_box(self, box, arrays):
+    def write_box(self, box, arrays):
         raise AssertionError("planning wrote voxels")
 
 

@@ -22,6 +22,7 @@ from typing import Any, Mapping
 
 import attrs
 import cloudpickle
+import numpy as np
 
 from ._padding import read_padded
 from .errors import ChannelError, OutputError, WorkerError
@@ -215,6 +216,14 @@ def _split(result: Any, sink: DataSink | None) -> tuple[Mapping[str, Any], Any]:
                 f"got {type(result).__name__}"
             )
         return result, None
+    if isinstance(result, Mapping) and result and all(
+            isinstance(value, np.ndarray) and value.ndim == 3 for value in result.values()):
+        shapes = ", ".join(f"{name!r}: {value.shape}" for name, value in result.items())
+        raise OutputError(
+            f"process() returned 3-D arrays ({shapes}) but the pipeline has no sink to "
+            f"write them to: give the pipeline a sink (ndframework run: --output PATH), or "
+            f"return BlockOutput(value=...) to send them back as the block's value"
+        )
     return {}, result
 
 

@@ -11,6 +11,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import attrs
 import cloudpickle
+import numpy as np
 
 from . import _padding, _worker
 from ._fingerprint import digest, fingerprint
@@ -229,6 +230,7 @@ class Pipeline:
             tiler = source.default_tiler(bounds, channels)
         if not halo.is_zero:
             tiler = tiler.with_halo(Halo.of(tiler.halo).union(halo))
+        self._check_outputs()
         if self.sink is not None:
             self._check_sink(bounds, tiler)
         parts = fingerprint(
@@ -247,6 +249,32 @@ class Pipeline:
             sink=None if self.sink is None else self.sink.describe(),
         )
         return _Prepared(channels, bounds, tiler, info, parts)
+
+    def _check_outputs(self) -> None:
+        """A processor that declares outputs needs a sink with those channels, of dtypes
+        its arrays cast to safely."""
+        outputs = self.processor.effective_outputs
+        if not outputs:
+            return
+        declared = ", ".join(f"{name}:{dtype}" for name, dtype in outputs.items())
+        if self.sink is None:
+            raise ConfigError(
+                f"{self.processor.describe()} writes outputs ({declared}) but the pipeline "
+                f"has no sink: give sink=..., e.g. ndf.ZarrSink.create(path, "
+                f"processor.outputs, source.bounds) (ndframework run: --output PATH)",
+                outputs,
+            )
+        for name, dtype in outputs.items():
+            if name not in self.sink.channels:
+                raise ConfigError(
+                    f"{self.processor.describe()} writes channel {name!r}, which the sink "
+                    f"{self.sink.describe()} lacks; its channels: "
+                    f"{', '.join(map(repr, self.sink.channels)) or 'none'}", name)
+            if not np.can_cast(dtype, self.sink.dtype(name), "safe"):
+                raise ConfigError(
+                    f"{self.processor.describe()} writes {name!r} as {dtype}, which the "
+                    f"sink's {self.sink.dtype(name)} cannot hold; create the sink's "
+                    f"channel as {dtype}", name)
 
     def _check_sink(self, bounds: Box, tiler: Tiler) -> None:
         sink = self.sink

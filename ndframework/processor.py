@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import copy
+import inspect
 from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 import attrs
@@ -61,6 +62,11 @@ class BlockProcessor(abc.ABC):
     initial:
         The starting accumulator of `fold`, for processors that fold their values
         (copied for each run).
+    outputs:
+        The sink channels `process` writes, ``{channel: dtype}`` (None: not declared). A
+        pipeline with a processor that declares outputs and no sink, or a sink without
+        those channels, is refused before the run; ``ndframework run --output PATH``
+        creates them.
 
     Examples
     --------
@@ -78,6 +84,7 @@ class BlockProcessor(abc.ABC):
     channels: ClassVar[Sequence[str] | None] = None
     retry_on: ClassVar[tuple[type[BaseException], ...]] = ()
     initial: ClassVar[Any] = None
+    outputs: ClassVar[Mapping[str, Any] | None] = None
 
     def setup(self) -> None:
         """Prepare the worker (load a model, open a file): runs once per worker."""
@@ -158,6 +165,11 @@ class BlockProcessor(abc.ABC):
         return Halo.of(self.halo)
 
     @property
+    def effective_outputs(self) -> dict[str, np.dtype] | None:
+        """``outputs`` as ``{channel: numpy dtype}``, validated; None when not declared."""
+        return check_outputs(self.outputs)
+
+    @property
     def effective_halo_mode(self) -> str:
         """``halo_mode``, validated: one of ``"clip"``, ``"reflect"``, ``"mirror"``,
         ``"nearest"``, ``"constant"``, ``"wrap"``."""
@@ -189,9 +201,14 @@ class FunctionProcessor(BlockProcessor):
         ``"constant"`` or ``"wrap"``), and the value ``"constant"`` pads with. An invalid
         mode raises `ConfigError` here.
     pass_block:
-        Call ``function(data, block)`` instead, for functions that need the block's position.
+        Whether to call ``function(data, block)``, for functions that need the block's
+        position. None (the default) decides from the signature: a function with two
+        required positional parameters gets the block, any other ``function(data)``.
     retry_on:
         Exception types worth another try, as the `BlockProcessor` class attribute.
+    outputs:
+        The sink channels the function's ``{channel: array}`` fills, ``{channel: dtype}``,
+        as the `BlockProcessor` class attribute.
 
     Examples
     --------
@@ -200,6 +217,8 @@ class FunctionProcessor(BlockProcessor):
     ['a', 'b']
     >>> FunctionProcessor(sorted, halo=2, halo_mode="mirror").halo_mode
     'mirror'
+    >>> FunctionProcessor(lambda data, block: block).pass_block
+    True
     """
 
     def __init__(
@@ -208,10 +227,11 @@ class FunctionProcessor(BlockProcessor):
         *,
         halo: Any = (0, 0, 0),
         channels: Sequence[str] | None = None,
-        pass_block: bool = False,
+        pass_block: bool | None = None,
         halo_mode: str = "clip",
         halo_cval: float = 0,
         retry_on: Sequence[type[BaseException]] = (),
+        outputs: Mapping[str, Any] | None = None,
     ) -> None:
         if not callable(function):
             raise ConfigError(f"FunctionProcessor needs a callable, got {function!r}", function)
@@ -220,8 +240,9 @@ class FunctionProcessor(BlockProcessor):
         self.halo_mode = check_halo_mode(halo_mode)  # type: ignore[misc]
         self.halo_cval = check_halo_cval(halo_cval)  # type: ignore[misc]
         self.channels = None if channels is None else tuple(channels)  # type: ignore[misc]
-        self.pass_block = pass_block
+        self.pass_block = takes_block(function) if pass_block is None else bool(pass_block)
         self.retry_on = check_retry_on(retry_on)  # type: ignore[misc]
+        self.outputs = check_outputs(outputs)  # type: ignore[misc]
 
     def process(self, data: dict[str, np.ndarray], block: Block) -> Any:
         if self.pass_block:
@@ -230,6 +251,52 @@ class FunctionProcessor(BlockProcessor):
 
     def describe(self) -> str:
         return getattr(self.function, "__qualname__", repr(self.function))
+
+
+def check_outputs(value: Any) -> dict[str, np.dtype] | None:
+    """``outputs`` as ``{channel: numpy dtype}`` (None stays None), or a `ConfigError`
+    naming the bad channel name or dtype.
+
+    >>> check_outputs({"labels": "uint32"})
+    {'labels': dtype('uint32')}
+    """
+    if value is None:
+        return None
+    if not isinstance(value, Mapping) or not value:
+        raise ConfigError(
+            f"outputs must be a non-empty {{channel: dtype}} mapping, e.g. "
+            f"{{'labels': 'uint32'}}, got {value!r}", value)
+    checked = {}
+    for name, dtype in value.items():
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"outputs: channel names must be non-empty strings, got "
+                              f"{name!r}", name)
+        try:
+            checked[name] = np.dtype(dtype)
+        except TypeError:
+            raise ConfigError(
+                f"outputs: {dtype!r} of channel {name!r} is not a numpy dtype; valid are "
+                f"e.g. 'uint8', 'uint16', 'uint32', 'uint64', 'float32'", dtype) from None
+    return checked
+
+
+def takes_block(function: Callable[..., Any]) -> bool:
+    """Whether ``function`` has two required positional parameters, ``(data, block)``;
+    False when its signature cannot be read (a builtin) or it takes ``*args``.
+
+    >>> takes_block(lambda data: 0), takes_block(lambda data, block: 0)
+    (False, True)
+    >>> takes_block(lambda data, threshold=3: 0)
+    False
+    """
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    positional = [p for p in parameters
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+                  and p.default is p.empty]
+    return len(positional) >= 2
 
 
 def check_retry_on(value: Any) -> tuple[type[BaseException], ...]:

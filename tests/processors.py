@@ -125,10 +125,10 @@ class BrokenSource(ndf.InMemorySource):
         super().__init__(arrays, origin)
         self.bad_box = bad_box
 
-    def _read_box(self, box, channels):
+    def read_box(self, box, channels):
         if not box.intersect(self.bad_box).empty:
             raise ConnectionResetError(f"connection reset while reading {box}")
-        return super()._read_box(box, channels)
+        return super().read_box(box, channels)
 
 
 class NestedRun(ndf.BlockProcessor):
@@ -169,7 +169,7 @@ class FailingTeardown(ndf.BlockProcessor):
 class BrokenSink(ndf.InMemorySink):
     """An in-memory sink whose writes fail like a full disk."""
 
-    def _write_box(self, box, arrays):
+    def write_box(self, box, arrays):
         raise OSError(28, "No space left on device")
 
 

@@ -667,7 +667,7 @@ def test_downsampled_labels_read_at_levels_1_and_2(boss):
     for level, step in ((1, 2), (2, 4)):
         source = boss_source(boss, ["seg"], resolution=level).validate()
         assert source.bounds == Box.from_shape((12, 40 // step, 48 // step))
-        sink = ndf.InMemorySink.zeros(source.bounds.shape, {"seg": np.uint64})
+        sink = ndf.InMemorySink.zeros({"seg": np.uint64}, source.bounds.shape)
         result = ndf.Pipeline(source, copy, sink=sink, tiler=RegularTiler((5, 7, 9)),
                               executor=ndf.ThreadExecutor(2),
                               load_entrypoints=False).run()

@@ -52,7 +52,8 @@ class Gaussian(ndf.BlockProcessor):
 def smooth_in_blocks(volume, mode, executor, *, bounds=None, sink=None, cval=0):
     source = ndf.InMemorySource({"em": volume}, origin=ORIGIN)
     if sink is None:
-        sink = ndf.InMemorySink.zeros(volume.shape, {"out": volume.dtype}, origin=ORIGIN)
+        sink = ndf.InMemorySink.zeros({"out": volume.dtype},
+                                      ndf.Box.from_shape(volume.shape, ORIGIN))
     pipeline = ndf.Pipeline(source, Gaussian(mode, cval), tiler=ndf.RegularTiler(
         BLOCK, origin=ORIGIN), executor=executor, sink=sink, bounds=bounds,
         load_entrypoints=False)

@@ -324,7 +324,7 @@ def test_a_processor_class_instead_of_an_instance_is_refused(source):
 
 
 def test_an_in_memory_sink_is_refused_with_worker_processes(source):
-    sink = ndf.InMemorySink.zeros(source.bounds.shape, {"em": "uint8"}, origin=source.bounds.start)
+    sink = ndf.InMemorySink.zeros({"em": "uint8"}, source.bounds)
     with pytest.raises(ndf.ConfigError, match=r"writes made by the 'processes' executor's worker"):
         ndf.Pipeline(source, Identity(), sink=sink, channels=["em"],
                      executor=ndf.ProcessExecutor(2)).plan()
@@ -360,3 +360,64 @@ def test_results_of_an_empty_region_are_ok_and_empty(source):
     bounds = ndf.Box((0, 100, 200), (0, 124, 220))
     result = ndf.Pipeline(source, lambda d: 1, bounds=bounds, executor="serial").run()
     assert result.ok and result.done == () and result.reduced == {}
+
+
+# -- outputs: declared, or returned without a sink ----------------------------------------
+
+class Labels(ndf.BlockProcessor):
+    outputs = {"labels": "uint16"}
+
+    def process(self, data, block):
+        return {"labels": block.crop(data["em"]).astype(np.uint16)}
+
+
+def test_a_processor_that_declares_outputs_needs_a_sink_before_the_run(source):
+    with pytest.raises(ndf.ConfigError, match=r"Labels writes outputs \(labels:uint16\) but "
+                                              r"the pipeline has no sink: give sink="):
+        ndf.Pipeline(source, Labels(), executor="serial").run()
+
+
+def test_declared_outputs_must_be_channels_the_sink_can_hold(source):
+    narrow = ndf.InMemorySink.zeros({"labels": "uint8"}, source.bounds)
+    with pytest.raises(ndf.ConfigError, match=r"writes 'labels' as uint16, which the sink's "
+                                              r"uint8 cannot hold"):
+        ndf.Pipeline(source, Labels(), executor="serial", sink=narrow).plan()
+    other = ndf.InMemorySink.zeros({"seg": "uint16"}, source.bounds)
+    with pytest.raises(ndf.ConfigError, match=r"writes channel 'labels', which the sink .* "
+                                              r"lacks; its channels: 'seg'"):
+        ndf.Pipeline(source, Labels(), executor="serial", sink=other).plan()
+    sink = ndf.InMemorySink.zeros({"labels": "uint32"}, source.bounds)
+    assert ndf.Pipeline(source, Labels(), executor="serial", sink=sink).run().ok
+    np.testing.assert_array_equal(sink.arrays["labels"], source.read(source.bounds)["em"])
+
+
+@pytest.mark.parametrize("outputs, message", [
+    ({"labels": "uint77"}, r"outputs: 'uint77' of channel 'labels' is not a numpy dtype"),
+    ({}, r"outputs must be a non-empty \{channel: dtype\} mapping"),
+    ({"": "uint8"}, r"channel names must be non-empty strings, got ''"),
+])
+def test_bad_declared_outputs_are_named(source, outputs, message):
+    with pytest.raises(ndf.ConfigError, match=message):
+        ndf.FunctionProcessor(lambda data: None, outputs=outputs)
+
+
+def test_arrays_returned_without_a_sink_fail_the_block_instead_of_being_dropped(source):
+    result = ndf.Pipeline(source, lambda data: {"copy": data["em"]}, executor="serial",
+                          tiler=ndf.RegularTiler((5, 24, 20), origin=(0, 100, 200))).run()
+    assert not result.ok and len(result.failed) == 2
+    error = result.failed["0_100_200"].error
+    assert error.startswith("OutputError: process() returned 3-D arrays ('copy': (5, 24, 20)) "
+                            "but the pipeline has no sink")
+    # small values, and arrays sent back on purpose, are values
+    kept = ndf.Pipeline(source, lambda data: ndf.BlockOutput(value={"copy": data["em"]}),
+                        executor="serial",
+                        tiler=ndf.RegularTiler((5, 24, 20), origin=(0, 100, 200))).run()
+    assert kept.ok and kept.values["0_100_200"]["copy"].shape == (5, 24, 20)
+
+
+def test_a_function_of_data_and_block_gets_the_block(source):
+    result = ndf.Pipeline(source, lambda data, block: (block.key, data["em"].shape),
+                          executor="serial",
+                        tiler=ndf.RegularTiler((5, 24, 20), origin=(0, 100, 200))).run()
+    assert dict(result.values) == {"0_100_200": ("0_100_200", (5, 24, 20)),
+                                   "5_100_200": ("5_100_200", (5, 24, 20))}

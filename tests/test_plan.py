@@ -31,14 +31,14 @@ class _Huge:
 class Unread(_Huge, ndf.DataSource):
     """A source that planning must never read."""
 
-    def _read_box(self, box, channels):
+    def read_box(self, box, channels):
         raise AssertionError(f"planning read {box}")
 
 
 class Unwritten(_Huge, ndf.DataSink):
     """A sink that planning must never write."""
 
-    def _write_box(self, box, arrays):
+    def write_box(self, box, arrays):
         raise AssertionError(f"planning wrote {box}")
 
 

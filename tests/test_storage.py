@@ -38,7 +38,7 @@ class TestZarrSourceFromAGroup(SourceConformance):
 
 class TestInMemorySink(SinkConformance):
     def make_sink(self, dtypes, bounds, directory):
-        return ndf.InMemorySink.zeros(bounds.shape, dtypes, origin=bounds.start)
+        return ndf.InMemorySink.zeros(dtypes, bounds)
 
     def read_back(self, sink):
         return sink.arrays
@@ -105,5 +105,85 @@ def test_zarr_sink_create_refuses_to_overwrite(tmp_path):
 
 
 def test_in_memory_sink_reports_no_chunks_and_in_process_only():
-    sink = ndf.InMemorySink.zeros((2, 2, 2), {"a": "uint8"})
+    sink = ndf.InMemorySink.zeros({"a": "uint8"}, (2, 2, 2))
     assert sink.chunk_shape is None and sink.in_process_only
+
+
+# -- extension points: read_box / write_box, or read / write themselves -------------------
+
+class RampSource(ndf.DataSource):
+    """Overrides read() itself, as the design's contract describes a source."""
+
+    channels = ("ramp",)
+    bounds = ndf.Box((0, 0, 0), (4, 6, 8))
+
+    def dtype(self, channel):
+        return np.dtype("uint16")
+
+    def read(self, box, channels=None):
+        grid = np.indices(self.bounds.shape).sum(axis=0).astype("uint16")
+        return {"ramp": grid[box.slices()].copy()}
+
+
+class ListSink(ndf.DataSink):
+    """Overrides write() itself."""
+
+    channels = ("out",)
+    bounds = ndf.Box((0, 0, 0), (4, 6, 8))
+    in_process_only = True
+
+    def __init__(self):
+        self.written = []
+
+    def dtype(self, channel):
+        return np.dtype("uint16")
+
+    def write(self, box, arrays):
+        self.written.append((box, arrays["out"].sum()))
+
+
+def test_a_source_and_sink_may_override_read_and_write_instead_of_the_box_primitives():
+    source, sink = RampSource(), ListSink()
+    result = ndf.Pipeline(source, lambda data: {"out": data["ramp"]}, sink=sink,
+                          tiler=ndf.RegularTiler((2, 6, 8)), executor="serial").run()
+    assert result.ok
+    expected = np.indices((4, 6, 8)).sum(axis=0)
+    assert sorted((b.start[0], int(total)) for b, total in sink.written) == [
+        (0, int(expected[:2].sum())), (2, int(expected[2:].sum()))]
+    # the primitives still exist and go through the overrides
+    box = ndf.Box((1, 0, 0), (2, 1, 2))
+    np.testing.assert_array_equal(source.read_box(box, ("ramp",))["ramp"], expected[1:2, :1, :2])
+
+
+def test_a_source_without_read_or_read_box_cannot_be_made():
+    class Empty(ndf.DataSource):
+        channels = ("a",)
+        bounds = ndf.Box((0, 0, 0), (1, 1, 1))
+
+        def dtype(self, channel):
+            return np.dtype("uint8")
+
+    with pytest.raises(TypeError, match="abstract method"):
+        Empty()
+
+
+def test_an_in_memory_source_of_a_bare_array_says_how_to_name_its_channel():
+    with pytest.raises(ndf.ConfigError, match=r"InMemorySource takes \{channel: ZYX array\}, "
+                                              r"got an array of shape \(2, 3, 4\); name its "
+                                              r"channel, e.g. InMemorySource\(\{'em': array\}\)"):
+        ndf.InMemorySource(np.zeros((2, 3, 4)))
+
+
+def test_in_memory_sink_zeros_takes_the_arguments_of_zarr_sink_create(tmp_path):
+    bounds = ndf.Box((2, 0, 0), (4, 3, 5))
+    memory = ndf.InMemorySink.zeros({"labels": "uint32"}, bounds)
+    zarr_sink = ndf.ZarrSink.create(tmp_path / "out.zarr", {"labels": "uint32"}, bounds,
+                                    chunk_shape=(1, 3, 5))
+    assert memory.bounds == zarr_sink.bounds == bounds
+    assert memory.dtype("labels") == zarr_sink.dtype("labels") == np.dtype("uint32")
+    assert ndf.InMemorySink.zeros({"a": "uint8"}, (1, 2, 3)).bounds == ndf.Box((0, 0, 0),
+                                                                            (1, 2, 3))
+    with pytest.raises(ndf.ConfigError, match=r"takes \{channel: dtype\} first, as "
+                                              r"ZarrSink.create\(path, dtypes, bounds\) does; "
+                                              r"got \(1, 2, 3\)"):
+        ndf.InMemorySink.zeros((1, 2, 3), {"a": "uint8"})

@@ -314,7 +314,7 @@ class BossSink(BossVolume, DataSink):
     def _details(self) -> list[str]:
         return [*super()._details(), f"mode {self.mode}"]
 
-    def _write_box(self, box: Box, arrays: dict[str, np.ndarray]) -> None:
+    def write_box(self, box: Box, arrays: dict[str, np.ndarray]) -> None:
         for name, array in arrays.items():
             data = np.ascontiguousarray(array, dtype=self.dtype(name))
             pieces = self._pieces(box, name)

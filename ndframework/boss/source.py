@@ -125,7 +125,7 @@ class BossSource(BossVolume, DataSource):
         (16, 1024, 1024) in z, y, x, on the BOSS's own cuboid grid."""
         return CuboidTiler()
 
-    def _read_box(self, box: Box, channels: tuple[str, ...]) -> dict[str, np.ndarray]:
+    def read_box(self, box: Box, channels: tuple[str, ...]) -> dict[str, np.ndarray]:
         return {name: self._read_channel(name, box) for name in channels}
 
     def _read_channel(self, channel: str, box: Box) -> np.ndarray:

@@ -76,11 +76,32 @@ class _Volume(abc.ABC):
 class DataSource(_Volume):
     """Where blocks come from: a few named 3-D channels in one ZYX coordinate frame.
 
-    Subclasses implement ``channels``, ``bounds``, ``dtype`` and ``_read_box``; they may
-    override ``chunk_shape``. Sources must pickle, and open files or connections lazily in
-    the process that reads, so that each worker process opens its own. Worker threads share
-    one source: reads from several threads at once must be safe.
+    Subclasses implement ``channels``, ``bounds``, ``dtype`` and ``read_box`` (called by
+    `read` with the box and channels already checked); they may override ``chunk_shape``.
+    A subclass may override `read` itself instead of ``read_box``: it then checks its own
+    arguments. Sources must pickle, and open files or connections lazily in the process
+    that reads, so that each worker process opens its own. Worker threads share one source:
+    reads from several threads at once must be safe. `ndframework.testing` has the test
+    class a source should pass.
+
+    Examples
+    --------
+    >>> class Ramp(DataSource):
+    ...     channels = ("ramp",)
+    ...     bounds = Box((0, 0, 0), (4, 4, 4))
+    ...     def dtype(self, channel):
+    ...         return np.dtype("uint16")
+    ...     def read_box(self, box, channels):
+    ...         z = np.arange(box.start[0], box.stop[0], dtype="uint16")
+    ...         return {"ramp": np.broadcast_to(z[:, None, None], box.shape).copy()}
+    >>> Ramp().read(Box((1, 0, 0), (3, 1, 1)))["ramp"].ravel()
+    array([1, 2], dtype=uint16)
     """
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if "read" in cls.__dict__ and getattr(cls.read_box, "__isabstractmethod__", False):
+            cls.read_box = _read_box_through_read  # type: ignore[method-assign]
 
     def default_tiler(
         self, bounds: Box | None = None, channels: Sequence[str] | None = None
@@ -116,21 +137,39 @@ class DataSource(_Volume):
         """
         chosen = self.check_channels(channels)
         self.check_box(box)
-        return self._read_box(box, chosen)
+        return self.read_box(box, chosen)
 
     @abc.abstractmethod
-    def _read_box(self, box: Box, channels: tuple[str, ...]) -> dict[str, np.ndarray]:
-        """Read ``box`` of ``channels``; both are already checked against this source."""
+    def read_box(self, box: Box, channels: tuple[str, ...]) -> dict[str, np.ndarray]:
+        """Read ``box`` of ``channels`` as ``{channel: ZYX array}``: the primitive a source
+        implements. `read` has checked both against this source: ``box`` lies inside
+        ``bounds`` and ``channels`` is a non-empty tuple of known names. Return writable
+        arrays of each channel's dtype that the caller owns (copies, not views of a cache).
+        """
+
+
+def _read_box_through_read(
+    self: DataSource, box: Box, channels: tuple[str, ...]
+) -> dict[str, np.ndarray]:
+    """``read_box`` of a source that overrides `read` instead."""
+    return self.read(box, channels)
 
 
 class DataSink(_Volume):
     """Where block outputs go: named 3-D channels, written one box at a time.
 
-    Subclasses implement ``channels``, ``bounds``, ``dtype`` and ``_write_box``, and declare
-    ``chunk_shape`` so that the pipeline can refuse, before a run, a tiling whose parallel
-    writes would share a storage chunk. Worker threads share one sink: writes of separate
-    boxes from several threads at once must be safe.
+    Subclasses implement ``channels``, ``bounds``, ``dtype`` and ``write_box`` (called by
+    `write` with the box, channels, shapes and dtypes already checked), or override `write`
+    itself; and declare ``chunk_shape`` so that the pipeline can refuse, before a run, a
+    tiling whose parallel writes would share a storage chunk. Worker threads share one
+    sink: writes of separate boxes from several threads at once must be safe. Sinks used by
+    worker processes must pickle and reopen their storage where they are used.
     """
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if "write" in cls.__dict__ and getattr(cls.write_box, "__isabstractmethod__", False):
+            cls.write_box = _write_box_through_write  # type: ignore[method-assign]
 
     @property
     def chunk_origin(self) -> Triple:
@@ -160,11 +199,18 @@ class DataSink(_Volume):
                 )
             _check_storable(channel, array, self.dtype(channel))
             converted[channel] = array
-        self._write_box(box, converted)
+        self.write_box(box, converted)
 
     @abc.abstractmethod
-    def _write_box(self, box: Box, arrays: dict[str, np.ndarray]) -> None:
-        """Write ``arrays`` over ``box``; both are already checked against this sink."""
+    def write_box(self, box: Box, arrays: dict[str, np.ndarray]) -> None:
+        """Write ``arrays`` over ``box``: the primitive a sink implements. `write` has
+        checked both: ``box`` lies inside ``bounds``, every channel is known, and every
+        array has the box's shape and a dtype the channel holds without loss."""
+
+
+def _write_box_through_write(self: DataSink, box: Box, arrays: dict[str, np.ndarray]) -> None:
+    """``write_box`` of a sink that overrides `write` instead."""
+    self.write(box, arrays)
 
 
 def _check_storable(channel: str, array: np.ndarray, dtype: np.dtype) -> None:

@@ -20,6 +20,12 @@ __all__ = ["InMemorySource", "InMemorySink"]
 
 
 def _checked_arrays(arrays: Mapping[str, np.ndarray], what: str) -> dict[str, np.ndarray]:
+    if not isinstance(arrays, Mapping):
+        described = (f"an array of shape {arrays.shape}" if hasattr(arrays, "shape")
+                     else repr(arrays))
+        raise ConfigError(
+            f"{what} takes {{channel: ZYX array}}, got {described}; name its channel, e.g. "
+            f"{what}({{'em': array}})", arrays)
     if not arrays:
         raise ConfigError(f"{what} needs at least one channel, got none", arrays)
     checked = {}
@@ -103,7 +109,7 @@ class InMemorySource(_InMemoryVolume, DataSource):
         self._release: weakref.finalize | None = None
         """Unlinks the segments this source made, once: at close(), collection or exit."""
 
-    def _read_box(self, box: Box, channels: tuple[str, ...]) -> dict[str, np.ndarray]:
+    def read_box(self, box: Box, channels: tuple[str, ...]) -> dict[str, np.ndarray]:
         local = box.relative_to(self._bounds).slices()
         return {name: self._arrays[name][local].copy() for name in channels}
 
@@ -200,20 +206,38 @@ class InMemorySink(_InMemoryVolume, DataSink):
     @classmethod
     def zeros(
         cls,
-        shape: Sequence[int],
         dtypes: Mapping[str, object],
-        origin: Sequence[int] = (0, 0, 0),
+        bounds: Box | Sequence[int],
     ) -> "InMemorySink":
-        """A sink of zero-filled arrays of ``shape``, one per ``{channel: dtype}``."""
-        shape_t: Triple = as_triple(shape, "shape", minimum=0)
-        return cls({name: np.zeros(shape_t, dtype) for name, dtype in dtypes.items()}, origin)
+        """A sink of zero-filled arrays, one per ``{channel: dtype}``, over ``bounds`` (a
+        `Box`, or a shape (z, y, x) starting at the origin): the argument order of
+        `ZarrSink.create`.
+
+        >>> InMemorySink.zeros({"labels": "uint32"}, Box((10, 0, 0), (12, 4, 4)))
+        InMemorySink(labels:uint32; bounds [10:12, 0:4, 0:4])
+        """
+        if not isinstance(dtypes, Mapping):
+            raise ConfigError(
+                f"InMemorySink.zeros(dtypes, bounds) takes {{channel: dtype}} first, as "
+                f"ZarrSink.create(path, dtypes, bounds) does; got {dtypes!r}", dtypes)
+        if not isinstance(bounds, Box):
+            bounds = Box.from_shape(as_triple(bounds, "bounds (a Box or a shape z, y, x)",
+                                              minimum=0))
+        arrays = {}
+        for name, dtype in dtypes.items():
+            try:
+                arrays[name] = np.zeros(bounds.shape, np.dtype(dtype))  # type: ignore
+            except TypeError:
+                raise ConfigError(f"{dtype!r} of channel {name!r} is not a numpy dtype",
+                                  dtype) from None
+        return cls(arrays, bounds.start)
 
     @property
     def arrays(self) -> dict[str, np.ndarray]:
         """The arrays written into, by channel."""
         return dict(self._arrays)
 
-    def _write_box(self, box: Box, arrays: dict[str, np.ndarray]) -> None:
+    def write_box(self, box: Box, arrays: dict[str, np.ndarray]) -> None:
         local = box.relative_to(self._bounds).slices()
         for name, array in arrays.items():
             self._arrays[name][local] = array

@@ -221,7 +221,7 @@ class ZarrSource(_ZarrVolume, DataSource):
         with self._lock:
             self._cache = None
 
-    def _read_box(self, box: Box, channels: tuple[str, ...]) -> dict[str, np.ndarray]:
+    def read_box(self, box: Box, channels: tuple[str, ...]) -> dict[str, np.ndarray]:
         local = box.relative_to(self.bounds)
         cache = self.chunk_cache
         try:
@@ -283,7 +283,7 @@ class ZarrSink(_ZarrVolume, DataSink):
             create_array(group, name, bounds.shape, shape_chunks, dtype)
         return cls(path)
 
-    def _write_box(self, box: Box, arrays: dict[str, np.ndarray]) -> None:
+    def write_box(self, box: Box, arrays: dict[str, np.ndarray]) -> None:
         local = box.relative_to(self.bounds).slices()
         try:
             for name, array in arrays.items():
