@@ -16,6 +16,8 @@ The conventions, as docs/index.md ("Examples are tested") states them for author
 - A ```text block that follows a python block with nothing but blank lines between is what
   that block prints: it must match the block's standard output, line ends stripped, where
   ``...`` matches any text (doctest's ELLIPSIS). Doctest blocks are checked by doctest.
+- ``<!-- docs-test: file NAME.py -->`` on the line before a python block writes it to
+  ``NAME.py`` in the page's folder (which is on ``sys.path``) instead of running it.
 - ``<!-- docs-test: skip (reason) -->`` on the line before a fence skips that block; the
   reason is required.
 - README.md's python blocks, concatenated in order, are saved as a script and run with
@@ -29,6 +31,7 @@ import builtins
 import contextlib
 import doctest
 import gc
+import importlib
 import io
 import os
 import re
@@ -64,6 +67,8 @@ class Example:
     code: str
     skip: str | None = None
     """Why the block does not run, from a ``docs-test: skip (reason)`` comment."""
+    file: str | None = None
+    """The file the block is written to instead of being run (``docs-test: file NAME``)."""
     output: str | None = None
     """The ```text block that follows it: what it prints."""
     output_line: int | None = None
@@ -100,6 +105,7 @@ class DocsSyntaxError(ValueError):
 _OPEN = re.compile(r"^(?P<indent> *)(?P<fence>`{3,}|~{3,})\s*(?P<info>[^`]*)$")
 _DIRECTIVE = re.compile(r"^\s*<!--\s*docs-test:(?P<body>.*?)-->\s*$")
 _SKIP = re.compile(r"^skip\s*\((?P<reason>[^()]*\S[^()]*)\)$")
+_FILE = re.compile(r"^file\s+(?P<name>[A-Za-z_][\w-]*\.py)$")
 
 
 def _relative(path: Path) -> str:
@@ -141,10 +147,11 @@ def _fences(path: Path, text: str) -> list[_Fence]:
         comment = _DIRECTIVE.match(line)
         if comment:
             directive, directive_line = comment["body"].strip(), index + 1
-            if not _SKIP.match(directive):
+            if not (_SKIP.match(directive) or _FILE.match(directive)):
                 raise DocsSyntaxError(
                     f"{_relative(path)}:{directive_line}: unknown docs-test comment "
-                    f"{directive!r}; the one known is 'skip (reason)', with a reason")
+                    f"{directive!r}; known are 'skip (reason)', with a reason, and "
+                    "'file NAME.py'")
         elif line.strip():
             if directive is not None:
                 raise DocsSyntaxError(
@@ -162,12 +169,16 @@ def parse(path: Path, text: str | None = None) -> Page:
     previous: Example | None = None
     for fence in _fences(path, text):
         if fence.language in ("python", "py"):
-            skip = None
+            previous = Example(path, fence.line, fence.code)
             if fence.directive is not None:
-                skip = _SKIP.match(fence.directive)["reason"].strip()  # type: ignore[index]
-            previous = Example(path, fence.line, fence.code, skip)
+                skip, file = _SKIP.match(fence.directive), _FILE.match(fence.directive)
+                previous.skip = skip["reason"].strip() if skip else None
+                previous.file = file["name"] if file else None
             page.examples.append(previous)
             continue
+        if fence.directive is not None and _FILE.match(fence.directive):
+            raise DocsSyntaxError(f"{_relative(path)}:{fence.line - 1}: a docs-test file "
+                                  f"comment must come before a python block")
         if fence.language == "text" and previous is not None and fence.follows_previous \
                 and previous.output is None:
             previous.output, previous.output_line = fence.code, fence.line
@@ -286,15 +297,29 @@ def page_folder(prepared, tmp_path, monkeypatch):
 # -- the tests ---------------------------------------------------------------------------------
 
 
+def write_file(example: Example, folder: Path) -> None:
+    """Write a ``docs-test: file`` block into the page's folder, for later blocks."""
+    (folder / example.file).write_text(example.code, encoding="utf-8")  # type: ignore[operator]
+    importlib.invalidate_caches()
+
+
 @pytest.mark.parametrize("path", [p for p in _example_pages() if p != README], ids=_page_id)
-def test_page_examples_run(path, page_folder):
+def test_page_examples_run(path, page_folder, monkeypatch):
+    monkeypatch.syspath_prepend(str(page_folder))
+    modules = set(sys.modules)
     namespace = {"__name__": "__main__", "__builtins__": builtins}
     try:
         for example in parse(path).examples:
-            if example.skip is None:
+            if example.file is not None:
+                write_file(example, page_folder)
+            elif example.skip is None:
                 run_example(example, namespace)
     finally:
         namespace.clear()
+        for name in set(sys.modules) - modules:  # the page's own modules, from its folder
+            if str(getattr(sys.modules[name], "__file__", None) or "").startswith(
+                    str(page_folder)):
+                del sys.modules[name]
         gc.collect()
 
 
@@ -304,7 +329,7 @@ def readme_script(page: Page) -> tuple[str, list[tuple[int, Example]]]:
     starts: list[tuple[int, Example]] = []
     line = 1
     for example in page.examples:
-        if example.skip is not None:
+        if example.skip is not None or example.file is not None:
             continue
         code = example.code
         if example.doctest:
@@ -319,6 +344,9 @@ def test_readme_examples_run_as_a_script(page_folder):
     page = parse(README)
     script, starts = readme_script(page)
     assert starts, "README.md has no python example"
+    for example in page.examples:
+        if example.file is not None and example.skip is None:
+            write_file(example, page_folder)
     path = page_folder / "readme_examples.py"
     path.write_text(script, encoding="utf-8")
     began = time.monotonic()
@@ -380,16 +408,22 @@ not an output
   >>> x + 1
   43
   ```
+
+<!-- docs-test: file helper.py -->
+```python
+VALUE = 1
+```
 '''
 
 
 def test_the_parser_reads_blocks_outputs_and_skips():
     page = parse(Path("sample.md"), SAMPLE)
-    assert [e.line for e in page.examples] == [4, 14, 20, 30]
+    assert [e.line for e in page.examples] == [4, 14, 20, 30, 36]
     assert page.examples[0].output == "42\n"
     assert page.examples[1].skip == "needs a Slurm cluster"
     assert page.examples[2].output is None
     assert page.examples[3].doctest and page.examples[3].code == ">>> x + 1\n43\n"
+    assert page.examples[4].file == "helper.py" and page.examples[4].code == "VALUE = 1\n"
 
 
 def test_a_wrong_output_or_an_error_fails_the_page():
@@ -418,6 +452,8 @@ def test_output_checks():
     ("<!-- docs-test: skip () -->\n```python\npass\n```\n", "unknown docs-test comment"),
     ("<!-- docs-test: run twice -->\n```python\npass\n```\n", "unknown docs-test comment"),
     ("<!-- docs-test: skip (slow) -->\nprose\n```python\npass\n```\n", "just before a fence"),
+    ("<!-- docs-test: file a.txt -->\n```python\npass\n```\n", "unknown docs-test comment"),
+    ("<!-- docs-test: file a.py -->\n```text\npass\n```\n", "before a python block"),
 ])
 def test_a_bad_docs_test_comment_is_refused(text, message):
     with pytest.raises(DocsSyntaxError, match=message):
