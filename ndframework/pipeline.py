@@ -41,6 +41,21 @@ def _as_box(bounds: Box | Sequence[Sequence[int]] | None) -> Box | None:
     return Box(start, stop)
 
 
+def _checked_plugins(plugins: Iterable[Any]) -> tuple[Any, ...]:
+    """``plugins`` as a tuple; a plugin class given instead of an instance is explained."""
+    if isinstance(plugins, (str, bytes)) or not isinstance(plugins, Iterable):
+        raise ConfigError(f"plugins must be a list of plugin objects, e.g. "
+                          f"[ndf.ProgressBar()], got {plugins!r}", plugins)
+    checked = tuple(plugins)
+    for plugin in checked:
+        if isinstance(plugin, type):
+            raise ConfigError(
+                f"plugins=[...] takes plugin objects, got the class {plugin.__qualname__}: "
+                f"its hooks are methods, called on an instance; pass "
+                f"{plugin.__qualname__}(...) instead", plugin)
+    return checked
+
+
 def _as_processor(processor: BlockProcessor | Callable[..., Any]) -> BlockProcessor:
     if isinstance(processor, BlockProcessor):
         return processor
@@ -192,7 +207,7 @@ class Pipeline:
         self.tiler = tiler
         self.executor = ProcessExecutor() if executor is None else get_executor(executor)
         self.sink = sink
-        self.plugins = tuple(plugins)
+        self.plugins = _checked_plugins(plugins)
         if isinstance(channels, str):
             channels = (channels,)
         self.channels = None if channels is None else tuple(channels)

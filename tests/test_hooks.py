@@ -148,3 +148,12 @@ def test_an_entry_point_plugin_that_fails_to_load_is_named(source, tmp_path, mon
     with pytest.raises(ndf.PluginError, match=r"loading plugins from the 'ndframework' "
                                               r"entry-point group failed: .*ndf_no_such_module"):
         ndf.Pipeline(source, lambda d: 1, executor="serial").run()
+
+
+def test_a_plugin_class_given_instead_of_an_instance_is_explained(source):
+    with pytest.raises(ndf.ConfigError, match=r"takes plugin objects, got the class "
+                                              r"ProgressBar: its hooks are methods, called on "
+                                              r"an instance; pass ProgressBar\(...\) instead"):
+        ndf.Pipeline(source, lambda data: 0, plugins=[ndf.ProgressBar])
+    with pytest.raises(ndf.ConfigError, match=r"plugins must be a list of plugin objects"):
+        ndf.Pipeline(source, lambda data: 0, plugins=ndf.ProgressBar())
