@@ -37,7 +37,7 @@ from .executors import (
 from .geometry import Block, Box, Halo
 from .hookspecs import hookimpl
 from .pipeline import Pipeline
-from .plugins import ProgressBar
+from .plugins import EventLog, ProgressBar
 from .processor import BlockOutput, BlockProcessor, FunctionProcessor
 from .journal import BlockRecord, Journal
 from .result import (
@@ -93,7 +93,7 @@ __all__ = [
     "EXECUTORS", "WorkerLifecycle", "default_workers",
     "Pipeline", "Plan", "RunInfo", "RunResult", "RunCounts", "BlockFailure", "BlockOutcome",
     "BlockTimings", "BlockStatus", "Journal", "BlockRecord",
-    "hookimpl", "ProgressBar",
+    "hookimpl", "ProgressBar", "EventLog",
     "NDFrameworkError", "ConfigError", "GeometryError", "ChannelError", "OutOfBoundsError",
     "OutputError", "DataAccessError", "WorkerError", "SetupError", "PluginError",
     "JournalMismatchError", "BlocksFailedError", "RunInterrupted", "ReduceError",
