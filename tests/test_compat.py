@@ -3,6 +3,10 @@ the BOSS emulator."""
 
 from __future__ import annotations
 
+import ast
+import functools
+import subprocess
+import sys
 import textwrap
 
 import numpy as np
@@ -126,3 +130,49 @@ def test_the_token_appears_nowhere(boss, tmp_path, caplog, capsys):
     texts = [repr(resource), repr(resource.source), captured.out, captured.err,
              *(record.getMessage() for record in caplog.records)]
     assert not [text for text in texts if TOKEN in text]
+
+
+def save_block(out, data, block):
+    """Nd-Multicore style, with the block: saves its result under the block's key."""
+    np.save(out / f"{block.key}.npy", data["em"].astype(np.uint32) + data["syn"])
+    return {"em": data["em"]}  # Nd-Multicore dropped what the function returned
+
+
+def test_run_parallel_passes_the_block_to_a_function_of_two_arguments(boss, volume, tmp_path):
+    config = write_config(tmp_path / "neurodata.cfg", boss)
+    keys = run_parallel(str(config), functools.partial(save_block, tmp_path), cpus=2,
+                        block_size=(20, 40, 5), retry=FAST)
+    # ranges x 5:45, y 0:40, z 2:12 on the grid through 0
+    assert keys == ["2_0_5", "2_0_20", "2_0_40", "5_0_5", "5_0_20", "5_0_40",
+                    "10_0_5", "10_0_20", "10_0_40"]
+    whole = volume["em"].astype(np.uint32) + volume["syn"]
+    for key in keys:
+        z, y, x = map(int, key.split("_"))
+        saved = np.load(tmp_path / f"{key}.npy")
+        z_stop, x_stop = min((z // 5 + 1) * 5, 12), min((x // 20 + 1) * 20, 45)
+        np.testing.assert_array_equal(saved, whole[z:z_stop, y:40, x:x_stop])
+
+
+def test_an_nd_multicore_script_without_the_main_guard_runs_every_block(boss, volume,
+                                                                        tmp_path):
+    write_config(tmp_path / "neurodata.cfg", boss)
+    script = tmp_path / "nd_multicore_job.py"
+    script.write_text(textwrap.dedent("""
+        import numpy as np
+        import ndframework as ndf
+
+        def job(data, block):
+            np.save(f"{block.key}.npy", data["em"].max(axis=0))
+
+        print(ndf.run_parallel("neurodata.cfg", job, cpus=2, block_size=(20, 20, 5)))
+    """))
+    completed = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                               timeout=120, cwd=tmp_path)
+    assert completed.returncode == 0, completed.stderr
+    keys = ast.literal_eval(completed.stdout.strip())
+    assert len(keys) == 3 * 2 * 3 and None not in keys  # z, y, x blocks
+    for key in keys:
+        z, y, x = map(int, key.split("_"))
+        expected = volume["em"][z:min((z // 5 + 1) * 5, 12), y:y + 20,
+                                x:min((x // 20 + 1) * 20, 45)].max(axis=0)
+        np.testing.assert_array_equal(np.load(tmp_path / f"{key}.npy"), expected)
