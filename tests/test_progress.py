@@ -218,6 +218,33 @@ def test_standard_streams_and_log_handlers_are_restored_after_a_run_that_raises(
     assert "blocks:" in raw and "\r" in raw
 
 
+class InnerRunWithProgress(ndf.BlockProcessor):
+    """Runs a small pipeline with a progress bar of its own inside ``process``."""
+
+    def process(self, data, block):
+        inner = ndf.Pipeline(ndf.InMemorySource({"x": np.ones((2, 2, 2), np.uint8)}),
+                             lambda data: 1, tiler=ndf.RegularTiler(1), executor="serial",
+                             plugins=[ndf.ProgressBar()], load_entrypoints=False).run()
+        assert not inner.plugin_errors, inner.plugin_errors
+        return inner.counts.done
+
+
+def test_a_run_inside_a_run_with_bars_of_their_own_puts_the_streams_back(source, terminal,
+                                                                            monkeypatch):
+    file, pty_terminal = terminal
+    monkeypatch.setattr(sys, "stderr", file)
+    tiler = ndf.RegularTiler((5, 24, 20), origin=source.bounds.start)
+    result = ndf.Pipeline(source, InnerRunWithProgress(), tiler=tiler, executor="serial",
+                          plugins=[ndf.ProgressBar()], load_entrypoints=False).run()
+    assert result.ok and not result.plugin_errors
+    assert result.values == {"0_100_200": 8, "5_100_200": 8}
+    assert sys.stderr is file
+    file.close()
+    pty_terminal.close_slave()
+    raw = pty_terminal.output()
+    assert "8/8" in raw and "2/2" in raw
+
+
 def test_a_pseudo_terminal_given_as_file_gets_the_bar(source, terminal):
     file, pty_terminal = terminal
     tiler = ndf.RegularTiler((5, 12, 10), origin=source.bounds.start)

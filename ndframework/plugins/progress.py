@@ -88,6 +88,8 @@ class ProgressBar:
         if self.disable is True:
             return
         file = self.file if self.file is not None else sys.stderr
+        while isinstance(file, _LineWriter):  # a run inside a run drawing its bar
+            file = file.target
         notebook = self.file is None and _in_notebook()
         if notebook or _isatty(file):
             self._view = _Bar(file, run.block_count, _done_before(run), notebook,
@@ -217,8 +219,8 @@ def _lines_above(bar: Any, file: IO[str]) -> Iterator[None]:
     when they are terminals too) goes through a `_LineWriter`. Everything is put back on
     leaving, even when the run raised."""
     consoles = {id(file): file}
-    for stream in (sys.stdout, sys.stderr):
-        if stream is not None and _isatty(stream):
+    for stream in (sys.stdout, sys.stderr):  # those an outer run redirects already are left
+        if stream is not None and not isinstance(stream, _LineWriter) and _isatty(stream):
             consoles.setdefault(id(stream), stream)
     writers = {key: _LineWriter(stream, bar) for key, stream in consoles.items()}
     swapped_handlers: list[tuple[logging.StreamHandler, Any, _LineWriter]] = []
