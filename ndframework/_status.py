@@ -3,14 +3,18 @@ failed block's traceback. Pure functions of an open `Journal`; the command print
 
 from __future__ import annotations
 
+import itertools
+import json
 import time
 from typing import Any
+
+import numpy as np
 
 from .errors import ConfigError
 from .journal import BlockRecord, Journal
 from .result import BlockStatus
 
-__all__ = ["status_report", "format_status", "failed_traceback"]
+__all__ = ["status_report", "format_status", "failed_traceback", "unreadable_values"]
 
 SHOWN_FAILURES = 20
 """Failed blocks that ``status`` lists."""
@@ -18,6 +22,10 @@ SHOWN_ERROR_LINES = 3
 """Lines of each failed block's error that ``status`` shows."""
 SHOWN_SLOWEST = 5
 """Slowest blocks that ``status`` lists."""
+SHOWN_VALUES = 3
+"""Values of blocks done that ``status`` shows (``--values`` lists them all)."""
+VALUE_CHARACTERS = 40
+"""Most characters of each value's repr that ``status`` shows."""
 
 
 def status_report(journal: Journal) -> dict[str, Any]:
@@ -39,7 +47,35 @@ def status_report(journal: Journal) -> dict[str, Any]:
         "more_failures": max(0, counts["failed"] - len(failures)),
         "slowest": [_record_dict(record) for record in
                     journal.records(order="slowest", limit=SHOWN_SLOWEST)],
+        **_first_values(journal),
     }
+
+
+def _first_values(journal: Journal) -> dict[str, Any]:
+    """``values``: the first blocks done with their values (as JSON data, or their repr),
+    and ``values_error``: why they cannot be read here, or None."""
+    try:
+        first = list(itertools.islice(journal.values(), SHOWN_VALUES))
+    except Exception as error:  # a value's class cannot be imported here
+        return {"values": [], "values_error": unreadable_values(error)}
+    return {"values": [{"key": key, "value": _jsonable(value), "repr": _brief(value)}
+                       for key, value in first],
+            "values_error": None}
+
+
+def unreadable_values(error: Exception) -> str:
+    """Why the values of a journal's blocks cannot be shown: ``error``, raised as they were
+    read (a value of a class from a module this process cannot import)."""
+    return (f"cannot read the blocks' values here ({type(error).__name__}: {error}); run "
+            f"status where the processor's module can be imported")
+
+
+def _jsonable(value: Any) -> Any:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
+    return value
 
 
 def _record_dict(record: BlockRecord) -> dict[str, Any]:
@@ -76,6 +112,12 @@ def format_status(report: dict[str, Any]) -> str:
             lines.append(f"  ... and {report['more_failures']} more")
         lines.append(f"  (ndframework status {report['journal']} --traceback KEY shows a "
                      f"block's traceback)")
+    if report.get("values_error"):
+        lines.append(f"values:     {report['values_error']}")
+    elif report.get("values") and any(item["value"] is not None for item in report["values"]):
+        shown = ", ".join(f"{item['key']}: {item['repr']}" for item in report["values"])
+        more = ", ..." if counts["done"] > len(report["values"]) else ""
+        lines.append(f"values:     {shown}{more}  (--values lists every block's)")
     if report["slowest"]:
         lines.append("slowest blocks (seconds read + process + write = total):")
         for record in report["slowest"]:
@@ -83,6 +125,14 @@ def format_status(report: dict[str, Any]) -> str:
                          f"+ {record['write']:.3f} = {record['total']:.3f}  {record['status']}, "
                          f"worker {record['worker'] or '?'}")
     return "\n".join(lines)
+
+
+def _brief(value: Any) -> str:
+    """``value`` in a few words: an array's shape and dtype, else its repr, cut."""
+    if isinstance(value, np.ndarray) and value.size > 8:
+        return f"array{value.shape} {value.dtype}"
+    text = repr(value)
+    return text if len(text) <= VALUE_CHARACTERS else f"{text[:VALUE_CHARACTERS - 3]}..."
 
 
 def _session_line(session: dict[str, Any]) -> str:

@@ -16,7 +16,7 @@ import contextlib
 import secrets
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -81,9 +81,11 @@ def run_demo(
     workdir: str | Path | None = None,
     progress: bool = True,
     echo: Callable[[str], None] = print,
+    plugins: Sequence[Any] = (),
 ) -> tuple[RunResult, bool]:
     """Run the demo on a BOSS emulator (``source="boss"``) or a zarr store (``"zarr"``);
-    return the result and whether the output equals numpy's."""
+    return the result and whether the output equals numpy's. ``plugins`` are added to the
+    run's (a `ProgressBar` too, with ``progress``)."""
     if source not in ("boss", "zarr"):
         raise ConfigError(f"the demo's source must be 'boss' or 'zarr', got {source!r}", source)
     volume = demo_volume(shape, cells=max(4, shape[1] // 8), seed=1)
@@ -98,7 +100,9 @@ def run_demo(
                 data_source = ZarrSource(_write_volume(folder / "volume.zarr", volume,
                                                        block_shape))
                 echo(f"zarr store: {data_source.path}")
-            outcome = _run(data_source, volume, executor, block_shape, folder, progress, echo)
+            extra = [ProgressBar()] if progress else []
+            outcome = _run(data_source, volume, executor, block_shape, folder,
+                           [*extra, *plugins], echo)
     if workdir is None:
         echo("(the demo's files were in a temporary folder; --workdir DIR keeps them)")
     return outcome
@@ -129,7 +133,7 @@ def _run(
     executor: Executor | str,
     block_shape: tuple[int, int, int],
     folder: Path,
-    progress: bool,
+    plugins: Sequence[Any],
     echo: Callable[[str], None],
 ) -> tuple[RunResult, bool]:
     output_path = folder / "bright.zarr"
@@ -138,7 +142,7 @@ def _run(
     pipeline = Pipeline(
         source, BrightVoxels(), executor=executor, sink=sink,
         tiler=RegularTiler(block_shape, origin=source.bounds.start),
-        plugins=[ProgressBar()] if progress else [],
+        plugins=plugins,
     )
     echo(str(pipeline.plan()))
     result = pipeline.run()

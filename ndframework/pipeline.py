@@ -13,7 +13,7 @@ import attrs
 import cloudpickle
 import numpy as np
 
-from . import _padding, _worker
+from . import _padding, _plan_checks, _worker
 from ._fingerprint import digest, fingerprint
 from ._hooks import Hooks
 from ._run import FailureLimit, Run
@@ -326,11 +326,14 @@ class Pipeline:
 
     def plan(self) -> Plan:
         """Describe the run without reading voxels: blocks, bytes read, halo overhead,
-        storage chunks decoded.
+        storage chunks decoded, requests to the source, memory per worker, and warnings
+        (blocks over the BOSS's request limit, blocks too small for the executor, writes
+        not aligned to the sink's chunks, a large halo overhead, too little memory).
 
         Raises the same errors for bad channels, bounds, tilings and sinks that `run`
         raises before it starts. For regular tilings the figures are computed axis by axis,
-        in time and memory that do not grow with the number of blocks.
+        in time and memory that do not grow with the number of blocks. Nothing is read but
+        metadata.
         """
         prepared = self._prepare()
         source = self.source
@@ -340,11 +343,16 @@ class Pipeline:
         if chunk_shape is not None:
             origin = getattr(source, "chunk_origin", source.bounds.start)
             chunks = ChunkGrid(chunk_shape, origin, source.bounds)
-        measures = measure(prepared.tiler, prepared.bounds,
-                           within=self._read_limits(prepared), chunks=chunks)
+        within = self._read_limits(prepared)
+        measures = measure(prepared.tiler, prepared.bounds, within=within, chunks=chunks)
         decoded = None
         if chunks is not None and measures.chunks_read is not None:
             decoded = measures.chunks_read * math.prod(chunks.shape) * itemsize
+        assessment = _plan_checks.assess(
+            source=source, sink=self.sink, processor=self.processor, executor=self.executor,
+            tiler=prepared.tiler, bounds=prepared.bounds, channels=prepared.channels,
+            within=within, measures=measures,
+        )
         return Plan(
             run=prepared.info,
             block_shape=getattr(prepared.tiler, "block_shape", None),
@@ -355,6 +363,10 @@ class Pipeline:
             largest_block_bytes=measures.largest_read_voxels * itemsize,
             chunk_shape=None if chunks is None else chunks.shape,
             decoded_bytes=decoded,
+            read_requests=assessment.read_requests,
+            request_kind=assessment.request_kind,
+            output_bytes=assessment.output_bytes,
+            warnings=assessment.warnings,
         )
 
     def _read_limits(self, prepared: _Prepared) -> Box:

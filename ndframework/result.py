@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import enum
 import json
+import textwrap
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -126,9 +127,34 @@ class RunInfo:
     """The journal's path, when the run keeps one."""
 
 
+WORKING_COPIES = 1
+"""Copies of a block's read data that the memory estimate adds for the processor's own
+arrays (a filtered copy, a mask, labels before they are cast)."""
+
+_REQUEST_NOTES = {
+    "cutout requests": "to the BOSS, a block over its request limit in several",
+    "chunk reads": "each channel's chunks each read box touches, as if no worker kept any",
+}
+
+
+def _wrapped(label: str, text: str) -> list[str]:
+    """``label`` and ``text`` as lines of the plan, continued under the text's start."""
+    return textwrap.wrap(text, 92, initial_indent=f"{label:<13}", subsequent_indent=" " * 13)
+
+
+def memory_estimate(read_bytes: int, output_bytes: int) -> int:
+    """Bytes a worker needs for one block: its read data, ``WORKING_COPIES`` more of it for
+    the processor's own arrays, and its outputs.
+
+    >>> memory_estimate(100, 30)
+    230
+    """
+    return read_bytes * (1 + WORKING_COPIES) + output_bytes
+
+
 @attrs.frozen
 class Plan:
-    """What a run would do, computed without reading any voxel."""
+    """What a run would do, computed without reading any voxel (metadata only)."""
 
     run: RunInfo
     """The run's description."""
@@ -149,6 +175,20 @@ class Plan:
     decoded_bytes: int | None = None
     """Bytes of storage chunks decoded by all blocks together, when the source has chunks:
     each block decodes every chunk its read box touches inside the source (no cache)."""
+    read_requests: int | None = None
+    """Requests that reading every block makes to the source, of the kind `request_kind`
+    says; None for a source without storage chunks (in memory)."""
+    request_kind: str = ""
+    """What `read_requests` counts: ``"cutout requests"`` to the BOSS (a block over its
+    limit of 520 MiB a request is fetched in several), or ``"chunk reads"`` (for every block,
+    each channel's storage chunks its read box touches, as if no worker kept chunks)."""
+    output_bytes: int = 0
+    """Bytes of the largest block's outputs: its owned box in every output channel (those
+    the processor declares in ``outputs``, else the sink's); 0 without outputs."""
+    warnings: tuple[str, ...] = ()
+    """What would make the run slow, wasteful, or refused by a server, one sentence each:
+    blocks over the BOSS's request limit, blocks too small for the executor, writes not
+    aligned to the sink's chunks, a large halo overhead, more memory than the machine has."""
 
     @property
     def block_count(self) -> int:
@@ -173,6 +213,14 @@ class Plan:
             return None
         return self.decoded_bytes / self.owned_bytes if self.owned_bytes else 0.0
 
+    @property
+    def memory_per_worker(self) -> int:
+        """An estimate of the bytes a worker holds for its largest block (`memory_estimate`):
+        the block's read data (halo included), as much again for the processor's own arrays,
+        and its outputs. Not counted: the interpreter and libraries, what ``setup`` loads (a
+        model), and caches such as a zarr source's decoded chunks."""
+        return memory_estimate(self.largest_block_bytes, self.output_bytes)
+
     def __str__(self) -> str:
         run = self.run
         channels = ", ".join(f"{name} ({dtype})" for name, dtype in self.dtypes.items())
@@ -194,8 +242,23 @@ class Plan:
                 f"decoded:     {_bytes(self.decoded_bytes)} of chunks of shape "
                 f"{self.chunk_shape} ({self.decode_ratio:.2f} bytes per byte owned, no cache)"
             )
+        if self.read_requests is not None:
+            note = _REQUEST_NOTES.get(self.request_kind)
+            lines += _wrapped("requests:", f"{self.read_requests:,} {self.request_kind}"
+                              + (f" ({note})" if note else ""))
+        outputs = f" + outputs {_bytes(self.output_bytes)}" if self.output_bytes else ""
+        lines += _wrapped(
+            "memory:",
+            f"about {_bytes(self.memory_per_worker)} per worker (largest read "
+            f"{_bytes(self.largest_block_bytes)}{outputs} + as much as the read again for "
+            f"the processor's own arrays; not counting libraries, or what setup() loads)")
         if run.sink:
             lines.insert(3, f"sink:        {run.sink}")
+        if self.warnings:
+            lines.append(f"warnings:    {len(self.warnings)}")
+            for warning in self.warnings:
+                lines += textwrap.wrap(warning, 92, initial_indent="  - ",
+                                       subsequent_indent="    ")
         return "\n".join(lines)
 
 

@@ -186,12 +186,14 @@ def test_bad_input_is_one_line_without_a_traceback(arguments, message, volume_pa
         (["--bounds", "0:5"], "expected z0:z1,y0:y1,x0:x1, got '0:5'"),
     ],
 )
-def test_argument_syntax_errors_show_usage_and_exit_with_status_two(arguments, message, capsys):
+def test_argument_syntax_errors_are_two_lines_and_exit_with_status_two(arguments, message,
+                                                                     capsys):
     with pytest.raises(SystemExit) as info:
         main(["plan", "v.zarr", "--processor", "m:P", *arguments])
     assert info.value.code == 2
-    err = capsys.readouterr().err
-    assert err.strip().splitlines()[-1].endswith(message) and "Traceback" not in err
+    first, second = capsys.readouterr().err.strip().splitlines()
+    assert first.startswith("ndframework plan: error: ") and first.endswith(message)
+    assert second == "(see: ndframework plan --help)"
 
 
 def test_plan_creates_nothing_on_disk(volume_path, processor_file, tmp_path, capsys):
