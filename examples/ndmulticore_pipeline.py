@@ -21,13 +21,13 @@ array, voxel for voxel:
    counts an object only in the block that owns its *anchor*, its first voxel in ZYX order,
    measuring its size on the halo-extended block.
 
-The assumption: **every object is smaller than the halo**, its bounding box spanning at most
-``halo`` voxels along each axis. Then an object that reaches into a block's owned box lies
-wholly inside the block's read box, so its size is exact and only the block owning its anchor
-counts it. A block where an object reaching into its owned box touches the edge of the read
-box where the volume goes on (so the object may go on beyond it) fails with
-`ObjectTooLarge`, naming the object and the halo: the run then reports that block as failed
-instead of a wrong count. Rerun with a larger ``--halo``.
+The assumption: **no object is larger than the halo**: each spans at most ``halo`` voxels
+along each axis. Then an object that reaches into a block's owned box lies wholly inside the
+block's read box, so its size is exact and only the block owning its anchor counts it. A
+block where an object reaching into its owned box touches the edge of the read box where the
+volume goes on (so the object may go on beyond it) fails with `ObjectTooLarge`, naming the
+object and the halo: the run then reports that block as failed instead of a wrong count.
+Rerun with a larger ``--halo``.
 
 Run it on a synthetic volume in a local BOSS emulator (no account or network needed; the
 output ends with the block-by-block total beside the whole-volume count, and the exit status
@@ -42,7 +42,8 @@ or on a BOSS volume that a ``neurodata.cfg`` names (the first two channels it li
 
     python examples/ndmulticore_pipeline.py --config neurodata.cfg --channels synapsin,psd95
 
-It needs scipy (``pip install scipy``) beside ndframework.
+It needs scipy (``pip install scipy``) beside ndframework, and ``blob_volume.py`` (the
+synthetic volume) beside it.
 """
 
 from __future__ import annotations
@@ -61,16 +62,14 @@ import numpy as np
 import scipy.ndimage as ndi
 
 import ndframework as ndf
+from blob_volume import CHANNELS, blob_volume
 
 __all__ = [
     "ChannelStats", "ObjectCount", "ObjectTooLarge", "PipelineReport",
     "ChannelStatistics", "CovarianceHistogram", "CountObjects",
     "zscore", "covariance_map", "covariance_range", "otsu_threshold",
-    "run_pipeline", "blob_volume", "whole_volume_count", "main",
+    "run_pipeline", "whole_volume_count", "main",
 ]
-
-CHANNELS = ("synapsin", "psd95")
-"""The synthetic volume's channels: two markers whose bright spots coincide."""
 
 
 # -- values ---------------------------------------------------------------------------------
@@ -276,7 +275,8 @@ class CountObjects(ndf.BlockProcessor):
         The source's bounds: where the volume ends, so that an object touching the read
         box's edge there is known to end there.
     halo:
-        Context read around each block (z, y, x): larger than any object.
+        Context read around each block (z, y, x): at least as many voxels as any object
+        spans along each axis.
     min_size:
         Objects of fewer voxels are removed.
     connectivity:
@@ -339,7 +339,7 @@ class CountObjects(ndf.BlockProcessor):
                         f"{tuple(int(v) for v in where)}) reaches the edge of the block's "
                         f"read box {read} where the volume goes on, so it may be larger than "
                         f"the halo {self.halo.before} (z, y, x) and cannot be counted exactly "
-                        f"here; rerun with a halo larger than the largest object"
+                        f"here; rerun with a halo at least as large as the largest object"
                     )
 
     def fold(self, accumulator: tuple[int, int, int], key: str,
@@ -436,68 +436,7 @@ def run_pipeline(
     return PipelineReport(stats, threshold, count, tuple(results))
 
 
-# -- the synthetic volume, and the count on the whole array ---------------------------------
-
-
-def blob_volume(shape: Sequence[int] = (32, 256, 256), seed: int = 0,
-                sites: int | None = None) -> dict[str, np.ndarray]:
-    """Two uint8 channels, ``synapsin`` and ``psd95``, ZYX, with small bright blobs.
-
-    Each of ``sites`` random places (default: one per 4096 voxels), at least one voxel
-    apart, holds a blob in both channels (the second one voxel further along x, as a pre-
-    and a postsynaptic marker sit side by side), a blob in one channel only, a single bright
-    voxel in both (noise that ``min_size`` removes), or nothing; over a noisy background
-    that brightens along x. Blobs are ellipsoids 3 voxels high and 1 to 3 voxels in radius,
-    so every object of the covariance map spans at most 3 voxels in z and 8 in y and x: no
-    more than the default halo (4, 8, 8). Sites fall anywhere, so blocks cut through
-    objects. The same arguments give the same arrays.
-
-    >>> volume = blob_volume((8, 32, 32))
-    >>> sorted(volume), volume["psd95"].dtype, volume["psd95"].shape
-    (['psd95', 'synapsin'], dtype('uint8'), (8, 32, 32))
-    """
-    shape = tuple(int(n) for n in shape)
-    rng = np.random.default_rng(seed)
-    ramp = np.linspace(0, 12, shape[2], dtype=np.float64)[None, None, :]
-    images = {name: level + ramp + rng.normal(0, 6, shape)
-              for name, level in zip(CHANNELS, (30.0, 40.0))}
-    wanted = max(1, math.prod(shape) // 4096) if sites is None else sites
-    # a blob reaches 1 voxel along z, 3 along y, 3 back and 4 on along x (the shifted
-    # channel): centres this far apart along some axis leave a gap of a voxel between them
-    apart = np.array([4, 8, 9])
-    centres = np.empty((0, 3), dtype=np.int64)
-    for _ in range(20 * wanted):
-        if len(centres) == wanted:
-            break
-        centre = rng.integers(0, shape)
-        if not np.any(np.all(np.abs(centres - centre) < apart, axis=1)):
-            centres = np.vstack([centres, centre])
-    for centre in centres:
-        kind = rng.choice(["both", "synapsin", "psd95", "speck", "none"],
-                          p=[0.55, 0.12, 0.12, 0.11, 0.10])
-        radius = int(rng.integers(1, 4))
-        if kind == "speck":
-            for image in images.values():
-                image[tuple(centre)] = rng.uniform(180, 230)
-            continue
-        for offset, name in enumerate(CHANNELS):
-            if kind in ("both", name):
-                _paint(images[name], centre + (0, 0, offset), radius, rng.uniform(150, 230))
-    return {name: np.clip(np.rint(image), 0, 255).astype(np.uint8)
-            for name, image in images.items()}
-
-
-def _paint(image: np.ndarray, centre: np.ndarray, radius: int, brightness: float) -> None:
-    """Set an ellipsoid of semi-axes 1.5 (z) and ``radius`` (y, x) at ``centre`` to
-    ``brightness``, clipped to ``image``."""
-    lo = [max(0, c - r) for c, r in zip(centre, (1, radius, radius))]
-    hi = [min(n, c + r + 1) for c, r, n in zip(centre, (1, radius, radius), image.shape)]
-    if any(a >= b for a, b in zip(lo, hi)):
-        return
-    z, y, x = np.ogrid[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
-    inside = ((z - centre[0]) ** 2 / 1.5 ** 2
-              + ((y - centre[1]) ** 2 + (x - centre[2]) ** 2) / radius ** 2) <= 1
-    image[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]][inside] = brightness
+# -- the count on the whole array ----------------------------------------------------------
 
 
 def whole_volume_count(volume: Mapping[str, np.ndarray], channels: Sequence[str], *,
@@ -566,7 +505,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--block-shape", type=_triple, default=(16, 128, 128),
                         help="blocks z,y,x (default: 16,128,128)")
     parser.add_argument("--halo", type=_triple, default=(4, 8, 8),
-                        help="halo z,y,x, larger than any object (default: 4,8,8)")
+                        help="halo z,y,x, at least as large as any object (default: 4,8,8)")
     parser.add_argument("--min-size", type=int, default=10,
                         help="objects of fewer voxels are removed (default: 10)")
     parser.add_argument("--connectivity", type=int, choices=(1, 2, 3), default=3,
@@ -582,7 +521,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None, echo: Callable[[str], None] = print) -> int:
     """Run the example; 0 when every block is done (and, on the synthetic volume, the total
-    equals the whole-volume count), 1 otherwise, 2 for a config the BOSS refuses."""
+    equals the whole-volume count), 1 otherwise, 2 for a config, channel or shape that the
+    BOSS or the pipeline refuses."""
     parser = _parser()
     args = parser.parse_args(argv)
     if args.config and (args.shape or args.seed is not None):
@@ -590,39 +530,43 @@ def main(argv: Sequence[str] | None = None, echo: Callable[[str], None] = print)
                      "config's ranges give the region")
     shape = args.shape or (32, 256, 256)
     seed = args.seed or 0
+    chosen = tuple(name.strip() for name in args.channels.split(",")) if args.channels else None
+    if chosen is not None and len(chosen) != 2:
+        parser.error(f"--channels: the covariance map needs two channels, got {chosen}")
     options = {} if args.executor == "serial" else {"workers": args.workers}
     executor = ndf.get_executor(args.executor, **options)
-    settings = dict(halo=args.halo, min_size=args.min_size, connectivity=args.connectivity,
-                    bins=args.bins)
     with tempfile.TemporaryDirectory(prefix="ndmulticore-example-") as scratch, \
             contextlib.ExitStack() as stack:
         volume = None
-        if args.config:
-            try:
+        try:
+            if args.config:
                 source = ndf.BossSource.from_config(args.config)
-            except ndf.ConfigError as error:
-                echo(f"error: {error}")
-                return 2
-        else:
-            volume = blob_volume(shape, seed)
-            echo(f"synthetic volume: {shape} voxels (z, y, x), channels "
-                 f"{', '.join(volume)} (uint8), seed {seed}")
-            source = _emulated_boss(stack, volume, Path(scratch), echo)
-        channels = (tuple(name.strip() for name in args.channels.split(","))
-                    if args.channels else tuple(source.channels[:2]))
-        tiler = ndf.RegularTiler(args.block_shape, origin=source.bounds.start)
-        echo(f"region {source.bounds} (z, y, x), {tiler.count(source.bounds)} blocks of "
-             f"{args.block_shape}, channels {', '.join(channels)}, {executor.describe()}")
-        report = run_pipeline(source, channels, tiler=tiler, executor=executor, echo=echo,
-                              **settings)
+            else:
+                volume = blob_volume(shape, seed)
+                echo(f"synthetic volume: {shape} voxels (z, y, x), channels "
+                     f"{', '.join(volume)} (uint8), seed {seed}")
+                source = _emulated_boss(stack, volume, Path(scratch), echo)
+            channels = chosen or tuple(source.channels[:2])
+            if len(channels) != 2:
+                raise ndf.ConfigError(f"the covariance map needs two channels; the volume "
+                                      f"has {channels}")
+            tiler = ndf.RegularTiler(args.block_shape, origin=source.bounds.start)
+            echo(f"region {source.bounds} (z, y, x), {tiler.count(source.bounds)} blocks of "
+                 f"{args.block_shape}, channels {', '.join(channels)}, {executor.describe()}")
+            report = run_pipeline(source, channels, tiler=tiler, executor=executor,
+                                  halo=args.halo, min_size=args.min_size,
+                                  connectivity=args.connectivity, bins=args.bins, echo=echo)
+        except ndf.ConfigError as error:  # a config, channel or shape the run refuses
+            echo(f"error: {error}")
+            return 2
     if report.count is None:
         echo("the pipeline did not finish: blocks failed (see above)")
         return 1
     echo(f"total, block by block: {report.count.objects} objects")
     if volume is None:
         return 0
-    expected = whole_volume_count(volume, channels, **{k: v for k, v in settings.items()
-                                                      if k != "halo"})
+    expected = whole_volume_count(volume, channels, bins=args.bins, min_size=args.min_size,
+                                  connectivity=args.connectivity)
     agree = expected == report.count
     echo(f"whole volume, scipy.ndimage: {expected.objects} objects ({expected.voxels:,} "
          f"voxels; {expected.removed:,} removed); agree: {'yes' if agree else 'NO'}")

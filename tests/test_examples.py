@@ -20,6 +20,7 @@ import ndframework as ndf
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 sys.path.insert(0, str(EXAMPLES))
 
+import blob_volume  # noqa: E402
 import ndmulticore_pipeline as pipeline_example  # noqa: E402
 import timings_csv  # noqa: E402
 
@@ -91,7 +92,7 @@ def test_the_pipeline_script_counts_what_the_whole_volume_holds(tmp_path):
                       r"([\d,]+) smaller ones removed", out)
     counted = tuple(int(group.replace(",", "")) for group in found.groups())
 
-    expected, labels = reference_count(pipeline_example.blob_volume(shape, seed))
+    expected, labels = reference_count(blob_volume.blob_volume(shape, seed))
     assert counted == expected and total == expected[0] > 10
     assert re.search(rf"whole volume, scipy.ndimage: {total} objects .* agree: yes", out)
     assert cut_objects(labels, block_shape) >= 5  # the blocks cut through objects
@@ -101,7 +102,7 @@ def test_the_pipeline_script_counts_what_the_whole_volume_holds(tmp_path):
 def test_the_pipeline_script_runs_on_the_volume_a_config_names(tmp_path, capsys):
     from ndframework.bossemu import BossEmulator
 
-    volume = pipeline_example.blob_volume((16, 64, 64), seed=4)
+    volume = blob_volume.blob_volume((16, 64, 64), seed=4)
     expected, _ = reference_count(volume)
     # the experiment holds a third channel, and lists the two in the other order
     volume = {"dapi": volume["psd95"] // 2, **volume}
@@ -124,6 +125,9 @@ def test_the_pipeline_script_runs_on_the_volume_a_config_names(tmp_path, capsys)
         with pytest.raises(SystemExit) as refused:  # --shape is the synthetic volume's
             pipeline_example.main(["--config", str(config), "--shape", "8,8,8"])
         assert refused.value.code == 2
+        assert pipeline_example.main(["--config", str(config), "--channels", "synapsin,gfp",
+                                      "--executor", "serial"]) == 2
+        assert "gfp" in capsys.readouterr().out
         config.write_text(config.read_text().replace("sample", "absent"))
         assert pipeline_example.main(["--config", str(config)]) == 2
         assert "absent" in capsys.readouterr().out
@@ -131,7 +135,7 @@ def test_the_pipeline_script_runs_on_the_volume_a_config_names(tmp_path, capsys)
 
 @pytest.mark.parametrize("block_shape", [(8, 16, 16), (5, 13, 11), (16, 64, 7)])
 def test_the_three_passes_equal_the_whole_volume_on_any_blocking(block_shape):
-    volume = pipeline_example.blob_volume((16, 64, 64), seed=2)
+    volume = blob_volume.blob_volume((16, 64, 64), seed=2)
     expected, labels = reference_count(volume)
     assert cut_objects(labels, block_shape) >= 1
     source = ndf.InMemorySource(volume, origin=(3, 40, 500))
@@ -249,8 +253,9 @@ def test_otsu_threshold_splits_where_the_between_class_variance_peaks():
 
 
 def test_the_examples_docstrings_run():
-    outcome = doctest.testmod(pipeline_example)
-    assert outcome.failed == 0 and outcome.attempted >= 8
+    for module, examples in ((pipeline_example, 5), (blob_volume, 2)):
+        outcome = doctest.testmod(module)
+        assert outcome.failed == 0 and outcome.attempted >= examples
 
 
 # -- the timings plugin -------------------------------------------------------------------
