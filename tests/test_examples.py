@@ -104,7 +104,7 @@ def test_the_pipeline_script_runs_on_the_volume_a_config_names(tmp_path, capsys)
 
     volume = blob_volume.blob_volume((16, 64, 64), seed=4)
     expected, _ = reference_count(volume)
-    # the experiment holds a third channel, and lists the two in the other order
+    # a third channel, listed first: --channels picks the two
     volume = {"dapi": volume["psd95"] // 2, **volume}
     with BossEmulator(token="example-token") as boss:
         boss.create_volume("lab", "sample", volume, origin=(0, 0, 100))
@@ -121,6 +121,7 @@ def test_the_pipeline_script_runs_on_the_volume_a_config_names(tmp_path, capsys)
         assert "region [0:16, 0:64, 100:164]" in out and "channels synapsin, psd95" in out
         assert f"total, block by block: {expected[0]} objects" in out
         assert "whole volume" not in out  # no whole array to compare with here
+        assert boss.token not in out
 
         with pytest.raises(SystemExit) as refused:  # --shape is the synthetic volume's
             pipeline_example.main(["--config", str(config), "--shape", "8,8,8"])
