@@ -4,6 +4,7 @@ fingerprint, or, failing those, the keys of the blocks recorded."""
 from __future__ import annotations
 
 import ast
+import math
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -36,8 +37,11 @@ class RecordedGrid:
     """The region the run processed, when the journal records it."""
     inferred: bool
     """True when the boundaries were inferred from the keys recorded: the journal's tiler
-    is not one this module rebuilds (a tiler of the user's own), so blocks in rows or
-    columns without any record are missing, and boxes may be merged."""
+    is not one this module rebuilds (a tiler of the user's own)."""
+    complete: bool
+    """True when the grid has as many blocks as the run (the journal's count): always
+    for a rebuilt tiler; for an inferred grid, false when rows or columns without any
+    record could not be filled in, and are missing."""
 
     @property
     def shape(self) -> Triple:
@@ -123,24 +127,26 @@ def recorded_grid(journal: Journal) -> RecordedGrid | None:
     fingerprint = journal.fingerprint()
     bounds = parse_box(fingerprint.get("bounds"))
     tiler = parse_tiler(fingerprint.get("tiler"))
+    count = journal.block_count()
     if tiler is not None and bounds is not None:
         grid = _regular_grid(tiler, bounds)
         if grid is not None:
             edges = tuple(tuple([low for low, _ in axis] + [axis.stop]) for axis in grid)
             recorded = RecordedGrid(edges, getattr(tiler, "block_shape", None),  # type: ignore[arg-type]
-                                    bounds, inferred=False)
-            count = journal.block_count()
+                                    bounds, inferred=False, complete=True)
             if count is None or count == recorded.count:
                 return recorded
-    return _inferred(journal, bounds)
+    return _inferred(journal, bounds, count)
 
 
-def _inferred(journal: Journal, bounds: Box | None) -> RecordedGrid | None:
+def _inferred(journal: Journal, bounds: Box | None, count: int | None) -> RecordedGrid | None:
+    """The grid through the starts of the blocks recorded; with the rows and columns
+    never recorded filled in at the step of the others, when that makes as many blocks
+    as the run has."""
     starts: list[set[int]] = [set(), set(), set()]
     for record in journal.records():
-        parts = record.key.split("_")
         try:
-            point = [int(part) for part in parts]
+            point = [int(part) for part in record.key.split("_")]
         except ValueError:
             continue
         if len(point) == 3:
@@ -150,9 +156,14 @@ def _inferred(journal: Journal, bounds: Box | None) -> RecordedGrid | None:
         if bounds is None:
             return None
         starts = [{bounds.start[axis]} for axis in range(3)]
-    edges = tuple(_with_stop(sorted(axis_starts), None if bounds is None else bounds.stop[axis])
-                  for axis, axis_starts in enumerate(starts))
-    return RecordedGrid(edges, None, bounds, inferred=True)  # type: ignore[arg-type]
+    stops = [None if bounds is None else bounds.stop[axis] for axis in range(3)]
+    edges = tuple(_with_stop(sorted(starts[axis]), stops[axis]) for axis in range(3))
+    filled = tuple(_filled(axis_edges) for axis_edges in edges)
+    if count is not None and math.prod(len(axis) - 1 for axis in filled) == count:
+        return RecordedGrid(filled, None, bounds, inferred=True, complete=True)  # type: ignore[arg-type]
+    return RecordedGrid(edges, None, bounds, inferred=True,  # type: ignore[arg-type]
+                        complete=count is not None and
+                        math.prod(len(axis) - 1 for axis in edges) == count)
 
 
 def _with_stop(starts: list[int], stop: int | None) -> tuple[int, ...]:
@@ -162,3 +173,23 @@ def _with_stop(starts: list[int], stop: int | None) -> tuple[int, ...]:
         gaps: Iterable[int] = (b - a for a, b in zip(starts, starts[1:]))
         stop = starts[-1] + min(gaps, default=1)
     return (*starts, stop)
+
+
+def _filled(edges: tuple[int, ...]) -> tuple[int, ...]:
+    """``edges`` with every gap wider than the step split at the step: the greatest
+    common divisor of the gaps but the first and last (which the bounds may clip), or of
+    all when there are no others. Gaps are split from their low edge up, the first from
+    its high edge down, as grid lines lie a step apart from every start but the bounds'.
+
+    >>> _filled((2, 16, 24, 48, 50))
+    (2, 8, 16, 24, 32, 40, 48, 50)
+    """
+    gaps = [b - a for a, b in zip(edges, edges[1:])]
+    if not gaps:
+        return edges
+    step = math.gcd(*(gaps[1:-1] or gaps))
+    lines = set(edges)
+    lines.update(range(edges[1], edges[0], -step))
+    for low, high in zip(edges[1:-1], edges[2:]):
+        lines.update(range(low, high, step))
+    return tuple(sorted(lines))

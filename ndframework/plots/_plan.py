@@ -112,7 +112,7 @@ def plot_plan(pipeline: Pipeline, path: str | os.PathLike[str], *,
                                  label="owned box of each block")]
     chunk_label = _draw_chunks(axes, source, view)
     if chunk_label:
-        handles.append(Line2D([], [], color=CHUNK_COLOUR, lw=1.0, ls=(0, (1, 2)),
+        handles.append(Line2D([], [], color=CHUNK_COLOUR, lw=1.2, ls=(0, (1, 2)),
                               label=chunk_label))
 
     layer.draw_outlines(axes, view)
@@ -125,14 +125,14 @@ def plot_plan(pipeline: Pipeline, path: str | os.PathLike[str], *,
                          label=f"block {middle.key} ({span(middle.box)})"))
     if not halo.is_zero:
         for block in layer.neighbours:
-            axes.add_patch(Rectangle(*_corner(block.read_box), facecolor="none", lw=1.1,
+            axes.add_patch(Rectangle(*_corner(block.read_box), facecolor="none", lw=1.3,
                                      ls=(0, (4, 3)), edgecolor=NEIGHBOUR_COLOUR, zorder=4))
         axes.add_patch(Rectangle(*_corner(middle.read_box), facecolor="none", lw=2.0,
                                  ls=(0, (5, 3)), edgecolor=MIDDLE_COLOUR, zorder=6))
         handles.append(Line2D([], [], color=MIDDLE_COLOUR, lw=2.0, ls=(0, (5, 3)),
                               label=f"its read box, with the halo ({span(middle.read_box)})"))
         if layer.neighbours:
-            handles.append(Line2D([], [], color=NEIGHBOUR_COLOUR, lw=1.1, ls=(0, (4, 3)),
+            handles.append(Line2D([], [], color=NEIGHBOUR_COLOUR, lw=1.3, ls=(0, (4, 3)),
                                   label="read boxes of the blocks around it"))
 
     axes.set_xlim(view.start[2], view.stop[2])
@@ -315,7 +315,7 @@ def _draw_chunks(axes: Any, source: DataSource, view: Box) -> str:
         lines.append(range(first, high + 1, step))
     if max(len(lines[0]), len(lines[1])) > MAX_CHUNK_LINES:
         return f"{what}: too many to draw"
-    style = dict(colors=CHUNK_COLOUR, linewidths=1.0, linestyles=(0, (1, 2)), alpha=0.8,
+    style = dict(colors=CHUNK_COLOUR, linewidths=1.2, linestyles=(0, (1, 2)), alpha=0.9,
                  zorder=1)
     axes.hlines(list(lines[0]), view.start[2], view.stop[2], **style)
     axes.vlines(list(lines[1]), view.start[1], view.stop[1], **style)
@@ -335,4 +335,4 @@ def _title(plan: Any, tiler: Tiler, halo: Halo, z: int, layer: _Layer, channel: 
         halo_text = f"halo {halo.before} before, {halo.after} after (z, y, x)"
     z_range = f"z {layer.middle.box.start[0]}:{layer.middle.box.stop[0]}"
     return (f"{blocks}, {halo_text}\n"
-            f"slice z = {z}: {layer.count:,} blocks ({z_range}); {image_note}")
+            f"slice z = {z}: {layer.count:,} blocks ({z_range})\n{image_note}")

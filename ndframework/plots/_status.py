@@ -26,6 +26,10 @@ MAX_PANELS = 12
 """Most z-layers of blocks drawn, one panel each; a deeper run shows layers spread evenly
 over its depth, and a chart of every layer's counts."""
 
+MAX_CELLS = 2**26
+"""Most blocks whose statuses are all kept (a byte each) so that panels can go to the
+layers with failures; a larger grid gets evenly spread panels."""
+
 GRID_LINES_UP_TO = 48
 """Blocks along y or x up to which each block is outlined; beyond, failed blocks are also
 marked with a cross, so that one failure among thousands stays visible."""
@@ -100,7 +104,7 @@ def plot_status(journal: Journal, path: str | os.PathLike[str]) -> Path:
     grid = recorded_grid(journal)
     if grid is None:
         raise ConfigError(f"{journal.describe()} records no run: nothing to draw", journal)
-    tally = _Tally.of(journal, grid, _layers_shown(grid.shape[0]))
+    tally = _Tally.of(journal, grid)
 
     from matplotlib.patches import Patch
 
@@ -131,35 +135,73 @@ def plot_status(journal: Journal, path: str | os.PathLike[str]) -> Path:
     return save(figure, target)
 
 
-def _layers_shown(layers: int) -> list[int]:
-    """Which z-layers get a panel: all, or `MAX_PANELS` spread evenly, first and last
-    included.
+def _spread(count: int, wanted: int) -> list[int]:
+    """At most ``wanted`` of ``range(count)``, evenly spread, first and last included.
 
-    >>> _layers_shown(3), _layers_shown(100)[:4], _layers_shown(100)[-1]
-    ([0, 1, 2], [0, 9, 18, 27], 99)
+    >>> _spread(3, 12), _spread(100, 12)[:4], _spread(100, 12)[-1], _spread(9, 1)
+    ([0, 1, 2], [0, 9, 18, 27], 99, [4])
     """
+    if wanted >= count:
+        return list(range(count))
+    if wanted <= 1:
+        return [count // 2] if wanted == 1 else []
+    return sorted({round(i * (count - 1) / (wanted - 1)) for i in range(wanted)})
+
+
+def _layers_shown(failed: np.ndarray) -> list[int]:
+    """Which z-layers get a panel, given each layer's failed blocks: all, or `MAX_PANELS`
+    of them, half at most among those with failures (spread over them), the others spread
+    over the depth.
+
+    >>> failed = np.zeros(100, int); failed[[41, 42, 77]] = 1
+    >>> _layers_shown(failed)
+    [0, 12, 25, 37, 41, 42, 50, 62, 74, 77, 87, 99]
+    """
+    layers = len(failed)
     if layers <= MAX_PANELS:
         return list(range(layers))
-    return sorted({round(i * (layers - 1) / (MAX_PANELS - 1)) for i in range(MAX_PANELS)})
+    failing = np.flatnonzero(failed)
+    chosen = {int(failing[i]) for i in _spread(len(failing), MAX_PANELS // 2)}
+    wanted = MAX_PANELS - len(chosen)
+    others: list[int] = []
+    for tries in range(wanted, wanted + len(chosen) + 1):  # the spread may hit the chosen
+        others = [layer for layer in _spread(layers, tries) if layer not in chosen]
+        if len(others) >= wanted:
+            break
+    others = [others[i] for i in _spread(len(others), wanted)]
+    return sorted(chosen | set(others))
 
 
 class _Tally:
     """What the journal records, counted per layer, with the status of every block of the
-    layers shown and the durations of the blocks done; read in one pass over the records."""
+    layers shown and the durations of the blocks done; read in one pass over the records.
 
-    def __init__(self, grid: RecordedGrid, shown: list[int]) -> None:
+    The status of every block is kept (a byte each) when the grid has at most `MAX_CELLS`
+    blocks, and the panels are chosen afterwards, failures first; for larger grids only
+    the layers of evenly spread panels are kept.
+    """
+
+    def __init__(self, grid: RecordedGrid, block_count: int | None) -> None:
         layers, rows, columns = grid.shape
-        self.shown = shown
-        self.codes = {layer: np.zeros((rows, columns), np.int8) for layer in shown}
+        self.block_count = block_count
+        if grid.count <= MAX_CELLS:
+            self.cube: np.ndarray | None = np.zeros(grid.shape, np.int8)
+            self.codes: dict[int, np.ndarray] = {}
+        else:
+            self.cube = None
+            self.codes = {layer: np.zeros((rows, columns), np.int8)
+                          for layer in _spread(layers, MAX_PANELS)}
         self.layer_counts = np.zeros((layers, 3), np.int64)  # done, failed, pending
         self.layer_counts[:, 2] = rows * columns
         self.durations = array("d")
         self.unplaced = 0
+        self.unplaced_done = 0
 
     @classmethod
-    def of(cls, journal: Journal, grid: RecordedGrid, shown: list[int]) -> "_Tally":
-        tally = cls(grid, shown)
+    def of(cls, journal: Journal, grid: RecordedGrid) -> "_Tally":
+        tally = cls(grid, journal.block_count())
         index_of = grid.indexer()
+        cube, codes = tally.cube, tally.codes
         for record in journal.records():
             done = record.status is BlockStatus.DONE
             if done:
@@ -167,17 +209,35 @@ class _Tally:
             index = index_of(record.key)
             if index is None:
                 tally.unplaced += 1
+                tally.unplaced_done += done
                 continue
             layer, row, column = index
             tally.layer_counts[layer, 0 if done else 1] += 1
             tally.layer_counts[layer, 2] -= 1
-            if layer in tally.codes:
-                tally.codes[layer][row, column] = _CODE[DONE if done else FAILED]
+            code = _CODE[DONE if done else FAILED]
+            if cube is not None:
+                cube[index] = code
+            elif layer in codes:
+                codes[layer][row, column] = code
+        if cube is not None:
+            tally.codes = {layer: cube[layer]
+                           for layer in _layers_shown(tally.layer_counts[:, 1])}
         return tally
 
     @property
+    def shown(self) -> list[int]:
+        """The layers that get a panel, in order."""
+        return sorted(self.codes)
+
+    @property
     def totals(self) -> dict[str, int]:
+        """Blocks done, failed and pending in the run: pending counted from the journal's
+        block count when it has one (the grid may lack rows never recorded)."""
         done, failed, pending = (int(n) for n in self.layer_counts.sum(axis=0))
+        done += self.unplaced_done
+        failed += self.unplaced - self.unplaced_done
+        if self.block_count is not None:
+            pending = max(self.block_count - done - failed, 0)
         return {DONE: done, FAILED: failed, PENDING: pending}
 
 
@@ -211,7 +271,6 @@ def _draw_layer(axes: Any, grid: RecordedGrid, layer: int, codes: np.ndarray,
 
 
 def _draw_durations(axes: Any, durations: array) -> None:
-    axes.set_xlabel("seconds per block done (read + process + write)", fontsize="small")
     axes.set_ylabel("blocks", fontsize="small")
     axes.tick_params(labelsize="x-small")
     if not durations:
@@ -220,6 +279,8 @@ def _draw_durations(axes: Any, durations: array) -> None:
         axes.set_title("block durations", fontsize="small")
         return
     seconds = np.frombuffer(durations, dtype=np.float64)
+    unit, scale = _unit(float(seconds.max()))
+    seconds = seconds * scale
     count = int(min(50, max(5, math.sqrt(seconds.size))))
     positive = seconds[seconds > 0]
     bins: Any = count
@@ -229,12 +290,26 @@ def _draw_durations(axes: Any, durations: array) -> None:
         bins = np.geomspace(floor, positive.max(), count + 1)
         seconds = np.maximum(seconds, floor)
         axes.set_xscale("log")
-        axes.set_xlabel("seconds per block done (read + process + write), log scale",
-                        fontsize="small")
     axes.hist(seconds, bins=bins, color=COLOURS[DONE], edgecolor="white", linewidth=0.4)
+    log = ", log scale" if axes.get_xscale() == "log" else ""
+    axes.set_xlabel(f"{unit} per block done (read + process + write){log}", fontsize="small")
     axes.set_title(f"durations of {seconds.size:,} blocks done: median "
-                   f"{np.median(seconds):.3g} s, slowest {seconds.max():.3g} s",
+                   f"{np.median(seconds):.3g} {unit}, slowest {seconds.max():.3g} {unit}",
                    fontsize="small")
+
+
+def _unit(longest: float) -> tuple[str, float]:
+    """The unit that shows durations up to ``longest`` seconds with few digits, and the
+    factor from seconds to it.
+
+    >>> _unit(42.0), _unit(0.02), _unit(2e-5)
+    (('seconds', 1.0), ('milliseconds', 1000.0), ('microseconds', 1000000.0))
+    """
+    if longest >= 1:
+        return "seconds", 1.0
+    if longest >= 1e-3:
+        return "milliseconds", 1e3
+    return "microseconds", 1e6
 
 
 def _draw_layer_counts(axes: Any, grid: RecordedGrid, tally: _Tally) -> None:
@@ -274,11 +349,15 @@ def _title(journal: Journal, grid: RecordedGrid, tally: _Tally) -> str:
         what += f" over {grid.bounds} (z, y, x)"
     layers = grid.shape[0]
     if len(tally.shown) < layers:
-        what += f"; {len(tally.shown)} of {layers:,} z-layers drawn, spread over the depth"
+        how = ("those with failed blocks first, the others spread over the depth"
+               if tally.cube is not None else "spread over the depth")
+        what += f"; {len(tally.shown)} of {layers:,} z-layers drawn: {how}"
     lines.append(what)
     if grid.inferred:
-        lines.append("the run's tiler cannot be rebuilt: boxes inferred from the keys "
-                     "recorded (rows and columns with no record are missing)")
+        note = "the run's tiler cannot be rebuilt: block boxes inferred from the keys recorded"
+        if not grid.complete:
+            note += "; blocks in rows or columns with no record are not drawn"
+        lines.append(note)
     if tally.unplaced:
         lines.append(f"{tally.unplaced:,} recorded blocks lie off the grid and are not drawn")
     return "\n".join(lines)
