@@ -51,9 +51,10 @@ def blocks_made(monkeypatch):
     return made
 
 
-def pipeline(tiler, source=None, **options):
+def pipeline(tiler, source=None, executor=None, **options):
     return ndf.Pipeline(source or Unread(), lambda data: None, tiler=tiler, sink=Unwritten(),
-                        executor=ndf.ThreadExecutor(2), load_entrypoints=False, **options)
+                        executor=executor or ndf.ThreadExecutor(2), load_entrypoints=False,
+                        **options)
 
 
 def test_a_plan_of_24_million_cuboids_walks_no_block(blocks_made):
@@ -120,3 +121,157 @@ def test_whole_chunks_without_halo_decode_each_byte_once():
                         executor="serial", load_entrypoints=False).plan()
     assert plan.decoded_bytes == plan.owned_bytes and plan.decode_ratio == 1.0
     assert "(1.00 bytes per byte owned, no cache)" in str(plan)
+
+
+# -- requests, memory and warnings ----------------------------------------------------------
+
+BOSS_TOKEN = "plan-test-token-61c0"
+BIG_FRAME = (128, 8192, 8192)
+"""z, y, x of an empty BOSS frame: 8 GiB of uint8 that planning never reads."""
+
+
+@pytest.fixture(scope="module")
+def boss():
+    """An emulator holding ``coll/exp`` (a small volume with data) and ``big/frame`` (an
+    8 GiB uint8 frame with no data)."""
+    from intern.resource.boss.resource import (
+        ChannelResource, CollectionResource, CoordinateFrameResource, ExperimentResource,
+    )
+    from ndframework.bossemu import BossEmulator
+
+    rng = np.random.default_rng(5)
+    with BossEmulator(token=BOSS_TOKEN) as emulator:
+        emulator.create_volume("coll", "exp", {
+            "em": rng.integers(0, 256, (40, 96, 80), dtype=np.uint8),
+            "seg": rng.integers(0, 9, (40, 96, 80), dtype=np.uint64)})
+        remote = emulator.remote()
+        remote.create_project(CollectionResource("big"))
+        z, y, x = BIG_FRAME
+        remote.create_project(CoordinateFrameResource("bigframe", "", 0, x, 0, y, 0, z, 4, 4, 40,
+                                                      "nanometers"))
+        remote.create_project(ExperimentResource("frame", "big", "bigframe"))
+        remote.create_project(ChannelResource("em", "big", "frame", "image", datatype="uint8"))
+        yield emulator
+
+
+def boss_source(boss, collection="coll", experiment="exp", channels=("em", "seg"), **options):
+    return ndf.BossSource(boss.host, BOSS_TOKEN, collection, experiment, channels,
+                          protocol=boss.protocol, **options).validate()
+
+
+@pytest.mark.parametrize("origin", [(0, 0, 0), (3, 7, 0)])
+@pytest.mark.parametrize(("block_shape", "halo"), [((16, 32, 32), 0), ((10, 40, 24), 3),
+                                                    ((40, 96, 80), ((1, 2, 3), (3, 0, 9)))])
+def test_cutout_requests_are_counted_per_axis_as_every_read_box_splits(boss, block_shape, halo,
+                                                                        origin, blocks_made):
+    from ndframework.boss._split import split_box
+
+    source = boss_source(boss, max_request_bytes=6000)
+    processor = ndf.FunctionProcessor(lambda data: None, halo=halo)
+    tiler = ndf.RegularTiler(block_shape, origin=origin)
+    bounds = ndf.Box((3, 5, 0), (40, 96, 77))
+    plan = ndf.Pipeline(source, processor, tiler=tiler, executor="threads", bounds=bounds,
+                        load_entrypoints=False).plan()
+    blocks_made.clear()
+    blocks = list(tiler.with_halo(processor.effective_halo).blocks(bounds, within=source.bounds))
+    walked = sum(len(split_box(block.read_box, itemsize, 6000))
+                 for block in blocks for itemsize in (1, 8))
+    assert plan.request_kind == "cutout requests" and plan.read_requests == walked
+    assert walked > 3 * len(blocks)  # the limit splits blocks
+    assert f"requests:    {walked:,} cutout requests (to the BOSS" in str(plan)
+
+
+def test_cutout_requests_planned_are_those_a_run_makes(boss):
+    """The emulator's count of the cutouts a run asks for is the plan's."""
+    source = boss_source(boss, max_request_bytes=50_000)
+    pipeline = ndf.Pipeline(source, lambda data: None, tiler=ndf.RegularTiler((20, 48, 40)),
+                            executor="threads", load_entrypoints=False)
+    plan = pipeline.plan()
+    assert plan.read_requests > 2 * plan.block_count * 2  # uint64 blocks are split
+    boss.reset_stats()
+    assert pipeline.run().ok
+    assert boss.stats.by_status == {200: plan.read_requests}
+
+
+def test_a_block_over_the_boss_request_limit_is_a_warning(boss, blocks_made):
+    source = boss_source(boss, "big", "frame", ("em",))
+    plan = ndf.Pipeline(source, lambda data: None, tiler=ndf.RegularTiler((64, 4096, 4096)),
+                        executor="threads", load_entrypoints=False).plan()
+    assert blocks_made == []
+    assert plan.block_count == 8 and plan.largest_block_bytes == 2**30
+    # 1 GiB a block, in requests of at most 512 x 512 x 192 voxels (intern's own split):
+    # 16 x 512 x 4096, whole cuboids, 32 a block
+    assert plan.read_requests == 8 * 32
+    [warning] = [w for w in plan.warnings if "limit" in w]
+    assert warning.startswith("the largest block reads 1.0 GiB of channel 'em', over the "
+                              "BOSS's limit of 520.0 MiB on one cutout request")
+    assert "(64, 4096, 4096)" in warning
+    smaller = ndf.Pipeline(source, lambda data: None, tiler=ndf.RegularTiler((64, 2048, 2048)),
+                           executor="threads", load_entrypoints=False).plan()
+    assert not any("limit" in w for w in smaller.warnings)
+
+
+def test_a_zarr_source_counts_chunk_reads_per_channel(tmp_path):
+    from test_storage import write_zarr
+
+    arrays = {"em": np.zeros((10, 24, 20), np.uint8), "mask": np.zeros((10, 24, 20), np.uint16)}
+    source = ndf.ZarrSource(write_zarr(tmp_path / "v.zarr", arrays, (0, 0, 0), chunks=(5, 8, 10)))
+    plan = ndf.Pipeline(source, lambda data: None, tiler=ndf.RegularTiler((5, 8, 10), halo=1),
+                        executor="serial", load_entrypoints=False).plan()
+    # each block touches its chunk and those beside it: 2 along z and x, 2 or 3 along y
+    assert plan.request_kind == "chunk reads"
+    assert plan.read_requests == 2 * (2 * 2 + 3) * 2 * 2 * 2 * 2
+    assert plan.decoded_bytes == plan.read_requests // 2 * 400 * 3
+
+
+def test_memory_per_worker_counts_the_read_its_outputs_and_as_much_again(tmp_path):
+    source = ndf.InMemorySource({"em": np.zeros((8, 24, 24), np.uint16)})
+    sink = ndf.InMemorySink.zeros({"labels": "uint32", "mask": "uint8"}, source.bounds)
+
+    class Labels(ndf.BlockProcessor):
+        outputs = {"labels": "uint32"}
+
+        def process(self, data, block):
+            return {"labels": np.zeros(block.shape, np.uint32)}
+
+    for processor, output_itemsize in ((Labels(), 4), (ndf.FunctionProcessor(dict), 5)):
+        plan = ndf.Pipeline(source, processor, tiler=ndf.RegularTiler((4, 8, 8), halo=(0, 2, 2)),
+                            sink=sink, executor="serial", load_entrypoints=False).plan()
+        read = 4 * 12 * 12 * 2  # the middle block's read box: the halo on both sides of y, x
+        assert plan.largest_block_bytes == read
+        assert plan.output_bytes == 4 * 8 * 8 * output_itemsize
+        assert plan.memory_per_worker == 2 * read + plan.output_bytes
+        text = " ".join(str(plan).split())
+        shown = ndf.result._bytes
+        assert (f"memory: about {shown(plan.memory_per_worker)} per worker (largest read "
+                f"{shown(read)} + outputs {shown(plan.output_bytes)} + as much as the read "
+                f"again for the processor's own arrays") in text
+
+
+def test_warnings_for_tiny_blocks_misaligned_writes_and_a_large_halo():
+    for executor, tiny in ((ndf.ProcessExecutor(2), True), (ndf.DaskExecutor(workers=2), True),
+                           (ndf.ThreadExecutor(2), False)):
+        plan = ndf.Pipeline(Unread(), lambda data: None, tiler=ndf.RegularTiler((16, 64, 64)),
+                            executor=executor, load_entrypoints=False).plan()
+        assert any(w.startswith(f"blocks read 64.0 KiB on average: with the {executor.name!r} "
+                                f"executor the fixed cost of each block") for w in plan.warnings
+                   ) == tiny, plan.warnings
+    # one worker may write blocks that share chunks (several may not): slower, but allowed
+    serial = ndf.Pipeline(Unread(), lambda data: None, tiler=ndf.RegularTiler((16, 512, 500)),
+                          sink=Unwritten(), executor="serial", load_entrypoints=False).plan()
+    [warning] = serial.warnings
+    assert warning.startswith("writes are not aligned to the sink's chunks: block 0_0_0 ends "
+                              "at x=500, inside a chunk of the sink (16, 512, 512)")
+    halo = pipeline(ndf.RegularTiler((16, 512, 512), halo=(8, 0, 0))).plan()
+    [warning] = halo.warnings
+    assert warning.startswith("halos add 100% to the bytes read: a halo of (8, 0, 0) around "
+                              "blocks of (16, 512, 512) (z, y, x)")
+    assert "warnings:    1\n  - halos add 100%" in str(halo)
+
+
+def test_blocks_needing_more_memory_than_the_machine_has_are_a_warning():
+    plan = pipeline(ndf.RegularTiler((10000, 100000, 100000))).plan()
+    [warning] = plan.warnings
+    assert warning.startswith("2 worker(s) need about 545.7 TiB together (272.8 TiB each")
+    assert "over this machine's" in warning and "choose smaller blocks or fewer workers" in warning
+    assert plan.memory_per_worker == 3 * HUGE.size  # read, as much again, output (uint8)
