@@ -15,10 +15,6 @@ __all__ = ["Hooks"]
 logger = logging.getLogger("ndframework.plugins")
 
 
-def _has_hooks(plugin: Any) -> bool:
-    return any(name.startswith("ndf_") for name in dir(plugin))
-
-
 class Hooks:
     """Registers plugins (given ones and, optionally, the ``ndframework`` entry-point group)
     and calls hooks by name with keyword arguments.
@@ -44,11 +40,6 @@ class Hooks:
                     f"failed: {error}"
                 ) from error
         for plugin in plugins:
-            if isinstance(plugin, type) and _has_hooks(plugin):
-                raise PluginError(
-                    f"plugins=[...] takes plugin instances (or modules), got the class "
-                    f"{plugin.__qualname__}; pass {plugin.__qualname__}() instead"
-                )
             if self.manager.is_registered(plugin):
                 continue
             try:

@@ -200,12 +200,6 @@ def test_a_plugin_that_raises_is_reported_once_and_the_run_goes_on(executor, sou
     assert "plugin error" in result.summary()
 
 
-def test_a_plugin_class_instead_of_an_instance_gets_a_clear_message(source):
-    with pytest.raises(ndf.PluginError, match=r"got the class ProgressBar; pass "
-                                              r"ProgressBar\(\) instead"):
-        ndf.Pipeline(source, lambda d: 1, executor="serial", plugins=[ndf.ProgressBar]).run()
-
-
 def test_a_stop_takes_back_the_blocks_handed_out_but_not_started(volume):
     source = ndf.InMemorySource(volume)
     def slow_failure(data):
