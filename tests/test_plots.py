@@ -54,8 +54,9 @@ def share_of(image, colour, tolerance=0.03):
 
 
 def waves(shape):
-    z, y, x = np.indices(shape)
-    return ((np.sin(x / 9) * np.cos(y / 7)) * 100 + 128 + z).astype(np.uint8)
+    z, y, x = (np.arange(n, dtype=np.float32) for n in shape)
+    plane = np.sin(x / 9)[None, :] * np.cos(y / 7)[:, None] * 100 + 128
+    return (plane[None] + z[:, None, None]).astype(np.uint8)
 
 
 class FailOn(ndf.BlockProcessor):
@@ -129,6 +130,21 @@ def test_plan_of_a_grid_equals_the_blocks_walked():
         assert {box.start[2] for box in walked.boxes} | {bounds.stop[2]} == set(x_edges)
 
 
+def test_a_halo_too_thin_to_see_gets_a_zoom_on_a_corner():
+    bounds = Box((0, 0, 0), (16, 6000, 8000))
+    thin = _plan._Layer.of(ndf.RegularTiler((16, 1024, 1024), halo=(0, 8, 4)), bounds,
+                           bounds, 3)
+    assert thin.middle.box == Box((0, 2048, 3072), (16, 3072, 4096))  # holds the centre
+    zoom = _plan._zoom_region(thin, ndf.Halo.of((0, 8, 4)), bounds)
+    assert zoom == Box((0, 2048 - 32, 3072 - 32), (16, 2048 + 32, 3072 + 32))
+    wide = _plan._Layer.of(ndf.RegularTiler((16, 1024, 1024), halo=(0, 64, 64)), bounds,
+                           bounds, 3)
+    assert _plan._zoom_region(wide, ndf.Halo.of((0, 64, 64)), bounds) is None
+    assert _plan._zoom_region(thin, ndf.Halo.of(0), bounds) is None
+    single = _plan._Layer.of(ndf.RegularTiler((16, 6000, 8000), halo=2), bounds, bounds, 3)
+    assert _plan._zoom_region(single, ndf.Halo.of(2), bounds) is None  # no corner shared
+
+
 def test_plan_with_a_tiler_of_ones_own(tmp_path):
     source = ndf.InMemorySource({"em": waves((8, 64, 64))})
     pipeline = ndf.Pipeline(source, lambda data: None, executor="serial",
@@ -191,16 +207,16 @@ def test_plan_over_the_boss_with_cuboid_blocks(tmp_path):
     from ndframework.boss import BossSource
     from ndframework.bossemu import BossEmulator
 
-    volume = waves((32, 700, 900))
+    volume = waves((20, 600, 700))
     with BossEmulator(token="plot-token") as boss:
         boss.create_volume("coll", "exp", {"em": volume})
         source = BossSource(boss.host, "plot-token", "coll", "exp", "em",
-                            protocol=boss.protocol, bounds=Box((0, 100, 300), (32, 700, 900)))
+                            protocol=boss.protocol, bounds=Box((0, 100, 300), (20, 600, 700)))
         # the cuboid grid is the BOSS's, from 0, not from the bounds' start
         assert _plan._chunk_grid(source) == ((16, 512, 512), (0, 0, 0), True)
         pipeline = ndf.Pipeline(source, lambda data: None, executor="serial",
                                 tiler=ndf.CuboidTiler((16, 512, 512), halo=(0, 20, 20)))
-        image = read_png(plot_plan(pipeline, tmp_path / "plan.png", z=20), PLAN_FIGURE_SIZE)
+        image = read_png(plot_plan(pipeline, tmp_path / "plan.png", z=18), PLAN_FIGURE_SIZE)
     assert share_of(image, _plan.MIDDLE_COLOUR) > 0.001
 
 

@@ -26,9 +26,16 @@ MAX_IMAGE_PIXELS = 4 * 2**20
 """Most voxels of the slice read for the picture's background. A larger slice is not read:
 only the middle block's read box is, when it is small enough, and else no image at all."""
 
-MAX_CHUNK_LINES = 200
-"""Most storage chunk boundaries drawn per axis; a finer chunk grid is left out (a grey
-wash tells nothing), and the legend says so."""
+AXES_PIXELS = 600
+"""About the pixels the whole view spans along its longer side: what decides whether a
+halo or the chunk grid is visible."""
+
+VISIBLE_PIXELS = 4
+"""Pixels a halo must span to be seen in the whole view; a thinner one gets a zoom."""
+
+MIN_CHUNK_PIXELS = 12
+"""Pixels between two storage chunk boundaries below which the chunk grid is left out
+(a grey wash tells nothing), and the legend says so."""
 
 BLOCK_COLOUR = "#ffc400"
 MIDDLE_COLOUR = "#ff2d95"
@@ -99,51 +106,96 @@ def plot_plan(pipeline: Pipeline, path: str | os.PathLike[str], *,
     view = _view(bounds, halo, within)
 
     from matplotlib.lines import Line2D
-    from matplotlib.patches import Patch, Rectangle
+    from matplotlib.patches import Patch
 
     figure = new_figure(*PLAN_FIGURE_SIZE)
     axes = figure.add_subplot()
-    axes.set_facecolor("#202020")
-    source = pipeline.source
-    channel = prepared.channels[0]
-    image_note = _draw_image(axes, source, channel, z, view, layer.middle)
-
+    source, channel, middle = pipeline.source, prepared.channels[0], layer.middle
+    chunks = _chunk_grid(source)
+    image_note = _draw_scene(axes, layer, halo, source, channel, z, view, chunks,
+                             fallback=True)
     handles: list[Any] = [Line2D([], [], color=BLOCK_COLOUR, lw=1.4,
                                  label="owned box of each block")]
-    chunk_label = _draw_chunks(axes, source, view)
-    if chunk_label:
+    if chunks is not None:
         handles.append(Line2D([], [], color=CHUNK_COLOUR, lw=1.2, ls=(0, (1, 2)),
-                              label=chunk_label))
-
-    layer.draw_outlines(axes, view)
-    middle = layer.middle
-    axes.add_patch(Rectangle(*_corner(middle.box), facecolor=MIDDLE_COLOUR, alpha=0.12,
-                             edgecolor="none", zorder=3))
-    axes.add_patch(Rectangle(*_corner(middle.box), facecolor="none", lw=2.0,
-                             edgecolor=MIDDLE_COLOUR, zorder=5))
+                              label=_chunk_label(chunks, view)))
     handles.append(Patch(facecolor=_faded(MIDDLE_COLOUR), edgecolor=MIDDLE_COLOUR, lw=2.0,
                          label=f"block {middle.key} ({span(middle.box)})"))
     if not halo.is_zero:
-        for block in layer.neighbours:
-            axes.add_patch(Rectangle(*_corner(block.read_box), facecolor="none", lw=1.3,
-                                     ls=(0, (4, 3)), edgecolor=NEIGHBOUR_COLOUR, zorder=4))
-        axes.add_patch(Rectangle(*_corner(middle.read_box), facecolor="none", lw=2.0,
-                                 ls=(0, (5, 3)), edgecolor=MIDDLE_COLOUR, zorder=6))
         handles.append(Line2D([], [], color=MIDDLE_COLOUR, lw=2.0, ls=(0, (5, 3)),
                               label=f"its read box, with the halo ({span(middle.read_box)})"))
         if layer.neighbours:
             handles.append(Line2D([], [], color=NEIGHBOUR_COLOUR, lw=1.3, ls=(0, (4, 3)),
                                   label="read boxes of the blocks around it"))
-
-    axes.set_xlim(view.start[2], view.stop[2])
-    axes.set_ylim(view.stop[1], view.start[1])  # y down, as the image's rows
-    axes.set_aspect("equal")
+    zoom = _zoom_region(layer, halo, view)
+    if zoom is not None:
+        inset = axes.inset_axes((0.62, 0.62, 0.37, 0.37))
+        _draw_scene(inset, layer, halo, source, channel, z, zoom, chunks, fallback=False)
+        inset.tick_params(labelsize="xx-small", colors="white")
+        inset.locator_params(nbins=3)
+        inset.text(0.03, 0.03, "zoom on the halos", transform=inset.transAxes,
+                   ha="left", va="bottom", fontsize="x-small",
+                   color="white", zorder=10,
+                   bbox=dict(facecolor="#202020", alpha=0.8, edgecolor="none", pad=2))
+        axes.indicate_inset_zoom(inset, edgecolor="white", alpha=0.9)
     axes.set_xlabel("x (voxels)")
     axes.set_ylabel("y (voxels)")
     axes.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.09), ncol=2,
                 fontsize="small", frameon=False)
     axes.set_title(_title(plan, tiler, halo, z, layer, channel, image_note), fontsize="medium")
     return save(figure, target)
+
+
+def _draw_scene(axes: Any, layer: "_Layer", halo: Halo, source: DataSource, channel: str,
+                z: int, region: Box, chunks: tuple[Triple, Triple, bool] | None, *,
+                fallback: bool) -> str:
+    """Draw the slice's image, the chunk grid, the owned boxes and the middle block's and
+    its neighbours' read boxes over ``region`` (its y, x extent) of ``axes``; what the
+    title says of the image."""
+    from matplotlib.patches import Rectangle
+
+    axes.set_facecolor("#202020")
+    image_note = _draw_image(axes, source, channel, z, region, layer.middle, fallback)
+    if chunks is not None:
+        _draw_chunks(axes, chunks, region)
+    layer.draw_outlines(axes)
+    middle = layer.middle
+    axes.add_patch(Rectangle(*_corner(middle.box), facecolor=MIDDLE_COLOUR, alpha=0.12,
+                             edgecolor="none", zorder=3))
+    axes.add_patch(Rectangle(*_corner(middle.box), facecolor="none", lw=2.0,
+                             edgecolor=MIDDLE_COLOUR, zorder=5))
+    if not halo.is_zero:
+        for block in layer.neighbours:
+            axes.add_patch(Rectangle(*_corner(block.read_box), facecolor="none", lw=1.3,
+                                     ls=(0, (4, 3)), edgecolor=NEIGHBOUR_COLOUR, zorder=4))
+        axes.add_patch(Rectangle(*_corner(middle.read_box), facecolor="none", lw=2.0,
+                                 ls=(0, (5, 3)), edgecolor=MIDDLE_COLOUR, zorder=6))
+    axes.set_xlim(region.start[2], region.stop[2])
+    axes.set_ylim(region.stop[1], region.start[1])  # y down, as the image's rows
+    axes.set_aspect("equal")
+    return image_note
+
+
+def _zoom_region(layer: "_Layer", halo: Halo, view: Box) -> Box | None:
+    """A small region around a corner of the middle block that its neighbours share, to
+    zoom on when the halo is too thin to see in the whole view; None when it is not (or
+    there is no halo, or no such corner)."""
+    thickest = max(*halo.before[1:], *halo.after[1:])
+    pixels_per_voxel = AXES_PIXELS / max(view.shape[1], view.shape[2], 1)
+    if thickest == 0 or thickest * pixels_per_voxel >= VISIBLE_PIXELS:
+        return None
+    box = layer.middle.box
+    corner = []
+    for axis in (1, 2):
+        if box.start[axis] > view.start[axis]:
+            corner.append(box.start[axis])
+        elif box.stop[axis] < view.stop[axis]:
+            corner.append(box.stop[axis])
+        else:
+            return None  # one block across: no neighbour to share a corner with
+    reach = min(max(4 * thickest, 16), min(box.shape[1:]))
+    return Box((box.start[0], corner[0] - reach, corner[1] - reach),
+               (box.stop[0], corner[0] + reach, corner[1] + reach)).intersect(view)
 
 
 # -- which blocks the slice cuts --------------------------------------------------------
@@ -194,7 +246,7 @@ class _Layer:
         around = [b for b in blocks if b is not middle and not touching.intersect(b.box).empty]
         return cls(len(blocks), middle, around, None, [b.box for b in blocks])
 
-    def draw_outlines(self, axes: Any, view: Box) -> None:
+    def draw_outlines(self, axes: Any) -> None:
         """The owned boxes' outlines, on top of the image and chunk grid."""
         style = dict(colors=BLOCK_COLOUR, linewidths=1.4, zorder=2)
         if self.edges is not None:
@@ -252,13 +304,14 @@ def _faded(colour: str) -> tuple[float, ...]:
 
 
 def _draw_image(axes: Any, source: DataSource, channel: str, z: int, view: Box,
-                middle: Block) -> str:
-    """Draw the slice of ``channel`` under the blocks; what the title says of it."""
+                middle: Block, fallback: bool) -> str:
+    """Draw the slice of ``channel`` under the blocks; what the title says of it. A slice
+    too large to read falls back to the middle block's read box, with ``fallback``."""
     region = _plane(view, z).intersect(source.bounds)
     note = ""
     if region.size > MAX_IMAGE_PIXELS:
         small = _plane(middle.read_box, z).intersect(source.bounds)
-        if small.size > MAX_IMAGE_PIXELS or small.empty:
+        if not fallback or small.size > MAX_IMAGE_PIXELS or small.empty:
             return (f"image not read: the slice holds {region.size:,} voxels, more than "
                     f"{MAX_IMAGE_PIXELS:,}")
         region = small
@@ -300,26 +353,38 @@ def _chunk_grid(source: DataSource) -> tuple[Triple, Triple, bool] | None:
     return shape, origin, False
 
 
-def _draw_chunks(axes: Any, source: DataSource, view: Box) -> str:
-    """Draw the storage chunk boundaries inside ``view``, faint; the legend's label."""
-    grid = _chunk_grid(source)
-    if grid is None:
-        return ""
-    shape, origin, boss = grid
-    what = (f"BOSS cuboids, {shape[2]} × {shape[1]} (x, y)" if boss
-            else f"storage chunks, {shape[1]} × {shape[2]} (y, x)")
+def _chunk_lines(chunks: tuple[Triple, Triple, bool], region: Box) -> list[range] | None:
+    """The chunk boundaries along y and x inside ``region``, or None when they would lie
+    closer than `MIN_CHUNK_PIXELS` in a view of ``region``."""
+    shape, origin, _ = chunks
+    if min(shape[1:]) * AXES_PIXELS / max(region.shape[1], region.shape[2], 1) \
+            < MIN_CHUNK_PIXELS:
+        return None
     lines = []
     for axis in (1, 2):
-        step, low, high = shape[axis], view.start[axis], view.stop[axis]
+        step, low, high = shape[axis], region.start[axis], region.stop[axis]
         first = origin[axis] + math.ceil((low - origin[axis]) / step) * step
         lines.append(range(first, high + 1, step))
-    if max(len(lines[0]), len(lines[1])) > MAX_CHUNK_LINES:
-        return f"{what}: too many to draw"
+    return lines
+
+
+def _chunk_label(chunks: tuple[Triple, Triple, bool], view: Box) -> str:
+    shape, _, boss = chunks
+    what = (f"BOSS cuboids, {shape[2]} × {shape[1]} (x, y)" if boss
+            else f"storage chunks, {shape[1]} × {shape[2]} (y, x)")
+    return what if _chunk_lines(chunks, view) is not None else f"{what}: too fine to draw"
+
+
+def _draw_chunks(axes: Any, chunks: tuple[Triple, Triple, bool], region: Box) -> None:
+    """Draw the storage chunk boundaries inside ``region``, faint, when they are not too
+    fine to see."""
+    lines = _chunk_lines(chunks, region)
+    if lines is None:
+        return
     style = dict(colors=CHUNK_COLOUR, linewidths=1.2, linestyles=(0, (1, 2)), alpha=0.9,
                  zorder=1)
-    axes.hlines(list(lines[0]), view.start[2], view.stop[2], **style)
-    axes.vlines(list(lines[1]), view.start[1], view.stop[1], **style)
-    return what
+    axes.hlines(list(lines[0]), region.start[2], region.stop[2], **style)
+    axes.vlines(list(lines[1]), region.start[1], region.stop[1], **style)
 
 
 def _title(plan: Any, tiler: Tiler, halo: Halo, z: int, layer: _Layer, channel: str,
