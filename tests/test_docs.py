@@ -200,12 +200,18 @@ def output_matches(want: str, got: str) -> bool:
 
 
 def outputs_in_order(wanted: list[str], got: str) -> bool:
-    """Whether each of ``wanted`` matches lines of ``got``, one after the other."""
-    if not wanted:
-        return True
-    pattern = "...\n" + "...\n".join(_normalise(want) for want in wanted) + "..."
-    return doctest.OutputChecker().check_output(pattern, "\n" + _normalise(got),
-                                                doctest.ELLIPSIS)
+    """Whether each of ``wanted`` matches whole lines of ``got``, each after the last, where
+    ``...`` matches any text."""
+    text = _normalise(got)
+    position = 0
+    for want in wanted:
+        pieces = _normalise(want).rstrip("\n").split("...")
+        pattern = re.compile("^" + "(?s:.*?)".join(map(re.escape, pieces)) + "$", re.MULTILINE)
+        found = pattern.search(text, position)
+        if found is None:
+            return False
+        position = found.end()
+    return True
 
 
 def _mismatch(example: Example, got: str) -> str:
@@ -444,7 +450,11 @@ def test_output_checks():
     assert output_matches("took ... s\nok\n", "took 1.5 s  \nok")
     assert not output_matches("ok\n", "ok\nmore\n")
     assert outputs_in_order(["b", "d ..."], "a\nb\nc\nd 4\ne\n")
+    assert outputs_in_order(["b", "c"], "a\nb\nc\n")
+    assert outputs_in_order(["x ...\ny", "z"], "x 1\nw\ny\nz\n")
     assert not outputs_in_order(["d ...", "b"], "a\nb\nc\nd 4\ne\n")
+    assert not outputs_in_order(["b"], "ab\n")
+    assert not outputs_in_order(["b", "b"], "b\n")
 
 
 @pytest.mark.parametrize("text, message", [
