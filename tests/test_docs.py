@@ -22,7 +22,7 @@ The conventions, as docs/index.md ("Examples are tested") states them for author
   reason is required.
 - README.md's python blocks, concatenated in order, are saved as a script and run with
   ``python script.py`` in a fresh copy of the prepared folder: it must exit 0, and each
-  documented output must appear in the script's output, in order.
+  documented output must match whole lines of the script's output, each after the last.
 """
 
 from __future__ import annotations
