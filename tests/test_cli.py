@@ -18,6 +18,7 @@ import pytest
 
 import ndframework as ndf
 from ndframework.cli import main
+from test_plan import BOSS_TOKEN, boss  # noqa: F401 (a fixture)
 from test_storage import write_zarr
 
 
@@ -67,6 +68,23 @@ def processor_file(tmp_path):
                 if block.key == "0_8_10":
                     exit(3)
                 return super().process(data, block)
+
+        class Declared(Double):
+            outputs = {"double": "uint16"}
+
+        class Owned(ndf.BlockProcessor):
+            def process(self, data, block):
+                return block.crop(data["em"]).astype(np.int64)
+
+            def reduce(self, results):
+                return np.concatenate([value.ravel() for value in results.values()])
+
+        class Sums(ndf.BlockProcessor):
+            def process(self, data, block):
+                return int(data["em"].sum())
+
+        def returns_arrays(data):
+            return {"double": data["em"] * 2}
     """))
     return path
 
@@ -90,11 +108,15 @@ def test_demo_reads_a_boss_emulator_with_worker_processes_and_checks_itself(tmp_
 
 
 def test_demo_on_a_zarr_store(tmp_path, capsys):
+    events = tmp_path / "demo.jsonl"
     status = main(["demo", "--source", "zarr", "--shape", "16,128,128", "--executor", "threads",
-                   "--no-progress"])
-    out = capsys.readouterr().out
+                   "--progress-interval", "5", "--events", str(events)])
+    out, err = capsys.readouterr()
     assert status == 0, out
     assert "zarr store:" in out and "equal numpy's on the whole volume: yes" in out
+    assert "ndframework: 1/1 blocks (100.0%), 0 failed" in err
+    assert [json.loads(line)["event"] for line in events.read_text().splitlines()] == [
+        "run_start", "block_done", "run_end"]
 
 
 def test_plan_describes_the_run(volume_path, processor_file, capsys):
@@ -137,63 +159,6 @@ def test_exit_called_in_a_block_fails_that_block_and_the_run_goes_on(
     assert status == 1
     assert "NOT OK: 11 done, 1 failed" in out and "failed 0_8_10" in out
     assert "SystemExit: 3" in out
-
-
-@pytest.mark.parametrize(
-    ("arguments", "message"),
-    [
-        (["demo", "--workers", "0"], "workers must be a positive integer, got 0"),
-        (["plan", "{volume}", "--processor", "no_such_module_xyz:P"],
-         "cannot import 'no_such_module_xyz'"),
-        (["plan", "{volume}", "--processor", "{file}:Nope"], "has no attribute 'Nope'"),
-        (["plan", "{volume}", "--processor", "nocolon"], "--processor must be MODULE:NAME"),
-        (["plan", "{volume}", "--processor", "{file}:Double", "--channels", "dapi"],
-         "unknown channel 'dapi'"),
-        (["plan", "{volume}", "--processor", "{file}:Double", "--block-shape", "0,8,8"],
-         "block_shape must be positive in every axis, got (0, 8, 8)"),
-        (["plan", "{volume}", "--processor", "{file}:Double", "--bounds", "0:99,0:8,0:8"],
-         "lie outside the source bounds"),
-        (["plan", "{missing}", "--processor", "{file}:Double"], "no zarr store at"),
-        (["plan", "{volume}", "--processor", "{broken}:P"],
-         "cannot import '{broken}': SyntaxError"),
-        (["run", "{volume}", "--processor", "{file}:Double", "--output", "{missing}"],
-         "does not exist; give --output-channel NAME:DTYPE to create it"),
-        (["run", "{volume}", "--processor", "{file}:Double", "--output-channel", "a:uint8"],
-         "--output-channel needs --output PATH"),
-    ],
-)
-def test_bad_input_is_one_line_without_a_traceback(arguments, message, volume_path,
-                                                     processor_file, tmp_path):
-    broken = tmp_path / "broken.py"
-    broken.write_text("def oops(:\n")
-    filled = [a.format(volume=volume_path, file=processor_file, missing=tmp_path / "nope.zarr",
-                       broken=broken) for a in arguments]
-    message = message.format(broken=broken)
-    completed = subprocess.run([sys.executable, "-m", "ndframework.cli", *filled],
-                               capture_output=True, text=True, timeout=120)
-    assert completed.returncode == 2, completed.stderr
-    assert message in completed.stderr
-    assert "Traceback" not in completed.stderr
-    assert len(completed.stderr.strip().splitlines()) == 1
-
-
-@pytest.mark.parametrize(
-    ("arguments", "message"),
-    [
-        (["--block-shape", "a,b"], "expected three integers z,y,x, got 'a,b'"),
-        (["--bounds", "5:0,0:8,0:8"], "argument --bounds: Box stop must not be below start "
-                                      "in any axis, got start=(5, 0, 0), stop=(0, 8, 8)"),
-        (["--bounds", "0:5"], "expected z0:z1,y0:y1,x0:x1, got '0:5'"),
-    ],
-)
-def test_argument_syntax_errors_are_two_lines_and_exit_with_status_two(arguments, message,
-                                                                     capsys):
-    with pytest.raises(SystemExit) as info:
-        main(["plan", "v.zarr", "--processor", "m:P", *arguments])
-    assert info.value.code == 2
-    first, second = capsys.readouterr().err.strip().splitlines()
-    assert first.startswith("ndframework plan: error: ") and first.endswith(message)
-    assert second == "(see: ndframework plan --help)"
 
 
 def test_plan_creates_nothing_on_disk(volume_path, processor_file, tmp_path, capsys):
@@ -250,11 +215,22 @@ def test_run_reads_a_boss_volume_named_by_a_neurodata_cfg(processor_file, volume
     np.testing.assert_array_equal(written, volume["em"].astype(np.uint16) * 2)
 
 
-def test_the_boss_emulator_command_is_wired(capsys):
-    completed = subprocess.run([sys.executable, "-m", "ndframework.cli", "boss-emulator",
-                                "--help"], capture_output=True, text=True, timeout=60)
-    assert completed.returncode == 0
-    assert "--token" in completed.stdout and "--demo" in completed.stdout
+@pytest.mark.parametrize("command", ["demo", "plan", "run", "status", "boss-emulator"])
+def test_every_command_has_help_with_examples(command, capsys):
+    try:
+        status = main([command, "--help"])
+    except SystemExit as exit_:
+        status = exit_.code
+    out = capsys.readouterr().out
+    assert status == 0
+    assert out.startswith(f"usage: ndframework {command}")
+    examples = out[out.index("\nexamples:\n") + 1:].splitlines()[1:]
+    assert examples[0].startswith(f"  ndframework {command}")
+    assert "--log-level" in out
+    if command != "boss-emulator":
+        assert "--debug" in out
+    else:
+        assert "--token" in out and "--demo" in out
 
 
 def test_the_boss_emulator_keeps_its_demo_in_a_store_across_restarts(tmp_path):
@@ -552,3 +528,136 @@ def test_a_run_stopped_by_an_error_prints_it_and_what_was_done(error_type, volum
     assert err == "ndframework run: error: reading block 5_0_0 failed: ConnectionResetError\n"
     assert "NOT OK: 3 done, 0 failed, 0 skipped, 9 not run" in out
     assert "stopped: data access failed for block 5_0_0" in out
+
+
+# -- outputs, values, plugins and pictures ------------------------------------------------------
+
+def block_sums(volume, shape=(5, 8, 10)):
+    """``{key: em sum}`` of every block of ``shape`` over the volume, by numpy."""
+    tiler = ndf.RegularTiler(shape)
+    return {block.key: int(volume["em"][block.box.slices()].sum())
+            for block in tiler.blocks(ndf.Box((0, 0, 0), volume["em"].shape))}
+
+
+def test_arrays_need_an_output_store(volume_path, processor_file, volume, tmp_path, capsys):
+    # declared outputs and no --output: refused before the run
+    assert main(run_args(volume_path, processor_file, "Declared")) == 2
+    assert capsys.readouterr().err == (
+        f"ndframework run: error: --processor {processor_file}:Declared writes outputs "
+        f"(double:uint16) and there is nowhere to write them: give --output PATH (a zarr "
+        f"store, created with those channels)\n")
+    # --output alone creates the store with the channels the processor declares
+    output = tmp_path / "double.zarr"
+    assert main(run_args(volume_path, processor_file, "Declared", "--output", str(output))) == 0
+    source = ndf.ZarrSource(output)
+    assert source.channels == ("double",) and source.chunk_shape == (5, 8, 10)
+    np.testing.assert_array_equal(source.read(source.bounds)["double"],
+                                  volume["em"].astype(np.uint16) * 2)
+    # arrays returned by a processor that declares nothing, with no sink: every block fails
+    capsys.readouterr()
+    assert main(run_args(volume_path, processor_file, "returns_arrays")) == 1
+    out = capsys.readouterr().out
+    assert "NOT OK: 0 done, 12 failed" in out
+    assert "failed 0_0_0 after 1 attempt(s): OutputError: process() returned 3-D arrays" in out
+
+
+def test_run_summarises_a_large_reduced_value(volume_path, processor_file, volume, capsys):
+    assert main(run_args(volume_path, processor_file, "Owned")) == 0
+    em = volume["em"].astype(np.int64)
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        f"reduced: array of shape ({em.size},), dtype int64: min {em.min()}, max {em.max()}, "
+        f"sum {em.sum():,}")
+    # the default reduce: {key: value} of every block, the first few shown
+    assert main(run_args(volume_path, processor_file, "Sums")) == 0
+    sums = block_sums(volume)
+    first = ", ".join(f"{key!r}: {value}" for key, value in list(sums.items())[:5])
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        f"reduced: mapping of 12 entries: {{{first}, ...}}")
+
+
+def test_status_shows_the_values_the_journal_keeps(volume_path, processor_file, volume,
+                                                   tmp_path, capsys):
+    journal = str(tmp_path / "run.sqlite")
+    assert main(run_args(volume_path, processor_file, "Sums", "--journal", journal)) == 0
+    sums = block_sums(volume)
+    capsys.readouterr()
+    assert main(["status", journal]) == 0
+    first = ", ".join(f"{key}: {value}" for key, value in list(sums.items())[:3])
+    assert f"values:     {first}, ...  (--values lists every block's)\n" in \
+        capsys.readouterr().out
+    assert main(["status", journal, "--values"]) == 0
+    assert capsys.readouterr().out == "".join(f"{key}  {value}\n" for key, value in sums.items())
+    assert main(["status", journal, "--json"]) == 0
+    values = json.loads(capsys.readouterr().out)["values"]
+    assert [(v["key"], v["value"]) for v in values] == list(sums.items())[:3]
+
+
+def test_log_level_events_and_progress_lines(volume_path, processor_file, volume, tmp_path,
+                                             capsys):
+    events = tmp_path / "events.jsonl"
+    arguments = run_args(volume_path, processor_file, "Sums", "--log-level", "info",
+                         "--events", str(events), "--progress-interval", "0.01")
+    arguments.remove("--no-progress")
+    assert main(arguments) == 0
+    err = capsys.readouterr().err
+    assert re.search(r" INFO ndframework\.run: run \w+: 12 blocks of ZarrSource", err), err
+    assert "ndframework: 12/12 blocks (100.0%), 0 failed" in err  # plain lines: no terminal
+    lines = [json.loads(line) for line in events.read_text().splitlines()]
+    assert [line["event"] for line in lines] == ["run_start"] + ["block_done"] * 12 + ["run_end"]
+    assert {line["key"] for line in lines[1:-1]} == set(block_sums(volume))
+    # the default level, WARNING, hides the INFO records
+    assert main(run_args(volume_path, processor_file, "Sums")) == 0
+    assert "INFO" not in capsys.readouterr().err
+
+
+def test_plot_of_a_plan_and_of_a_journal(volume_path, processor_file, tmp_path, monkeypatch,
+                                         capsys):
+    journal = str(tmp_path / "run.sqlite")
+    assert main(run_args(volume_path, processor_file, "FailOnOne", "--journal", journal)) == 1
+    pictures = tmp_path / "plan.png", tmp_path / "status.png"
+    arguments = ["plan", str(volume_path), "--processor", f"{processor_file}:Total",
+                 "--block-shape", "5,8,10", "--executor", "serial"]
+    assert main([*arguments, "--plot", str(pictures[0])]) == 0
+    assert main(["status", journal, "--plot", str(pictures[1])]) == 1  # a block failed
+    for picture in pictures:
+        assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    capsys.readouterr()
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if it were not installed
+    for command in ([*arguments, "--plot", str(tmp_path / "p.png")],
+                    ["status", journal, "--plot", str(tmp_path / "s.png")]):
+        assert main(command) == 2
+        out, err = capsys.readouterr()
+        assert out == "" and err.endswith(
+            'error: --plot needs matplotlib, which is not installed: '
+            'pip install "ndframework[plot]"\n')
+
+
+def test_plan_warns_of_tiny_blocks_and_misaligned_writes(volume_path, processor_file, tmp_path,
+                                                          capsys):
+    arguments = ["plan", str(volume_path), "--processor", f"{processor_file}:Double",
+                 "--block-shape", "5,8,5"]
+    assert main(arguments) == 0  # processes, by default
+    out = " ".join(capsys.readouterr().out.split())
+    assert "warnings: 1 - blocks read 200 B on average: with the 'processes' executor" in out
+    assert "requests: 24 chunk reads" in out
+    output = tmp_path / "out.zarr"
+    ndf.ZarrSink.create(output, {"double": "uint16"}, ndf.Box((0, 0, 0), (10, 24, 20)),
+                        chunk_shape=(5, 8, 10))
+    assert main([*arguments, "--executor", "serial", "--output", str(output)]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert ("warnings: 1 - writes are not aligned to the sink's chunks: block 0_0_0 ends at "
+            "x=5, inside a chunk of the sink (5, 8, 10)") in out
+
+
+def test_plan_warns_of_blocks_over_the_boss_request_limit(boss, processor_file, tmp_path,
+                                                           capsys):
+    config = tmp_path / "neurodata.cfg"
+    config.write_text(f"[Default]\nprotocol = http\nhost = {boss.host}\ntoken = {BOSS_TOKEN}\n\n"
+                      f"[Parallel]\ncollection = big\nexperiment = frame\nchannels = em\n")
+    assert main(["plan", str(config), "--processor", f"{processor_file}:Total",
+                 "--block-shape", "64,4096,4096", "--executor", "threads"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "blocks: 8 of shape (64, 4096, 4096)" in out
+    assert "requests: 256 cutout requests (to the BOSS" in out
+    assert "- the largest block reads 1.0 GiB of channel 'em', over the BOSS's limit of" in out
+    assert BOSS_TOKEN not in out
