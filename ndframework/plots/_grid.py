@@ -105,7 +105,8 @@ def parse_tiler(text: str | None) -> Tiler | None:
     """
     try:
         return _build(ast.parse(text or "", mode="eval").body)
-    except (SyntaxError, ValueError, TypeError, NDFrameworkError):
+    except (SyntaxError, ValueError, TypeError, RecursionError, MemoryError,
+            NDFrameworkError):
         return None
 
 
@@ -131,9 +132,9 @@ def recorded_grid(journal: Journal) -> RecordedGrid | None:
     if tiler is not None and bounds is not None:
         grid = _regular_grid(tiler, bounds)
         if grid is not None:
-            edges = tuple(tuple([low for low, _ in axis] + [axis.stop]) for axis in grid)
-            recorded = RecordedGrid(edges, getattr(tiler, "block_shape", None),  # type: ignore[arg-type]
-                                    bounds, inferred=False, complete=True)
+            z, y, x = (tuple([low for low, _ in axis] + [axis.stop]) for axis in grid)
+            recorded = RecordedGrid((z, y, x), getattr(tiler, "block_shape", None), bounds,
+                                    inferred=False, complete=True)
             if count is None or count == recorded.count:
                 return recorded
     return _inferred(journal, bounds, count)
@@ -157,13 +158,13 @@ def _inferred(journal: Journal, bounds: Box | None, count: int | None) -> Record
             return None
         starts = [{bounds.start[axis]} for axis in range(3)]
     stops = [None if bounds is None else bounds.stop[axis] for axis in range(3)]
-    edges = tuple(_with_stop(sorted(starts[axis]), stops[axis]) for axis in range(3))
-    filled = tuple(_filled(axis_edges) for axis_edges in edges)
-    if count is not None and math.prod(len(axis) - 1 for axis in filled) == count:
-        return RecordedGrid(filled, None, bounds, inferred=True, complete=True)  # type: ignore[arg-type]
-    return RecordedGrid(edges, None, bounds, inferred=True,  # type: ignore[arg-type]
-                        complete=count is not None and
-                        math.prod(len(axis) - 1 for axis in edges) == count)
+    z, y, x = (_with_stop(sorted(starts[axis]), stops[axis]) for axis in range(3))
+    filled = RecordedGrid((_filled(z), _filled(y), _filled(x)), None, bounds, inferred=True,
+                          complete=True)
+    if filled.count == count:
+        return filled
+    recorded = RecordedGrid((z, y, x), None, bounds, inferred=True, complete=False)
+    return attrs.evolve(recorded, complete=recorded.count == count)
 
 
 def _with_stop(starts: list[int], stop: int | None) -> tuple[int, ...]:

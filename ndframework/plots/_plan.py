@@ -142,7 +142,7 @@ def plot_plan(pipeline: Pipeline, path: str | os.PathLike[str], *,
     axes.set_ylabel("y (voxels)")
     axes.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.09), ncol=2,
                 fontsize="small", frameon=False)
-    axes.set_title(_title(plan, tiler, halo, z, layer, channel, image_note), fontsize="medium")
+    axes.set_title(_title(plan, tiler, halo, z, layer, image_note), fontsize="medium")
     return save(figure, target)
 
 
@@ -324,12 +324,15 @@ def _draw_image(axes: Any, source: DataSource, channel: str, z: int, view: Box,
     finally:
         source.release()
     image = np.asarray(data[(0,) * (data.ndim - 2)])  # (1, y, x), or (t, 1, y, x)
-    shown = image.astype(np.float32) if image.dtype.kind in "biuf" else image
-    low, high = (np.percentile(shown, (0.5, 99.5)) if shown.size and shown.dtype.kind == "f"
-                 else (None, None))
-    if low is not None and high <= low:
-        high = low + 1
-    axes.imshow(shown, cmap="gray", vmin=low, vmax=high, origin="upper", zorder=0,
+    if image.dtype.kind not in "biufc":
+        return f"no image: channel {channel} holds {image.dtype}, not numbers"
+    shown = (np.abs(image) if image.dtype.kind == "c" else image).astype(np.float32)
+    # the 0.5 and 99.5 percentiles, so that a few extreme voxels do not grey out the rest
+    finite = shown[np.isfinite(shown)]
+    low, high = ((float(v) for v in np.percentile(finite, (0.5, 99.5))) if finite.size
+                 else (0.0, 1.0))
+    axes.imshow(shown, cmap="gray", vmin=low, vmax=max(high, low + 1e-9), origin="upper",
+                zorder=0,
                 extent=(region.start[2], region.stop[2], region.stop[1], region.start[1]))
     return f"image: {channel}{note}"
 
@@ -387,7 +390,7 @@ def _draw_chunks(axes: Any, chunks: tuple[Triple, Triple, bool], region: Box) ->
     axes.vlines(list(lines[1]), region.start[1], region.stop[1], **style)
 
 
-def _title(plan: Any, tiler: Tiler, halo: Halo, z: int, layer: _Layer, channel: str,
+def _title(plan: Any, tiler: Tiler, halo: Halo, z: int, layer: _Layer,
            image_note: str) -> str:
     shape = plan.block_shape
     blocks = (f"{plan.block_count:,} blocks of {shape[0]} × {shape[1]} × {shape[2]} (z, y, x)"

@@ -23,8 +23,9 @@ STATUS_FIGURE_SIZE = (12.0, 9.0)
 """Inches (width, height) of the status picture."""
 
 MAX_PANELS = 12
-"""Most z-layers of blocks drawn, one panel each; a deeper run shows layers spread evenly
-over its depth, and a chart of every layer's counts."""
+"""Most z-layers of blocks drawn, one panel each; a deeper run shows those with failed
+blocks first (half the panels at most), the others spread over its depth, and a chart of
+every layer's counts."""
 
 MAX_CELLS = 2**26
 """Most blocks whose statuses are all kept (a byte each) so that panels can go to the
@@ -46,11 +47,11 @@ _CODE = {PENDING: 0, DONE: 1, FAILED: 2}
 def plot_status(journal: Journal, path: str | os.PathLike[str]) -> Path:
     """Draw which blocks of a journal's run are done, failed or pending, and save it.
 
-    One panel per z-layer of blocks (at most `MAX_PANELS`, spread over the depth, with a
-    chart of every layer's counts when there are more) shows each block's status at its
-    place, x to the right and y down in voxel coordinates; below, a histogram of the
-    seconds each block done took (read, process and write). Pending blocks are those the
-    journal records neither done nor failed: never tried, or running now.
+    One panel per z-layer of blocks shows each block's status at its place, x to the right
+    and y down in voxel coordinates: at most `MAX_PANELS`, the layers with failed blocks
+    first, the others spread over the depth, and a chart of every layer's counts. Below,
+    a histogram of the time each block done took (read, process and write). Pending blocks
+    are those the journal records neither done nor failed: never tried, or running now.
 
     Block boxes are rebuilt from the tiler and bounds the journal's fingerprint records.
     For a tiler of the user's own, whose grid cannot be rebuilt, they are inferred from the
