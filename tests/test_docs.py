@@ -180,7 +180,7 @@ def parse(path: Path, text: str | None = None) -> Page:
             raise DocsSyntaxError(f"{_relative(path)}:{fence.line - 1}: a docs-test file "
                                   f"comment must come before a python block")
         if fence.language == "text" and previous is not None and fence.follows_previous \
-                and previous.output is None:
+                and previous.output is None and not previous.doctest:  # doctest checks its own
             previous.output, previous.output_line = fence.code, fence.line
         previous = None
     return page
