@@ -26,6 +26,7 @@ from ndframework.plots import (
     PLAN_FIGURE_SIZE,
     STATUS_FIGURE_SIZE,
     PlotDependencyError,
+    output_path,
     plot_plan,
     plot_status,
 )
@@ -237,6 +238,8 @@ def test_plan_refuses_bad_input_naming_it(tmp_path):
         plot_plan(ndf.Pipeline(source, lambda data: None, channels=["nope"],
                                executor="serial"), tmp_path / "plan.png")
     assert not list(tmp_path.iterdir())
+    assert output_path(tmp_path / "plan.SVG") == tmp_path / "plan.SVG"  # checks, writes nothing
+    assert not list(tmp_path.iterdir())
 
 
 # -- plot_status ------------------------------------------------------------------------------
@@ -379,7 +382,8 @@ def test_without_matplotlib_the_error_says_how_to_install_it(tmp_path, monkeypat
     source = ndf.InMemorySource({"em": np.zeros((2, 4, 4), np.uint8)})
     pipeline = ndf.Pipeline(source, lambda data: None, executor="serial")
     for call in (lambda: plot_plan(pipeline, tmp_path / "plan.png"),
-                 lambda: plot_status(ndf.Journal(), tmp_path / "status.png")):
+                 lambda: plot_status(ndf.Journal(), tmp_path / "status.png"),
+                 lambda: output_path(tmp_path / "plan.png")):
         with pytest.raises(PlotDependencyError, match=r'pip install "ndframework\[plot\]"') \
                 as caught:
             call()

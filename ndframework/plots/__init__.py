@@ -8,9 +8,9 @@ drawn: importing this package, or ``ndframework``, does not import it.
 
 from __future__ import annotations
 
-from ._figure import DPI, INSTALL_HINT, PlotDependencyError
+from ._figure import DPI, INSTALL_HINT, PlotDependencyError, output_path
 from ._plan import MAX_IMAGE_PIXELS, PLAN_FIGURE_SIZE, plot_plan
 from ._status import MAX_PANELS, STATUS_FIGURE_SIZE, plot_status
 
-__all__ = ["plot_plan", "plot_status", "PlotDependencyError", "INSTALL_HINT", "DPI",
-           "PLAN_FIGURE_SIZE", "STATUS_FIGURE_SIZE", "MAX_IMAGE_PIXELS", "MAX_PANELS"]
+__all__ = ["plot_plan", "plot_status", "output_path", "PlotDependencyError", "INSTALL_HINT",
+           "DPI", "PLAN_FIGURE_SIZE", "STATUS_FIGURE_SIZE", "MAX_IMAGE_PIXELS", "MAX_PANELS"]

@@ -45,7 +45,14 @@ def require_matplotlib() -> Any:
 
 def output_path(path: str | os.PathLike[str]) -> Path:
     """``path`` as a `Path` whose directory exists and whose suffix names an image format
-    matplotlib writes; `ConfigError` naming the bad value and the valid ones otherwise."""
+    matplotlib writes; `ConfigError` naming the bad value and the valid ones otherwise
+    (`PlotDependencyError` without matplotlib). A command checks its ``--plot`` with it
+    before any work.
+
+    >>> output_path("plan.png").name
+    'plan.png'
+    """
+    require_matplotlib()
     if not isinstance(path, (str, os.PathLike)):
         raise ConfigError(f"the plot's path must be a file name such as 'plan.png', got "
                           f"{path!r}", path)
