@@ -237,7 +237,7 @@ def _tiny_blocks(executor: Executor, block_count: int, read_bytes: int) -> list[
         f"blocks read {_bytes(mean)} on average: with the {executor.name!r} executor the "
         f"fixed cost of each block (handing it to a worker process, its outcome coming back, "
         f"opening its reads) outweighs the work below about {_bytes(TINY_BLOCK_BYTES)}; "
-        f"choose larger blocks (--block-shape), or the 'threads' executor"
+        f"choose larger blocks, or the 'threads' executor"
     ]
 
 

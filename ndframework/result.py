@@ -246,12 +246,13 @@ class Plan:
             note = _REQUEST_NOTES.get(self.request_kind)
             lines += _wrapped("requests:", f"{self.read_requests:,} {self.request_kind}"
                               + (f" ({note})" if note else ""))
-        outputs = f" + outputs {_bytes(self.output_bytes)}" if self.output_bytes else ""
+        read = _bytes(self.largest_block_bytes)
+        outputs = f", its outputs {_bytes(self.output_bytes)}" if self.output_bytes else ""
         lines += _wrapped(
             "memory:",
-            f"about {_bytes(self.memory_per_worker)} per worker (largest read "
-            f"{_bytes(self.largest_block_bytes)}{outputs} + as much as the read again for "
-            f"the processor's own arrays; not counting libraries, or what setup() loads)")
+            f"about {_bytes(self.memory_per_worker)} per worker: the largest read {read}"
+            f"{outputs}, and {read} more for the processor's own arrays (not counting "
+            f"libraries, or what setup() loads)")
         if run.sink:
             lines.insert(3, f"sink:        {run.sink}")
         if self.warnings:

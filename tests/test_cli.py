@@ -628,7 +628,7 @@ def test_plot_of_a_plan_and_of_a_journal(volume_path, processor_file, tmp_path, 
         assert main(command) == 2
         out, err = capsys.readouterr()
         assert out == "" and err.endswith(
-            'error: --plot needs matplotlib, which is not installed: '
+            'error: --plot: plotting needs matplotlib, which is not installed: '
             'pip install "ndframework[plot]"\n')
 
 

@@ -81,7 +81,10 @@ def constructors(tmp_path):
         (["run", "{volume}", "--processor", "{file}:Total", "--events", "{nowhere}/e.jsonl"],
          "--events '{nowhere}/e.jsonl': its folder '{nowhere}' does not exist"),
         (["plan", "{volume}", "--processor", "{file}:Total", "--plot", "{nowhere}/p.png"],
-         "--plot '{nowhere}/p.png': its folder '{nowhere}' does not exist"),
+         "--plot: cannot write the plot '{nowhere}/p.png': the directory '{nowhere}' does not "
+         "exist"),
+        (["status", "{volume}", "--plot", "status.txt"],
+         "--plot: cannot tell the image format of 'status.txt' from its suffix '.txt'"),
         (["run", "{volume}", "--processor", "{constructors}:Segment"],
          "Segment() needs arguments (threshold, model_path)"),
         (["run", "{volume}", "--processor", "{constructors}:Refuses"],

@@ -243,9 +243,9 @@ def test_memory_per_worker_counts_the_read_its_outputs_and_as_much_again(tmp_pat
         assert plan.memory_per_worker == 2 * read + plan.output_bytes
         text = " ".join(str(plan).split())
         shown = ndf.result._bytes
-        assert (f"memory: about {shown(plan.memory_per_worker)} per worker (largest read "
-                f"{shown(read)} + outputs {shown(plan.output_bytes)} + as much as the read "
-                f"again for the processor's own arrays") in text
+        assert (f"memory: about {shown(plan.memory_per_worker)} per worker: the largest read "
+                f"{shown(read)}, its outputs {shown(plan.output_bytes)}, and {shown(read)} more "
+                f"for the processor's own arrays") in text
 
 
 def test_warnings_for_tiny_blocks_misaligned_writes_and_a_large_halo():

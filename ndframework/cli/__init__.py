@@ -32,10 +32,8 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``ndframework`` command; returns the exit status.
-
-    >>> main(["plan", "volume.zarr"])  # doctest: +SKIP
-    """
+    """Entry point of the ``ndframework`` command: run it with ``argv`` (default: the
+    process's arguments) and return its exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["boss-emulator"]:
         rest, level = split_log_level(argv[1:])

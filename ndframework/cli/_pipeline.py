@@ -4,7 +4,6 @@ anything is created on disk."""
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 import warnings
 from pathlib import Path
@@ -21,9 +20,6 @@ from ._outputs import PlannedStore, declared_outputs, output_sink
 from ._processor import load_processor
 
 __all__ = ["Setup", "build", "executor_of", "progress_plugins", "check_plot"]
-
-PLOT_INSTALL = 'pip install "ndframework[plot]"'
-
 
 @attrs.define
 class Setup:
@@ -70,13 +66,16 @@ def progress_plugins(args: argparse.Namespace) -> list[Any]:
 
 
 def check_plot(path: str | None) -> None:
-    """``--plot``: its folder exists and matplotlib can be imported, before any work."""
+    """``--plot``, before any work: matplotlib is installed, the file's folder exists and
+    its suffix names an image format."""
     if path is None:
         return
-    _check_folder("--plot", path)
-    if importlib.util.find_spec("matplotlib") is None:
-        raise ConfigError(f"--plot needs matplotlib, which is not installed: {PLOT_INSTALL}",
-                          path)
+    from ..plots import output_path
+
+    try:
+        output_path(path)
+    except ConfigError as error:  # PlotDependencyError too: it says what to install
+        raise ConfigError(f"--plot: {error}", path) from error
 
 
 def _check_folder(option: str, path: str) -> None:

@@ -29,7 +29,7 @@ def short_value(value: Any, limit: int = REDUCED_CHARACTERS) -> str:
     >>> short_value({f"block{i}": i for i in range(100)}, limit=40)
     "mapping of 100 entries: {'block0': 0, 'block1': 1, 'block2': 2, 'block3': 3, 'block4': 4, ...}"
     >>> short_value("x" * 1000, limit=10)
-    "'xxxxxxxxx... (1,000 characters)"
+    "'xxxxxxxx... (1,000 characters)"
     """
     if isinstance(value, np.ndarray):
         return _array(value, limit)
