@@ -661,3 +661,39 @@ def test_plan_warns_of_blocks_over_the_boss_request_limit(boss, processor_file, 
     assert "requests: 256 cutout requests (to the BOSS" in out
     assert "- the largest block reads 1.0 GiB of channel 'em', over the BOSS's limit of" in out
     assert BOSS_TOKEN not in out
+
+
+def test_status_says_when_values_cannot_be_read_here(volume_path, tmp_path, monkeypatch,
+                                                     capsys):
+    """Values of a class from a module imported by name are kept by reference to it: read
+    where that module cannot be imported, status says so instead of failing."""
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "cli_values_module.py").write_text(textwrap.dedent("""
+        import ndframework as ndf
+
+        class Count:
+            def __init__(self, n):
+                self.n = n
+
+        class Counts(ndf.BlockProcessor):
+            def process(self, data, block):
+                return Count(int(data["em"].sum()))
+    """))
+    journal = str(tmp_path / "run.sqlite")
+    monkeypatch.chdir(work)
+    assert main(["run", str(volume_path), "--processor", "cli_values_module:Counts",
+                 "--executor", "serial", "--no-progress", "--journal", journal]) == 0
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delitem(sys.modules, "cli_values_module")
+    capsys.readouterr()
+    assert main(["status", journal]) == 0
+    assert ("values:     cannot read the blocks' values here (ModuleNotFoundError: No module "
+            "named 'cli_values_module'); run status where the processor's module can be "
+            "imported\n") in capsys.readouterr().out
+    assert main(["status", journal, "--values"]) == 1
+    assert capsys.readouterr().err.startswith("ndframework status: error: cannot read the "
+                                              "blocks' values here (ModuleNotFoundError")
+    monkeypatch.chdir(work)  # where the run was: the module is found again
+    assert main(["status", journal, "--values"]) == 0
+    assert "<cli_values_module.Count object at" in capsys.readouterr().out
