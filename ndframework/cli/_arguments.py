@@ -262,7 +262,8 @@ def _executor_options(command: argparse.ArgumentParser, default_workers: int | N
     command.add_argument("--executor", default="processes", choices=sorted(EXECUTORS),
                          help="how blocks run (default: processes)")
     command.add_argument("--workers", type=int, default=default_workers, metavar="N",
-                         help="worker threads or processes (default: CPUs minus one"
+                         help="worker threads or processes (default: every CPU this "
+                              "process may use"
                               f"{'' if default_workers is None else f'; demo: {default_workers}'})")
 
 
