@@ -15,6 +15,7 @@ import copy
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 import traceback
@@ -46,6 +47,9 @@ class WorkerContext:
     """Channels to read."""
     sink: DataSink | None = None
     """Where outputs go, if anywhere."""
+    log_level: int = logging.WARNING
+    """The coordinator's level for the ``ndframework`` loggers, which worker processes
+    show on standard error too."""
 
 
 class ForcedInterrupt(KeyboardInterrupt):
@@ -68,6 +72,8 @@ class _Worker:
             self.context: WorkerContext = (
                 cloudpickle.loads(context) if isinstance(context, bytes) else context
             )
+            if board is not None and not board.in_process:
+                _log_like_the_coordinator(self.context.log_level)
             self.processor = (cloudpickle.loads(processor) if isinstance(processor, bytes)
                               else copy.deepcopy(processor))
             self.processor.setup()
@@ -81,6 +87,22 @@ class _Worker:
             self.processor.teardown()
         except Exception:  # the blocks are done: report, and let the other workers stop
             logger.warning("teardown() failed in worker %s", self.name, exc_info=True)
+
+
+WORKER_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [worker %(process)d]: %(message)s"
+"""How a worker process shows a log record on standard error."""
+
+
+def _log_like_the_coordinator(level: int) -> None:
+    """In a worker process: show the ``ndframework`` records at the coordinator's
+    ``level`` and above on standard error (a BOSS request retried, a teardown that failed),
+    unless the process has handlers already (a forked worker inherits the coordinator's)."""
+    package = logging.getLogger("ndframework")
+    package.setLevel(level)
+    if not package.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(WORKER_LOG_FORMAT))
+        package.addHandler(handler)
 
 
 _local = threading.local()

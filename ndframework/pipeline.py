@@ -3,6 +3,7 @@ every block with an honest account of what happened."""
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import signal
@@ -487,7 +488,8 @@ class Pipeline:
                 f"and the like in setup(), not in __init__",
                 self.processor,
             ) from error
-        context = WorkerContext(self.source, channels, self.sink)
+        context = WorkerContext(self.source, channels, self.sink,
+                                log_level=logging.getLogger("ndframework").getEffectiveLevel())
         if self.executor.shares_memory:
             return self.processor, context
         try:

@@ -697,3 +697,28 @@ def test_status_says_when_values_cannot_be_read_here(volume_path, tmp_path, monk
     monkeypatch.chdir(work)  # where the run was: the module is found again
     assert main(["status", journal, "--values"]) == 0
     assert "<cli_values_module.Count object at" in capsys.readouterr().out
+
+
+def test_log_level_shows_what_worker_processes_log(processor_file, volume, tmp_path):
+    """BOSS requests retried inside worker processes are logged there, at the level the
+    command was given."""
+    from ndframework.bossemu import BossEmulator, Faults
+
+    with BossEmulator(token="cli-token-78") as boss:
+        boss.create_volume("coll", "exp", volume)
+        boss.faults = Faults(error_rate=0.5, status=503, seed=3)
+        config = tmp_path / "neurodata.cfg"
+        config.write_text(f"[Default]\nprotocol = http\nhost = {boss.host}\n"
+                          f"token = cli-token-78\n\n[Parallel]\ncollection = coll\n"
+                          f"experiment = exp\nchannels = em\n")
+        command = [sys.executable, "-m", "ndframework.cli", "run", str(config), "--processor",
+                   f"{processor_file}:Total", "--block-shape", "5,8,10",
+                   "--executor", "processes", "--workers", "2", "--no-progress"]
+        quiet = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        loud = subprocess.run([*command, "--log-level", "INFO"], capture_output=True,
+                              text=True, timeout=120)
+    assert quiet.returncode == loud.returncode == 0, quiet.stderr + loud.stderr
+    assert "retrying in" not in quiet.stderr
+    retried = [line for line in loud.stderr.splitlines() if "retrying in" in line]
+    assert retried and all(" INFO ndframework.boss [worker " in line for line in retried)
+    assert "cli-token-78" not in quiet.stdout + quiet.stderr + loud.stdout + loud.stderr

@@ -149,3 +149,19 @@ def test_a_run_from_pytest_or_a_function_is_not_an_unguarded_script():
     from ndframework.executors._main_script import unguarded_script
 
     assert unguarded_script() is None
+
+
+@pytest.mark.parametrize("layout, flagged", [("tool/__main__.py", False), ("tool.py", True)])
+def test_python_m_of_a_package_is_not_run_again_by_workers_but_of_a_module_is(tmp_path, layout,
+                                                                             flagged):
+    # multiprocessing re-imports `python -m module`'s module in its workers, not a
+    # package's __main__ (spawn.py, _fixup_main_from_name)
+    path = tmp_path / layout
+    path.parent.mkdir(exist_ok=True)
+    if layout.startswith("tool/"):
+        (path.parent / "__init__.py").write_text("")
+    path.write_text("from ndframework.executors._main_script import unguarded_script\n"
+                    "print(unguarded_script() is not None)\n")
+    completed = subprocess.run([sys.executable, "-m", "tool"], capture_output=True, text=True,
+                               timeout=60, cwd=tmp_path)
+    assert completed.stdout.strip() == str(flagged), completed.stderr

@@ -72,7 +72,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 @contextlib.contextmanager
 def _logging_to_stderr(level: int) -> Iterator[None]:
     """Show the records of the ``ndframework`` loggers at ``level`` and above on standard
-    error while the command runs (in this process: worker processes log on their own)."""
+    error while the command runs (worker processes show them at the same level)."""
     logger = logging.getLogger("ndframework")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(LOG_FORMAT))

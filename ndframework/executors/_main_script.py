@@ -48,6 +48,9 @@ def unguarded_script(frame: FrameType | None = None) -> UnguardedScript | None:
     path = getattr(main, "__file__", None)
     if main is None or not path:
         return None  # a notebook or `python -c`: workers do not re-run anything
+    name = getattr(getattr(main, "__spec__", None), "name", None) or ""
+    if name.endswith(".__main__"):
+        return None  # `python -m package`: multiprocessing does not run it again either
     main_globals = vars(main)
     frame = frame or sys._getframe(1)
     while frame is not None:
