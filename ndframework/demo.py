@@ -77,7 +77,7 @@ def run_demo(
     *,
     source: str = "boss",
     shape: tuple[int, int, int] = (64, 256, 256),
-    block_shape: tuple[int, int, int] = (16, 128, 128),
+    block_shape: tuple[int, int, int] = (32, 128, 128),
     workdir: str | Path | None = None,
     progress: bool = True,
     echo: Callable[[str], None] = print,
