@@ -95,7 +95,7 @@ def run_args(volume_path, processor_file, name, *more):
 
 
 def test_demo_reads_a_boss_emulator_with_worker_processes_and_checks_itself(tmp_path, capsys):
-    status = main(["demo", "--shape", "32,128,128", "--executor", "processes", "--workers", "2",
+    status = main(["demo", "--shape", "64,128,128", "--executor", "processes", "--workers", "2",
                    "--workdir", str(tmp_path), "--no-progress"])
     out = capsys.readouterr().out
     assert status == 0, out
