@@ -275,3 +275,14 @@ def test_blocks_needing_more_memory_than_the_machine_has_are_a_warning():
     assert warning.startswith("2 worker(s) need about 545.7 TiB together (272.8 TiB each")
     assert "over this machine's" in warning and "choose smaller blocks or fewer workers" in warning
     assert plan.memory_per_worker == 3 * HUGE.size  # read, as much again, output (uint8)
+
+
+def test_boss_cuboids_decoded_are_counted_on_the_grid_through_zero(boss):
+    # blocks z 8:24 and 24:40 each touch two cuboids of the grid through 0 (z 0:16, 16:32,
+    # 32:48), though one each on a grid through the bounds' start
+    source = boss_source(boss, channels=("em",))
+    assert source.chunk_origin == (0, 0, 0)
+    plan = ndf.Pipeline(source, lambda data: None, bounds=ndf.Box((8, 0, 0), (40, 96, 80)),
+                        tiler=ndf.RegularTiler((16, 96, 80), origin=(8, 0, 0)),
+                        executor="serial", load_entrypoints=False).plan()
+    assert plan.decoded_bytes == 4 * 16 * 512 * 512

@@ -141,6 +141,12 @@ class BossVolume:
         """The BOSS storage cuboid, (16, 512, 512) in z, y, x."""
         return BOSS_CUBOID
 
+    @property
+    def chunk_origin(self) -> Triple:
+        """The BOSS cuboid grid starts at 0 whatever the bounds: cuboid (i, j, k) holds
+        x from 512 i, y from 512 j, z from 16 k (spdb's cube keys)."""
+        return (0, 0, 0)
+
     def describe(self) -> str:
         return f"{type(self).__name__}({', '.join(self._details())})"
 

@@ -17,7 +17,7 @@ import attrs
 import numpy as np
 
 from ..errors import ChannelError, ConfigError
-from ..geometry import Box, Triple
+from ..geometry import Box
 from ..storage import DataSink
 from ._arguments import as_box
 from ._messages import listing
@@ -305,11 +305,6 @@ class BossSink(BossVolume, DataSink):
                 )
                 self._ask(functools.partial(remote.create_project, resource))
         return self.validate()
-
-    @property
-    def chunk_origin(self) -> Triple:
-        """The BOSS cuboid grid starts at 0 whatever the bounds of the sink."""
-        return (0, 0, 0)
 
     def _details(self) -> list[str]:
         return [*super()._details(), f"mode {self.mode}"]
