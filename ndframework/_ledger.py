@@ -14,6 +14,7 @@ from typing import Any
 import attrs
 import cloudpickle
 
+from ._json import json_ready
 from .result import BlockFailure, BlockStatus, BlockTimings
 
 __all__ = ["BlockRecord", "BlockState", "dumps_value", "SCHEMA", "COLUMNS", "LEASE",
@@ -121,13 +122,19 @@ class BlockRecord:
         return BlockFailure(self.error or "unknown error", self.traceback, self.attempts)
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (without the value)."""
+        """A JSON-ready dict, the value made JSON-ready by `json_ready` (its error, when it
+        cannot be unpickled in this process)."""
+        try:
+            value = json_ready(self.value)
+        except Exception as error:  # its class is not importable here
+            value = f"<the value cannot be read here: {type(error).__name__}: {error}>"
         return {
             "key": self.key, "status": self.status.value, "attempts": self.attempts,
             "all_attempts": self.all_attempts,
             "read": self.timings.read, "process": self.timings.process,
             "write": self.timings.write, "worker": self.worker, "error": self.error,
             "traceback": self.traceback, "session": self.session, "finished": self.finished,
+            "value": value,
         }
 
 

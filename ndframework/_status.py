@@ -4,12 +4,12 @@ failed block's traceback. Pure functions of an open `Journal`; the command print
 from __future__ import annotations
 
 import itertools
-import json
 import time
 from typing import Any
 
 import numpy as np
 
+from ._json import json_ready
 from .errors import ConfigError
 from .journal import BlockRecord, Journal
 from .result import BlockStatus
@@ -58,7 +58,7 @@ def _first_values(journal: Journal) -> dict[str, Any]:
         first = list(itertools.islice(journal.values(), SHOWN_VALUES))
     except Exception as error:  # a value's class cannot be imported here
         return {"values": [], "values_error": unreadable_values(error)}
-    return {"values": [{"key": key, "value": _jsonable(value), "repr": _brief(value)}
+    return {"values": [{"key": key, "value": json_ready(value), "repr": _brief(value)}
                        for key, value in first],
             "values_error": None}
 
@@ -68,14 +68,6 @@ def unreadable_values(error: Exception) -> str:
     read (a value of a class from a module this process cannot import)."""
     return (f"cannot read the blocks' values here ({type(error).__name__}: {error}); run "
             f"status where the processor's module can be imported")
-
-
-def _jsonable(value: Any) -> Any:
-    try:
-        json.dumps(value)
-    except (TypeError, ValueError):
-        return repr(value)
-    return value
 
 
 def _record_dict(record: BlockRecord) -> dict[str, Any]:

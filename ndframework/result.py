@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from ._json import json_ready
 from ._views import KeyList, RecordMap
 from .errors import BlocksFailedError
 from .geometry import Block, Box, Halo, Triple
@@ -443,8 +444,10 @@ class RunResult:
         return self
 
     def to_dict(self, *, blocks: bool = True) -> dict[str, Any]:
-        """The result as JSON-ready data: the run, counts, stop reason, reduced value (as
-        text when it is not JSON data) and, with ``blocks``, every record of this session."""
+        """The result as JSON-ready data: the run, counts, stop reason, reduced value and,
+        with ``blocks``, every record of this session with its value. Values are converted
+        as `json_ready` says (numpy numbers and small arrays as numbers and lists, mappings
+        keyed by text, large arrays summarised, other objects as their repr)."""
         info = attrs.asdict(self.run, value_serializer=lambda _i, _a, v: str(v)
                             if isinstance(v, Box) else v)
         data: dict[str, Any] = {
@@ -453,7 +456,7 @@ class RunResult:
             "counts": attrs.asdict(self.counts),
             "stopped": self.stopped,
             "elapsed": self.elapsed,
-            "reduced": _jsonable(self.reduced),
+            "reduced": json_ready(self.reduced),
             "plugin_errors": list(self.plugin_errors),
         }
         if blocks:
@@ -484,11 +487,3 @@ class RunResult:
         for error in self.plugin_errors:
             lines.append(f"  plugin error: {error}")
         return "\n".join(lines)
-
-
-def _jsonable(value: Any) -> Any:
-    try:
-        json.dumps(value)
-    except (TypeError, ValueError):
-        return repr(value)
-    return value

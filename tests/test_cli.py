@@ -722,3 +722,24 @@ def test_log_level_shows_what_worker_processes_log(processor_file, volume, tmp_p
     retried = [line for line in loud.stderr.splitlines() if "retrying in" in line]
     assert retried and all(" INFO ndframework.boss [worker " in line for line in retried)
     assert "cli-token-78" not in quiet.stdout + quiet.stderr + loud.stdout + loud.stderr
+
+
+def test_the_report_holds_the_reduced_mapping_and_every_block_value_as_json(
+        volume_path, processor_file, volume, tmp_path, capsys):
+    # no reduce: the reduced value is the mapping of every block's value
+    report = tmp_path / "report.json"
+    lines = processor_file.read_text() + textwrap.dedent("""
+        def stats(data):
+            em = data["em"]
+            return {"max": em.max(), "hist": np.bincount(em.ravel() % 4, minlength=4)}
+    """)
+    processor_file.write_text(lines)
+    assert main(run_args(volume_path, processor_file, "stats", "--report", str(report))) == 0
+    data = json.loads(report.read_text())
+    blocks = {record["key"]: record["value"] for record in data["blocks"]}
+    assert data["reduced"] == blocks and len(blocks) == 2 * 3 * 2
+    for key, value in blocks.items():
+        z, y, x = map(int, key.split("_"))
+        em = volume["em"][z:z + 5, y:y + 8, x:x + 10]
+        assert value == {"max": int(em.max()),
+                         "hist": np.bincount(em.ravel() % 4, minlength=4).tolist()}
