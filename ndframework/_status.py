@@ -80,9 +80,16 @@ def format_status(report: dict[str, Any]) -> str:
     """``report`` (from `status_report`) as the text ``status`` prints."""
     fingerprint = report["fingerprint"]
     names = ["source", "bounds", "channels", "tiler", "halo_mode", "processor", "sink"]
-    names += [name for name in fingerprint if name not in names and name != "source_bounds"]
+    parameters = [name for name in fingerprint if name.startswith("processor.")]
+    names += [name for name in fingerprint
+              if name not in names and name != "source_bounds" and name not in parameters]
     lines = [f"journal:    {report['journal']}"]
-    lines += [f"{name + ':':<11} {fingerprint[name]}" for name in names if name in fingerprint]
+    for name in names:
+        if name in fingerprint:
+            lines.append(f"{name + ':':<11} {fingerprint[name]}")
+        if name == "processor" and parameters:  # its attributes, as the run compares them
+            lines.append(f"{'':<11} and {len(parameters)} of its attributes "
+                         f"(--json lists them)")
     counts = report["counts"]
     blocks = f"blocks:     {counts['done']} done, {counts['failed']} failed"
     if report["never_tried"] is not None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import sys
 from typing import Iterator, Sequence
 
@@ -49,6 +50,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     with import_paths_kept(), _logging_to_stderr(args.log_level):
         try:
             return _dispatch(args)
+        except BrokenPipeError:  # `ndframework status run.sqlite | head`: nothing to say
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return EXIT_FAILED
         except (NDFrameworkError, ValueError, OSError) as problem:
             # a JournalMismatchError is a ConfigError: it names what differs and --restart
             error(args, problem)
