@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -743,3 +744,58 @@ def test_the_report_holds_the_reduced_mapping_and_every_block_value_as_json(
         em = volume["em"][z:z + 5, y:y + 8, x:x + 10]
         assert value == {"max": int(em.max()),
                          "hist": np.bincount(em.ravel() % 4, minlength=4).tolist()}
+
+
+def test_a_failing_reduce_keeps_the_outputs_written_and_the_rerun_reduces_only(
+        volume_path, volume, tmp_path, capsys):
+    module = tmp_path / "doubling.py"
+    module.write_text(textwrap.dedent("""
+        import pathlib
+        import numpy as np
+        import ndframework as ndf
+
+        class Doubling(ndf.BlockProcessor):
+            channels = ("em",)
+            outputs = {"double": "uint16"}
+
+            def process(self, data, block):
+                em = data["em"].astype(np.uint16)
+                return ndf.BlockOutput({"double": em * 2}, value=int(em.sum()))
+
+            def reduce(self, results):
+                if not (pathlib.Path(__file__).parent / "fixed").exists():
+                    raise ZeroDivisionError("a bug in reduce")
+                return sum(results.values())
+    """))
+    output, journal = tmp_path / "double.zarr", tmp_path / "run.sqlite"
+    arguments = ["run", str(volume_path), "--processor", f"{module}:Doubling", "--output",
+                 str(output), "--journal", str(journal), "--block-shape", "5,8,10",
+                 "--executor", "serial", "--no-progress"]
+    assert main(arguments) == 1
+    assert "a bug in reduce" in capsys.readouterr().err
+    written = ndf.ZarrSource(output).read(ndf.ZarrSource(output).bounds)["double"]
+    np.testing.assert_array_equal(written, volume["em"].astype(np.uint16) * 2)  # kept
+
+    (tmp_path / "fixed").touch()  # the bug fixed
+    assert main(arguments) == 0
+    out = capsys.readouterr().out
+    assert "0 done, 0 failed, 12 skipped" in out
+    assert f"reduced: {int(volume['em'].sum())}" in out
+
+
+def test_an_output_removed_after_blocks_were_done_is_not_recreated_empty(
+        volume_path, processor_file, tmp_path, capsys):
+    output, journal = tmp_path / "double.zarr", tmp_path / "run.sqlite"
+    arguments = ["run", str(volume_path), "--processor", f"{processor_file}:Double",
+                 "--output", str(output), "--output-channel", "double:uint16", "--journal",
+                 str(journal), "--block-shape", "5,8,10", "--executor", "serial",
+                 "--no-progress"]
+    assert main(arguments) == 0
+    shutil.rmtree(output)
+    capsys.readouterr()
+    assert main(arguments) == 2
+    err = capsys.readouterr().err
+    assert (f"--output {str(output)!r} does not exist, but --journal {journal} records 12 "
+            f"block(s) done") in err and "give --restart" in err
+    assert not output.exists()
+    assert main([*arguments, "--restart"]) == 0 and output.exists()

@@ -9,10 +9,14 @@ import sys
 import traceback
 from pathlib import Path
 
-from ..errors import DataAccessError, RunInterrupted, WorkerError
+from ..errors import (
+    ConfigError, DataAccessError, JournalMismatchError, ReduceError, RunInterrupted,
+    WorkerError,
+)
 from ..journal import Journal
 from ..pipeline import Pipeline
-from ..result import RunResult
+from ..result import BlockStatus, RunResult
+from ..storage import ZarrSink
 from ._outputs import remove_store
 from ._pipeline import Setup
 from ._values import short_value
@@ -26,30 +30,55 @@ def run_command(setup: Setup, args: argparse.Namespace) -> int:
     """Run ``setup``'s pipeline; the exit status.
 
     A ``--output`` store that does not exist is created only once the run has passed every
-    check that `Pipeline.plan` makes; when the command then fails before any block is done
-    (a journal of another run, a processor that cannot be sent to the workers, a failing
-    ``setup()``, an interrupt), the store is removed again. A store that existed before is
-    never removed.
+    check that `Pipeline.plan` makes; when the command then fails and its result shows no
+    block done (a journal of another run, a processor that cannot be sent to the workers, a
+    failing ``setup()``, an interrupt), the store is removed again. A store that existed
+    before, or one a run may have written to, is never removed.
     """
     planned = setup.planned
     pipeline = setup.pipeline
     if planned is not None:
         pipeline.plan()  # refuses what run() would, before the store exists
-    created = done = False
+        _check_journal_has_no_outputs_elsewhere(args, planned.path)
+    created = nothing_done = False
     try:
         if planned is not None:
             created = True  # the path did not exist: whatever is there now, this made
             pipeline = setup.with_sink(planned.create())
-        status, done = _run(pipeline, args)
+        status, nothing_done = _run(pipeline, args)
         return status
+    except JournalMismatchError:
+        nothing_done = True  # refused as the run opened its journal, before any block
+        raise
     finally:
-        if created and not done:
+        # Only a run known to have done no block leaves nothing worth keeping: after an
+        # unexpected error, blocks may have been written (and recorded done) already.
+        if created and nothing_done:
             remove_store(planned.path)  # type: ignore[union-attr]
 
 
+def _check_journal_has_no_outputs_elsewhere(args: argparse.Namespace, output: str) -> None:
+    """Refuse to create ``--output`` anew for a ``--journal`` that records blocks done: a
+    rerun would skip them, and their outputs, written to the store that was there, would
+    be missing from the new one."""
+    if args.journal is None or args.restart or not Path(args.journal).is_file():
+        return
+    journal = Journal.read(args.journal)
+    try:
+        wrote_there = journal.fingerprint().get("sink") == ZarrSink(output).describe()
+        done = journal.count(status=BlockStatus.DONE) if wrote_there else 0
+    finally:
+        journal.close()
+    if done:  # (a journal of another run is refused by the run itself)
+        raise ConfigError(
+            f"--output {str(output)!r} does not exist, but --journal {args.journal} records "
+            f"{done} block(s) done, whose outputs were written there; restore the store, or "
+            f"give --restart to run every block again", output)
+
+
 def _run(pipeline: Pipeline, args: argparse.Namespace) -> tuple[int, bool]:
-    """Run, print what happened, write ``--report``; the exit status, and whether any
-    block is done."""
+    """Run, print what happened, write ``--report``; the exit status, and whether the
+    result shows that no block was done."""
     try:
         result = pipeline.run()
     except RunInterrupted as interrupt:
@@ -57,19 +86,20 @@ def _run(pipeline: Pipeline, args: argparse.Namespace) -> tuple[int, bool]:
                   if args.journal else "it kept no --journal, so a rerun starts over")
         error(args, f"interrupted by {signal.Signals(interrupt.signal).name}; {resume}")
         return (_finish(pipeline, interrupt.result, args, interrupt.exit_status),
-                _any_done(interrupt.result))
-    except (DataAccessError, WorkerError) as failure:  # SetupError is a WorkerError
+                _none_done(interrupt.result))
+    except (DataAccessError, WorkerError, ReduceError) as failure:  # SetupError: WorkerError
         error(args, failure)
-        return _finish(pipeline, failure.result, args, EXIT_FAILED), _any_done(failure.result)
+        return _finish(pipeline, failure.result, args, EXIT_FAILED), _none_done(failure.result)
     except BaseException:
         _close(pipeline.journal)
         raise
     status = EXIT_OK if result.ok else EXIT_FAILED
-    return _finish(pipeline, result, args, status), _any_done(result)
+    return _finish(pipeline, result, args, status), _none_done(result)
 
 
-def _any_done(result: RunResult | None) -> bool:
-    return result is not None and result.counts.done + result.counts.skipped > 0
+def _none_done(result: RunResult | None) -> bool:
+    """Whether ``result`` shows that no block was done, in this run or before it."""
+    return result is not None and result.counts.done + result.counts.skipped == 0
 
 
 def _finish(pipeline: Pipeline, result: RunResult | None, args: argparse.Namespace,
