@@ -165,3 +165,18 @@ def test_python_m_of_a_package_is_not_run_again_by_workers_but_of_a_module_is(tm
     completed = subprocess.run([sys.executable, "-m", "tool"], capture_output=True, text=True,
                                timeout=60, cwd=tmp_path)
     assert completed.stdout.strip() == str(flagged), completed.stderr
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="forks on Linux only")
+def test_a_script_without_the_guard_that_runs_from_a_thread_runs_once(tmp_path):
+    text = UNGUARDED.replace(
+        "    result = ndf.Pipeline(", "    import threading\n    results = []\n"
+        "    def run():\n        results.append(ndf.Pipeline(").replace(
+        "executor={executor}).run()", "executor={executor}).run())\n"
+        "    thread = threading.Thread(target=run)\n    thread.start()\n    thread.join()\n"
+        "    result = results[0]")
+    completed = run_script(tmp_path, text.format(executor="ndf.ProcessExecutor(2)"))
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.count("script started") == 1, completed.stdout
+    expected = int((np.arange(256) % 256 > 100).sum())
+    assert completed.stdout.splitlines()[-1] == f"result True {expected} False"

@@ -16,6 +16,7 @@ import ast
 import functools
 import os
 import sys
+import threading
 from types import FrameType
 
 import attrs
@@ -52,13 +53,18 @@ def unguarded_script(frame: FrameType | None = None) -> UnguardedScript | None:
     if name.endswith(".__main__"):
         return None  # `python -m package`: multiprocessing does not run it again either
     main_globals = vars(main)
-    frame = frame or sys._getframe(1)
-    while frame is not None:
-        if frame.f_code.co_name == "<module>" and frame.f_globals is main_globals:
-            guarded, first = _guarded_lines(os.fspath(path)).get(frame.f_lineno or 0,
-                                                                 (True, 0))
-            return None if guarded else UnguardedScript(os.fspath(path), first)
-        frame = frame.f_back
+    stacks = [frame or sys._getframe(1)]
+    if threading.current_thread() is not threading.main_thread():
+        # a run started from a thread the script started at module level
+        stacks.append(sys._current_frames().get(threading.main_thread().ident))
+    for top in stacks:
+        frame = top
+        while frame is not None:
+            if frame.f_code.co_name == "<module>" and frame.f_globals is main_globals:
+                guarded, first = _guarded_lines(os.fspath(path)).get(frame.f_lineno or 0,
+                                                                     (True, 0))
+                return None if guarded else UnguardedScript(os.fspath(path), first)
+            frame = frame.f_back
     return None
 
 
