@@ -323,3 +323,40 @@ def test_a_bad_interval_is_refused_naming_it(interval):
     with pytest.raises(ndf.ConfigError, match=r"interval must be a positive number of "
                                               r"seconds, got"):
         ndf.ProgressBar(interval=interval)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_process_forked_while_the_bar_is_drawn_writes_straight_to_its_streams(
+        volume, terminal, monkeypatch):
+    # a worker of a script without the __main__ guard is forked during the run
+    file, _ = terminal
+    monkeypatch.setattr(sys, "stderr", file)
+    handler = logging.StreamHandler(file)
+    logger = logging.getLogger("ndframework.test.fork")
+    logger.addHandler(handler)
+    seen = {}
+
+    class ForkInTheRun:
+        @ndf.hookimpl
+        def ndf_after_block(self, run, block, outcome):
+            if seen:
+                return
+            read, write = os.pipe()
+            pid = os.fork()
+            if pid == 0:  # the child: report what it writes through, then leave at once
+                plain = sys.stderr is file and handler.stream is file
+                os.write(write, b"plain" if plain else b"wrapped")
+                os._exit(0)
+            os.close(write)
+            seen["child"] = os.read(read, 100).decode()
+            os.close(read)
+            os.waitpid(pid, 0)
+            seen["parent"] = sys.stderr is not file  # still drawn through the bar here
+
+    try:
+        ndf.Pipeline(ndf.InMemorySource(volume), lambda data: 1,
+                     tiler=ndf.RegularTiler((5, 24, 20)), executor="serial",
+                     plugins=[ndf.ProgressBar(), ForkInTheRun()]).run()
+    finally:
+        logger.removeHandler(handler)
+    assert seen == {"child": "plain", "parent": True}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import sqlite3
 import sys
 import threading
@@ -246,6 +247,23 @@ def _lines_above(bar: Any, file: IO[str]) -> Iterator[None]:
                 handler.setStream(stream)
         for writer in writers.values():  # handlers made during the run may still hold one
             writer.detach()
+
+
+def _plain_streams_in_child() -> None:
+    """In a process forked while a bar is drawn (a worker of a script without the
+    ``__main__`` guard): write straight to the streams, not through the parent's bar, whose
+    copy here is stale and whose locks another thread of the parent may have held."""
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if isinstance(stream, _LineWriter):
+            setattr(sys, name, stream.target)
+    for handler in _stream_handlers():
+        if isinstance(handler.stream, _LineWriter):
+            handler.stream = handler.stream.target  # logging renewed its lock at the fork
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_plain_streams_in_child)
 
 
 # -- plain lines -----------------------------------------------------------------------------
