@@ -187,3 +187,16 @@ def test_in_memory_sink_zeros_takes_the_arguments_of_zarr_sink_create(tmp_path):
                                               r"ZarrSink.create\(path, dtypes, bounds\) does; "
                                               r"got \(1, 2, 3\)"):
         ndf.InMemorySink.zeros((1, 2, 3), {"a": "uint8"})
+
+
+def test_a_read_override_that_calls_the_base_read_is_told_to_implement_read_box():
+    class Logged(RampSource):
+        def read(self, box, channels=None):
+            return ndf.DataSource.read(self, box, channels)  # no read_box to reach
+
+    with pytest.raises(TypeError, match=r"Logged.read\(\) calls the base class's read\(\), "
+                                        r"which calls read_box\(box, channels\): implement "
+                                        r"read_box\(box, channels\) in Logged"):
+        Logged().read(ndf.Box((0, 0, 0), (1, 1, 1)))
+    # and the source is usable again afterwards for a proper call path
+    assert RampSource().read(ndf.Box((0, 0, 0), (1, 1, 2)))["ramp"].tolist() == [[[0, 1]]]

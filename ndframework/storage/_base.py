@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import abc
-from typing import Mapping, Sequence
+import contextlib
+import threading
+from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -148,11 +150,15 @@ class DataSource(_Volume):
         """
 
 
+_reentry = threading.local()
+
+
 def _read_box_through_read(
     self: DataSource, box: Box, channels: tuple[str, ...]
 ) -> dict[str, np.ndarray]:
     """``read_box`` of a source that overrides `read` instead."""
-    return self.read(box, channels)
+    with _once(self, "read", "read_box(box, channels)"):
+        return self.read(box, channels)
 
 
 class DataSink(_Volume):
@@ -210,7 +216,29 @@ class DataSink(_Volume):
 
 def _write_box_through_write(self: DataSink, box: Box, arrays: dict[str, np.ndarray]) -> None:
     """``write_box`` of a sink that overrides `write` instead."""
-    self.write(box, arrays)
+    with _once(self, "write", "write_box(box, arrays)"):
+        self.write(box, arrays)
+
+
+@contextlib.contextmanager
+def _once(volume: _Volume, method: str, primitive: str) -> Iterator[None]:
+    """Refuse the loop of an override of ``method`` that calls the base class's, which
+    calls the primitive, which calls the override again."""
+    active = getattr(_reentry, "active", None)
+    if active is None:
+        active = _reentry.active = set()
+    key = (id(volume), method)
+    if key in active:
+        name = type(volume).__name__
+        raise TypeError(
+            f"{name}.{method}() calls the base class's {method}(), which calls "
+            f"{primitive}: implement {primitive} in {name}, or do the whole work in "
+            f"{method}() without calling the base class's")
+    active.add(key)
+    try:
+        yield
+    finally:
+        active.discard(key)
 
 
 def _check_storable(channel: str, array: np.ndarray, dtype: np.dtype) -> None:
