@@ -19,7 +19,9 @@ import attrs
 
 from . import _worker
 from ._hooks import Hooks
-from .errors import DataAccessError, NDFrameworkError, ReduceError, SetupError, WorkerError
+from .errors import (
+    DataAccessError, NDFrameworkError, OutputError, ReduceError, SetupError, WorkerError,
+)
 from .executors import Executor, WorkerLifecycle, worker_processes
 from .geometry import Block
 from .journal import HEARTBEAT, BlockState, Journal, dumps_value
@@ -354,6 +356,10 @@ class Run:
             self.stop(SetupError(
                 f"the processor's setup() failed in worker {outcome.worker}: {outcome.error}"
             ), "the processor's setup() failed", outcome.traceback)
+        elif outcome.stops_run:  # every block would fail the same way
+            self.stop(OutputError(f"block {block.key}: {outcome.error}"),
+                      f"block {block.key} returned arrays with no sink to write them to",
+                      outcome.traceback)
         elif self.failure_limit is not None and \
                 self.failure_limit.reached(self.failed, self.done + self.skipped):
             # blocks done by earlier sessions count as done: a resumed run whose only

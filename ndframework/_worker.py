@@ -197,13 +197,14 @@ def _run_block(worker: _Worker, block: Block) -> BlockOutcome:
                         BlockTimings(read=clock() - started))
     read_done = clock()
     try:
-        arrays, value = _split(processor.process(data, block), context.sink)
+        arrays, value = _split(processor.process(data, block), context.sink, block)
     except BaseException as error:  # sys.exit() and KeyboardInterrupt in a block fail it too
         if isinstance(error, (GeneratorExit, ForcedInterrupt)):
             raise
         timings = BlockTimings(read_done - started, clock() - read_done)
         retry = isinstance(error, processor.retry_on) if processor.retry_on else False
-        return _failure(block, BlockStatus.FAILED, error, worker, timings, retryable=retry)
+        outcome = _failure(block, BlockStatus.FAILED, error, worker, timings, retryable=retry)
+        return attrs.evolve(outcome, stops_run=True) if isinstance(error, _NoSink) else outcome
     del data
     processed = clock()
     if context.sink is not None and arrays:
@@ -220,11 +221,16 @@ def _run_block(worker: _Worker, block: Block) -> BlockOutcome:
                         worker=worker.name)
 
 
-def _split(result: Any, sink: DataSink | None) -> tuple[Mapping[str, Any], Any]:
+class _NoSink(OutputError):
+    """``process`` returned arrays of the block's shape, and the pipeline has no sink."""
+
+
+def _split(result: Any, sink: DataSink | None,
+           block: Block) -> tuple[Mapping[str, Any], Any]:
     """Separate a processor's return value into sink arrays and the per-block value."""
     if isinstance(result, BlockOutput):
         if result.arrays and sink is None:
-            raise OutputError(
+            raise _NoSink(
                 f"the processor returned arrays {sorted(result.arrays)} but the pipeline has "
                 f"no sink to write them to"
             )
@@ -238,19 +244,37 @@ def _split(result: Any, sink: DataSink | None) -> tuple[Mapping[str, Any], Any]:
                 f"got {type(result).__name__}"
             )
         return result, None
-    if isinstance(result, Mapping) and result and all(
-            isinstance(value, np.ndarray) and value.ndim == 3 for value in result.values()):
-        shapes = ", ".join(f"{name!r}: {value.shape}" for name, value in result.items())
-        raise OutputError(
-            f"process() returned 3-D arrays ({shapes}) but the pipeline has no sink to "
-            f"write them to: give the pipeline a sink (ndframework run: --output PATH), or "
-            f"return BlockOutput(value=...) to send them back as the block's value"
+    voxels = _voxel_arrays(result, block)
+    if voxels:
+        raise _NoSink(
+            f"process() returned {voxels} of the block's shape but the pipeline has no sink "
+            f"to write them to: give the pipeline a sink (ndframework run: --output PATH), "
+            f"or return BlockOutput(value=...) to send them back as the block's value"
         )
     return {}, result
 
 
+def _voxel_arrays(result: Any, block: Block) -> str:
+    """What in ``result`` is a 3-D array of the block's owned or read shape (meant for a
+    sink, not to be sent back as a value), described; empty when nothing is."""
+    shapes = (block.box.shape, block.read_box.shape)
+
+    def voxels(value: Any) -> bool:
+        return isinstance(value, np.ndarray) and value.ndim == 3 and value.shape in shapes
+
+    if voxels(result):
+        return f"a 3-D array of shape {result.shape}"
+    if isinstance(result, Mapping):
+        found = {name: value.shape for name, value in result.items() if voxels(value)}
+        if found:
+            listed = ", ".join(f"{name!r}: {shape}" for name, shape in found.items())
+            return f"3-D arrays ({listed})"
+    return ""
+
+
 def _describe(error: BaseException) -> str:
-    return f"{type(error).__name__}: {error}"
+    name = "OutputError" if isinstance(error, _NoSink) else type(error).__name__
+    return f"{name}: {error}"
 
 
 def _failure(

@@ -85,6 +85,9 @@ class BlockOutcome:
     attempts: int = 1
     """Tries of the block so far, this one included: the coordinator counts them (a worker
     cannot), and sets them before plugins see the outcome."""
+    stops_run: bool = False
+    """True when the error is one every block would meet (arrays returned with no sink to
+    write them): the run stops after this block."""
 
     @property
     def ok(self) -> bool:

@@ -75,10 +75,10 @@ def processor_file(tmp_path):
 
         class Owned(ndf.BlockProcessor):
             def process(self, data, block):
-                return block.crop(data["em"]).astype(np.int64)
+                return block.crop(data["em"]).astype(np.int64).ravel()
 
             def reduce(self, results):
-                return np.concatenate([value.ravel() for value in results.values()])
+                return np.concatenate(list(results.values()))
 
         class Sums(ndf.BlockProcessor):
             def process(self, data, block):
@@ -554,12 +554,15 @@ def test_arrays_need_an_output_store(volume_path, processor_file, volume, tmp_pa
     assert source.channels == ("double",) and source.chunk_shape == (5, 8, 10)
     np.testing.assert_array_equal(source.read(source.bounds)["double"],
                                   volume["em"].astype(np.uint16) * 2)
-    # arrays returned by a processor that declares nothing, with no sink: every block fails
+    # arrays returned by a processor that declares nothing, with no sink: the run stops at
+    # the first block, a usage error
     capsys.readouterr()
-    assert main(run_args(volume_path, processor_file, "returns_arrays")) == 1
-    out = capsys.readouterr().out
-    assert "NOT OK: 0 done, 12 failed" in out
+    assert main(run_args(volume_path, processor_file, "returns_arrays")) == 2
+    out, err = capsys.readouterr()
+    assert "NOT OK: 0 done, 1 failed, 0 skipped, 11 not run" in out
     assert "failed 0_0_0 after 1 attempt(s): OutputError: process() returned 3-D arrays" in out
+    assert ("ndframework run: error: block 0_0_0: OutputError: process() returned 3-D "
+            "arrays") in err
 
 
 def test_run_summarises_a_large_reduced_value(volume_path, processor_file, volume, capsys):

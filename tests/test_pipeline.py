@@ -3,6 +3,7 @@ refused before work starts."""
 
 from __future__ import annotations
 
+import re
 import tempfile
 from pathlib import Path
 
@@ -287,11 +288,12 @@ def test_bad_outputs_fail_their_block_with_a_clear_error(source, tmp_path, retur
     assert all(__import__("re").search(message, f.error) for f in result.failed.values())
 
 
-def test_arrays_without_a_sink_fail_the_block(source):
-    result = ndf.Pipeline(source, lambda d: ndf.BlockOutput({"x": d["em"]}),
-                          tiler=ndf.RegularTiler((10, 24, 20), origin=(0, 100, 200)),
-                          executor="serial").run()
-    (failure,) = result.failed.values()
+def test_a_block_output_with_arrays_and_no_sink_stops_the_run(source):
+    with pytest.raises(ndf.OutputError, match="no sink to write them to") as caught:
+        ndf.Pipeline(source, lambda d: ndf.BlockOutput({"x": d["em"]}),
+                     tiler=ndf.RegularTiler((10, 24, 20), origin=(0, 100, 200)),
+                     executor="serial").run()
+    (failure,) = caught.value.result.failed.values()
     assert "no sink to write them to" in failure.error
 
 
@@ -401,18 +403,28 @@ def test_bad_declared_outputs_are_named(source, outputs, message):
         ndf.FunctionProcessor(lambda data: None, outputs=outputs)
 
 
-def test_arrays_returned_without_a_sink_fail_the_block_instead_of_being_dropped(source):
-    result = ndf.Pipeline(source, lambda data: {"copy": data["em"]}, executor="serial",
-                          tiler=ndf.RegularTiler((5, 24, 20), origin=(0, 100, 200))).run()
-    assert not result.ok and len(result.failed) == 2
-    error = result.failed["0_100_200"].error
-    assert error.startswith("OutputError: process() returned 3-D arrays ('copy': (5, 24, 20)) "
-                            "but the pipeline has no sink")
+@pytest.mark.parametrize("function, what", [
+    (lambda data: {"copy": data["em"]}, "3-D arrays ('copy': (5, 24, 20))"),
+    (lambda data: data["em"] + 1, "a 3-D array of shape (5, 24, 20)"),
+    (lambda data: {"copy": data["em"], "n": 3}, "3-D arrays ('copy': (5, 24, 20))"),
+])
+def test_arrays_returned_without_a_sink_stop_the_run_instead_of_being_dropped(source, function,
+                                                                            what):
+    tiler = ndf.RegularTiler((5, 24, 20), origin=(0, 100, 200))
+    with pytest.raises(ndf.OutputError, match=r"block 0_100_200: OutputError: process\(\) "
+                                              rf"returned {re.escape(what)} of the block's "
+                                              r"shape but the pipeline has no sink") as caught:
+        ndf.Pipeline(source, function, executor="serial", tiler=tiler).run()
+    result = caught.value.result
+    assert not result.ok and list(result.failed) == ["0_100_200"]
+    assert result.counts.not_run == 1  # stopped at the first block
     # small values, and arrays sent back on purpose, are values
     kept = ndf.Pipeline(source, lambda data: ndf.BlockOutput(value={"copy": data["em"]}),
-                        executor="serial",
-                        tiler=ndf.RegularTiler((5, 24, 20), origin=(0, 100, 200))).run()
+                        executor="serial", tiler=tiler).run()
     assert kept.ok and kept.values["0_100_200"]["copy"].shape == (5, 24, 20)
+    small = ndf.Pipeline(source, lambda data: data["em"].max(axis=0), executor="serial",
+                         tiler=tiler).run()
+    assert small.ok and small.values["0_100_200"].shape == (24, 20)
 
 
 def test_a_function_of_data_and_block_gets_the_block(source):

@@ -10,8 +10,8 @@ import traceback
 from pathlib import Path
 
 from ..errors import (
-    ConfigError, DataAccessError, JournalMismatchError, ReduceError, RunInterrupted,
-    WorkerError,
+    ConfigError, DataAccessError, JournalMismatchError, OutputError, ReduceError,
+    RunInterrupted, WorkerError,
 )
 from ..journal import Journal
 from ..pipeline import Pipeline
@@ -87,9 +87,11 @@ def _run(pipeline: Pipeline, args: argparse.Namespace) -> tuple[int, bool]:
         error(args, f"interrupted by {signal.Signals(interrupt.signal).name}; {resume}")
         return (_finish(pipeline, interrupt.result, args, interrupt.exit_status),
                 _none_done(interrupt.result))
-    except (DataAccessError, WorkerError, ReduceError) as failure:  # SetupError: WorkerError
+    except (DataAccessError, WorkerError, ReduceError, OutputError) as failure:
+        # SetupError is a WorkerError; an OutputError here: arrays with no sink, a usage error
         error(args, failure)
-        return _finish(pipeline, failure.result, args, EXIT_FAILED), _none_done(failure.result)
+        status = EXIT_USAGE if isinstance(failure, OutputError) else EXIT_FAILED
+        return _finish(pipeline, failure.result, args, status), _none_done(failure.result)
     except BaseException:
         _close(pipeline.journal)
         raise
