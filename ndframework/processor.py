@@ -282,7 +282,8 @@ def check_outputs(value: Any) -> dict[str, np.dtype] | None:
 
 def takes_block(function: Callable[..., Any]) -> bool:
     """Whether ``function`` has two required positional parameters, ``(data, block)``;
-    False when its signature cannot be read (a builtin) or it takes ``*args``.
+    False when it has one, or its signature cannot be read (a builtin) or is ``*args``.
+    A function that requires more than two is refused: it cannot be called on a block.
 
     >>> takes_block(lambda data: 0), takes_block(lambda data, block: 0)
     (False, True)
@@ -290,13 +291,19 @@ def takes_block(function: Callable[..., Any]) -> bool:
     False
     """
     try:
-        parameters = inspect.signature(function).parameters.values()
+        signature = inspect.signature(function)
     except (TypeError, ValueError):
         return False
-    positional = [p for p in parameters
-                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-                  and p.default is p.empty]
-    return len(positional) >= 2
+    required = [p for p in signature.parameters.values()
+                if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+                and p.default is p.empty]
+    if len(required) > 2 or any(p.kind is p.KEYWORD_ONLY for p in required):
+        name = getattr(function, "__qualname__", repr(function))
+        raise ConfigError(
+            f"{name}{signature} cannot be called on a block: it is called as "
+            f"function(data) or function(data, block); give the other parameters defaults, "
+            f"or bind them with functools.partial", function)
+    return len(required) == 2
 
 
 def check_retry_on(value: Any) -> tuple[type[BaseException], ...]:

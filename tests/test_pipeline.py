@@ -3,6 +3,7 @@ refused before work starts."""
 
 from __future__ import annotations
 
+import functools
 import re
 import tempfile
 from pathlib import Path
@@ -433,3 +434,15 @@ def test_a_function_of_data_and_block_gets_the_block(source):
                         tiler=ndf.RegularTiler((5, 24, 20), origin=(0, 100, 200))).run()
     assert dict(result.values) == {"0_100_200": ("0_100_200", (5, 24, 20)),
                                    "5_100_200": ("5_100_200", (5, 24, 20))}
+
+
+def test_a_function_that_needs_more_than_data_and_block_is_refused_naming_its_signature(source):
+    def segment(data, block, threshold):
+        return 0
+
+    with pytest.raises(ndf.ConfigError, match=re.escape(
+            "segment(data, block, threshold) cannot be called on a block: it is called as "
+            "function(data) or function(data, block); give the other parameters defaults, "
+            "or bind them with functools.partial")):
+        ndf.Pipeline(source, segment)
+    assert ndf.FunctionProcessor(functools.partial(segment, threshold=3)).pass_block
