@@ -12,7 +12,6 @@ import sys
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 import attrs
-import numpy as np
 
 from .geometry import Box, Halo
 from .result import _bytes, memory_estimate
@@ -109,15 +108,9 @@ def assess(
 def _output_itemsizes(processor: Any, sink: DataSink | None) -> dict[str, int]:
     """Bytes per voxel of each output channel: those the processor declares, else the
     sink's (a processor may write fewer: an upper bound)."""
-    declared: Mapping[str, Any] | None = getattr(processor, "outputs", None)
+    declared = processor.effective_outputs
     if declared:
-        sizes = {}
-        for name, dtype in declared.items():
-            try:
-                sizes[name] = np.dtype(dtype).itemsize
-            except TypeError:
-                continue  # refused, naming the dtype, where the outputs are checked
-        return sizes
+        return {name: dtype.itemsize for name, dtype in declared.items()}
     if sink is None:
         return {}
     return {name: sink.dtype(name).itemsize for name in sink.channels}

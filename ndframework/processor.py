@@ -253,6 +253,32 @@ class FunctionProcessor(BlockProcessor):
         return getattr(self.function, "__qualname__", repr(self.function))
 
 
+OUTPUT_KINDS = {"b": "bool", "i": "signed integer", "u": "unsigned integer", "f": "float"}
+"""The kinds of dtype an output channel may have: what sinks store as numbers."""
+VALID_OUTPUT_DTYPES = ("uint8, uint16, uint32, uint64, int8, int16, int32, int64, float32, "
+                       "float64, bool")
+
+
+def output_dtype(value: object, what: str) -> np.dtype:
+    """``value`` as the numpy dtype of an output channel, or `ConfigError` naming it and
+    the valid ones (``what`` says where it came from).
+
+    >>> output_dtype("uint16", "labels")
+    dtype('uint16')
+    """
+    try:
+        dtype = np.dtype(value) if value is not None else None  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        dtype = None
+    if dtype is None:
+        raise ConfigError(f"{what}: {str(value)!r} is not a numpy dtype; valid: "
+                          f"{VALID_OUTPUT_DTYPES}", value)
+    if dtype.kind not in OUTPUT_KINDS:
+        raise ConfigError(f"{what}: {dtype} is not a number type an output channel can "
+                          f"store; valid: {VALID_OUTPUT_DTYPES}", value)
+    return dtype
+
+
 def check_outputs(value: Any) -> dict[str, np.dtype] | None:
     """``outputs`` as ``{channel: numpy dtype}`` (None stays None), or a `ConfigError`
     naming the bad channel name or dtype.
@@ -271,12 +297,7 @@ def check_outputs(value: Any) -> dict[str, np.dtype] | None:
         if not isinstance(name, str) or not name:
             raise ConfigError(f"outputs: channel names must be non-empty strings, got "
                               f"{name!r}", name)
-        try:
-            checked[name] = np.dtype(dtype)
-        except TypeError:
-            raise ConfigError(
-                f"outputs: {dtype!r} of channel {name!r} is not a numpy dtype; valid are "
-                f"e.g. 'uint8', 'uint16', 'uint32', 'uint64', 'float32'", dtype) from None
+        checked[name] = output_dtype(dtype, f"outputs: channel {name!r}")
     return checked
 
 

@@ -395,7 +395,11 @@ def test_declared_outputs_must_be_channels_the_sink_can_hold(source):
 
 
 @pytest.mark.parametrize("outputs, message", [
-    ({"labels": "uint77"}, r"outputs: 'uint77' of channel 'labels' is not a numpy dtype"),
+    ({"labels": "uint77"}, r"outputs: channel 'labels': 'uint77' is not a numpy dtype; "
+                           r"valid: uint8, uint16"),
+    ({"labels": None}, r"outputs: channel 'labels': 'None' is not a numpy dtype"),
+    ({"labels": "U10"}, r"outputs: channel 'labels': <U10 is not a number type an output "
+                        r"channel can store"),
     ({}, r"outputs must be a non-empty \{channel: dtype\} mapping"),
     ({"": "uint8"}, r"channel names must be non-empty strings, got ''"),
 ])

@@ -6,19 +6,15 @@ import argparse
 import logging
 from typing import NoReturn
 
-import numpy as np
-
 from ..errors import ConfigError
 from ..executors import EXECUTORS
 from ..geometry import Box, as_triple
+from ..processor import output_dtype
 
-__all__ = ["build_parser", "output_dtype", "LOG_LEVELS", "EMULATOR_EXAMPLES"]
+__all__ = ["build_parser", "LOG_LEVELS", "EMULATOR_EXAMPLES"]
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 """What ``--log-level`` takes."""
-OUTPUT_KINDS = {"b": "bool", "i": "signed integer", "u": "unsigned integer", "f": "float"}
-"""The kinds of dtype an output channel may have: what a zarr array stores as numbers."""
-VALID_DTYPES = "uint8, uint16, uint32, uint64, int8, int16, int32, int64, float32, float64, bool"
 
 DEMO_EXAMPLES = """\
 examples:
@@ -113,20 +109,6 @@ def _seconds(text: str) -> float:
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
     return value
-
-
-def output_dtype(value: object, what: str) -> np.dtype:
-    """``value`` as the numpy dtype of an output channel, or `ConfigError` naming it and
-    the valid ones (``what`` says where it came from)."""
-    try:
-        dtype = np.dtype(value)  # type: ignore[call-overload]
-    except (TypeError, ValueError):
-        raise ConfigError(f"{what}: {str(value)!r} is not a numpy dtype; valid: "
-                          f"{VALID_DTYPES}", value) from None
-    if dtype.kind not in OUTPUT_KINDS:
-        raise ConfigError(f"{what}: {dtype} is not a number type an output channel can "
-                          f"store; valid: {VALID_DTYPES}", value)
-    return dtype
 
 
 def _output_channel(text: str) -> tuple[str, str]:

@@ -14,7 +14,7 @@ import numpy as np
 from ..errors import ConfigError
 from ..geometry import Box, Triple, as_triple
 from ..storage import DataSink, ZarrSink
-from ._arguments import output_dtype
+from ..processor import check_outputs
 
 __all__ = ["PlannedStore", "declared_outputs", "output_sink", "remove_store"]
 
@@ -64,12 +64,7 @@ class PlannedStore(DataSink):
 
 def declared_outputs(processor: Any) -> dict[str, np.dtype]:
     """The output channels the processor declares (its ``outputs``), dtypes checked."""
-    outputs = getattr(processor, "outputs", None) or {}
-    if not isinstance(outputs, Mapping):
-        raise ConfigError(f"the processor's outputs must be a {{channel: dtype}} mapping, "
-                          f"got {outputs!r}", outputs)
-    return {str(name): output_dtype(dtype, f"the processor's output {name!r}")
-            for name, dtype in outputs.items()}
+    return check_outputs(getattr(processor, "outputs", None)) or {}
 
 
 def output_sink(path: str, explicit: Mapping[str, str], declared: Mapping[str, np.dtype],
