@@ -310,3 +310,14 @@ def test_a_module_that_fails_to_import_is_named_with_its_error(volume_path, tmp_
     assert capsys.readouterr().err == (
         "ndframework plan: error: --processor: cannot import 'cli_needs_scipy_xyz': "
         "ModuleNotFoundError: No module named 'not_installed_xyz'\n")
+
+
+def test_an_output_channel_given_twice_is_refused(volume_path, processor_file, tmp_path, capsys):
+    output = tmp_path / "out.zarr"
+    status = main(run_args(volume_path, processor_file, "Double", "--output", str(output),
+                           "--output-channel", "double:uint8", "--output-channel",
+                           "double:uint16"))
+    assert status == 2 and not output.exists()
+    assert capsys.readouterr().err == (
+        "ndframework run: error: --output-channel names 'double' more than once "
+        "(double:uint8 and double:uint16); give each channel once\n")

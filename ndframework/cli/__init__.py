@@ -5,7 +5,8 @@ by its failure limit or by a data-access, setup or worker error); 2 for bad inpu
 in one or two lines without a traceback (``--debug`` adds it); 130 or 143 when SIGINT or
 SIGTERM interrupted the run. A run with ``--journal`` keeps what it computed: started again
 with the same journal it skips the blocks recorded done. ``status`` exits 0 when the journal
-records no failed block, 1 when it does, 2 when the path is not a journal.
+records every block done, 1 when blocks failed or were never tried, 2 when the path is not a
+journal.
 """
 
 from __future__ import annotations

@@ -56,7 +56,7 @@ EMULATOR_EXAMPLES = """\
 examples:
   ndframework boss-emulator --port 8000 --token T --demo
   ndframework boss-emulator --port 0 --token T --store boss-data
-  ndframework boss-emulator --token T --error-rate 0.1 --latency 0.05 --log-level INFO
+  ndframework boss-emulator --token T --error-rate 0.1 --latency 0.05 --log-level DEBUG
 """
 
 
@@ -176,7 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
         "plan", "describe a run without running it",
         "Describe a run without running it: blocks, bytes read per block and in all with "
         "the halo overhead, requests to the source, memory per worker, and warnings. Reads "
-        "metadata only, and creates nothing.", PLAN_EXAMPLES)
+        "metadata only and creates nothing, but for --plot's picture and the slice it "
+        "draws.", PLAN_EXAMPLES)
     _volume_options(plan)
     _executor_options(plan)
     plan.add_argument("--plot", metavar="FILE.png",
@@ -196,8 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
     status = command(
         "status", "what a run's journal records: counts, sessions, failures, timings",
         "Show what a run's journal records: the run, counts, sessions, failed blocks with "
-        "their errors, the slowest blocks, and the first values. Exit status: 0 no failed "
-        "block, 1 failed blocks, 2 not a journal.", STATUS_EXAMPLES)
+        "their errors, the slowest blocks, and the first values. Exit status: 0 every block "
+        "done, 1 blocks failed or never tried, 2 not a journal.", STATUS_EXAMPLES)
     status.add_argument("journal", metavar="JOURNAL", help="the --journal file of a run")
     show = status.add_mutually_exclusive_group()
     show.add_argument("--json", action="store_true", help="print it as JSON, for scripts")

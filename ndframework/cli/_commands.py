@@ -57,7 +57,8 @@ def status_command(args: argparse.Namespace) -> int:
             from ..plots import plot_status
 
             print(f"plot:       {plot_status(journal, args.plot)}")
-        return EXIT_FAILED if report["counts"]["failed"] else EXIT_OK
+        unfinished = report["counts"]["failed"] or report["never_tried"]
+        return EXIT_FAILED if unfinished else EXIT_OK
     finally:
         journal.close()
 

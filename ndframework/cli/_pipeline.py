@@ -100,6 +100,13 @@ def build(args: argparse.Namespace) -> Setup:
     """
     if args.output_channel and args.output is None:
         raise ConfigError("--output-channel needs --output PATH", args.output_channel)
+    names = [name for name, _ in args.output_channel]
+    for name in names:
+        if names.count(name) > 1:
+            given = " and ".join(f"{n}:{dtype}" for n, dtype in args.output_channel
+                                 if n == name)
+            raise ConfigError(f"--output-channel names {name!r} more than once ({given}); "
+                              f"give each channel once", name)
     running = args.command == "run"
     if running:
         if args.restart and args.journal is None:
