@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import types
 from typing import Any, Iterable
 
 import pluggy
@@ -13,6 +14,14 @@ from .errors import PluginError
 __all__ = ["Hooks"]
 
 logger = logging.getLogger("ndframework.plugins")
+
+
+def _name(plugin: Any) -> str:
+    """What reports call ``plugin``: its module's name, or its class's and its identity
+    (pluggy's default name is a bare number)."""
+    if isinstance(plugin, types.ModuleType):
+        return plugin.__name__
+    return f"{type(plugin).__name__}-{id(plugin):x}"
 
 
 class Hooks:
@@ -43,7 +52,7 @@ class Hooks:
             if self.manager.is_registered(plugin):
                 continue
             try:
-                self.manager.register(plugin)
+                self.manager.register(plugin, name=_name(plugin))
             except (ValueError, pluggy.PluginValidationError) as error:
                 raise PluginError(f"cannot register plugin {plugin!r}: {error}") from error
         try:  # a misspelt hook name would otherwise never be called, silently

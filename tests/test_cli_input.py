@@ -321,3 +321,15 @@ def test_an_output_channel_given_twice_is_refused(volume_path, processor_file, t
     assert capsys.readouterr().err == (
         "ndframework run: error: --output-channel names 'double' more than once "
         "(double:uint8 and double:uint16); give each channel once\n")
+
+
+@pytest.mark.parametrize("option", ["--events", "--report", "--journal"])
+def test_a_folder_given_for_a_file_is_refused_before_the_run(volume_path, processor_file,
+                                                            tmp_path, capsys, option):
+    folder = tmp_path / "a_folder"
+    folder.mkdir()
+    assert main(run_args(volume_path, processor_file, "Total", option, str(folder))) == 2
+    out, err = capsys.readouterr()
+    assert err == f"ndframework run: error: {option} {str(folder)!r} is a folder; give a " \
+                  f"file's path\n"
+    assert out == ""  # nothing ran

@@ -4,6 +4,7 @@ anything is created on disk."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -79,9 +80,16 @@ def check_plot(path: str | None) -> None:
 
 
 def _check_folder(option: str, path: str) -> None:
+    """``path`` can be a file the command writes: its folder exists, it is no folder, and
+    it can be opened for writing (it is not created here)."""
     folder = Path(path).parent
     if not folder.is_dir():
         raise ConfigError(f"{option} {path!r}: its folder {str(folder)!r} does not exist", path)
+    if Path(path).is_dir():
+        raise ConfigError(f"{option} {path!r} is a folder; give a file's path", path)
+    if not os.access(path if Path(path).exists() else folder, os.W_OK):
+        where = "it" if Path(path).exists() else f"its folder {str(folder)!r}"
+        raise ConfigError(f"{option} {path!r}: {where} cannot be written to", path)
 
 
 def _source(path: str) -> Any:
