@@ -3,13 +3,13 @@
 `TimingsCSV` implements four of ndframework's hooks. ``ndf_before_run`` opens the file and
 writes the header; ``ndf_after_block`` and ``ndf_on_block_error`` write a row as each block
 ends (flushed at once, so ``tail -f`` follows a long run, and the rows so far survive a crash);
-``ndf_after_run`` settles the ``attempts`` column from the run's result and closes the file.
+``ndf_after_run`` closes the file.
 The columns:
 
 =========  ====================================================================
 key        the block's ``"z_y_x"`` key
 status     ``done`` or ``failed`` (or ``data_error``, ``setup_error``: the run stopped)
-attempts   tries of the block in this run
+attempts   tries of the block in this run (retries and workers that died included)
 read       seconds reading the block (with its halo) from the source, in the worker
 process    seconds in the processor's ``process``
 write      seconds writing its outputs to the sink
@@ -86,7 +86,6 @@ class TimingsCSV:
         """The file the current or last run wrote."""
         self._file: IO[str] | None = None
         self._writer: Any = None
-        self._retries: dict[str, int] = {}
 
     def __repr__(self) -> str:
         return f"TimingsCSV({self.path_template!r})"
@@ -99,12 +98,6 @@ class TimingsCSV:
         self._writer = csv.writer(self._file)
         self._writer.writerow(COLUMNS)
         self._file.flush()
-        self._retries = {}
-
-    @ndf.hookimpl
-    def ndf_on_block_retry(self, run: ndf.RunInfo, block: ndf.Block,
-                           outcome: ndf.BlockOutcome, attempt: int) -> None:
-        self._retries[block.key] = attempt
 
     @ndf.hookimpl
     def ndf_after_block(self, run: ndf.RunInfo, block: ndf.Block,
@@ -122,7 +115,6 @@ class TimingsCSV:
             return
         self._file.close()
         self._file = self._writer = None
-        self._settle_attempts(result)
 
     def _row(self, outcome: ndf.BlockOutcome) -> None:
         if self._writer is None:
@@ -130,24 +122,10 @@ class TimingsCSV:
         timings = outcome.timings
         # str() of a float is its shortest exact form: the CSV holds the very numbers
         self._writer.writerow([
-            outcome.key, str(outcome.status), self._retries.pop(outcome.key, 0) + 1,
+            outcome.key, str(outcome.status), outcome.attempts,  # tries, retries included
             timings.read, timings.process, timings.write, timings.total, outcome.worker,
         ])
         self._file.flush()  # type: ignore[union-attr]
-
-    def _settle_attempts(self, result: ndf.RunResult) -> None:
-        """Rewrite the attempts column from the run's own record: a block whose worker
-        process died or ran past its timeout is tried again without a hook to say so."""
-        assert self.path is not None
-        attempts = result.attempts
-        settled = self.path.with_name(self.path.name + ".tmp")
-        with self.path.open(newline="") as rows, settled.open("w", newline="") as out:
-            reader, writer = csv.reader(rows), csv.writer(out)
-            writer.writerow(next(reader))
-            for row in reader:
-                row[2] = str(attempts.get(row[0], row[2]))
-                writer.writerow(row)
-        os.replace(settled, self.path)
 
 
 # -- a small run to show it ----------------------------------------------------------------
