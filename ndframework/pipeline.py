@@ -12,10 +12,10 @@ from typing import Any, Callable, Iterable, Sequence
 
 import attrs
 import cloudpickle
-import numpy as np
 
 from . import _padding, _plan_checks, _worker
 from ._fingerprint import digest, fingerprint
+from ._checks import check_outputs_fit, checked_plugins
 from ._hooks import Hooks
 from ._run import FailureLimit, Run
 from ._worker import WorkerContext
@@ -40,21 +40,6 @@ def _as_box(bounds: Box | Sequence[Sequence[int]] | None) -> Box | None:
             f"bounds must be a Box or ((z, y, x) start, (z, y, x) stop), got {bounds!r}", bounds
         ) from None
     return Box(start, stop)
-
-
-def _checked_plugins(plugins: Iterable[Any]) -> tuple[Any, ...]:
-    """``plugins`` as a tuple; a plugin class given instead of an instance is explained."""
-    if isinstance(plugins, (str, bytes)) or not isinstance(plugins, Iterable):
-        raise ConfigError(f"plugins must be a list of plugin objects, e.g. "
-                          f"[ndf.ProgressBar()], got {plugins!r}", plugins)
-    checked = tuple(plugins)
-    for plugin in checked:
-        if isinstance(plugin, type):
-            raise ConfigError(
-                f"plugins=[...] takes plugin objects, got the class {plugin.__qualname__}: "
-                f"its hooks are methods, called on an instance; pass "
-                f"{plugin.__qualname__}(...) instead", plugin)
-    return checked
 
 
 def _as_processor(processor: BlockProcessor | Callable[..., Any]) -> BlockProcessor:
@@ -208,7 +193,7 @@ class Pipeline:
         self.tiler = tiler
         self.executor = ProcessExecutor() if executor is None else get_executor(executor)
         self.sink = sink
-        self.plugins = _checked_plugins(plugins)
+        self.plugins = checked_plugins(plugins)
         if isinstance(channels, str):
             channels = (channels,)
         self.channels = None if channels is None else tuple(channels)
@@ -246,7 +231,7 @@ class Pipeline:
             tiler = source.default_tiler(bounds, channels)
         if not halo.is_zero:
             tiler = tiler.with_halo(Halo.of(tiler.halo).union(halo))
-        self._check_outputs()
+        check_outputs_fit(self.processor, self.sink)
         if self.sink is not None:
             self._check_sink(bounds, tiler)
         parts = fingerprint(
@@ -265,32 +250,6 @@ class Pipeline:
             sink=None if self.sink is None else self.sink.describe(),
         )
         return _Prepared(channels, bounds, tiler, info, parts)
-
-    def _check_outputs(self) -> None:
-        """A processor that declares outputs needs a sink with those channels, of dtypes
-        its arrays cast to safely."""
-        outputs = self.processor.effective_outputs
-        if not outputs:
-            return
-        declared = ", ".join(f"{name}:{dtype}" for name, dtype in outputs.items())
-        if self.sink is None:
-            raise ConfigError(
-                f"{self.processor.describe()} writes outputs ({declared}) but the pipeline "
-                f"has no sink: give sink=..., e.g. ndf.ZarrSink.create(path, "
-                f"processor.outputs, source.bounds) (ndframework run: --output PATH)",
-                outputs,
-            )
-        for name, dtype in outputs.items():
-            if name not in self.sink.channels:
-                raise ConfigError(
-                    f"{self.processor.describe()} writes channel {name!r}, which the sink "
-                    f"{self.sink.describe()} lacks; its channels: "
-                    f"{', '.join(map(repr, self.sink.channels)) or 'none'}", name)
-            if not np.can_cast(dtype, self.sink.dtype(name), "safe"):
-                raise ConfigError(
-                    f"{self.processor.describe()} writes {name!r} as {dtype}, which the "
-                    f"sink's {self.sink.dtype(name)} cannot hold; create the sink's "
-                    f"channel as {dtype}", name)
 
     def _check_sink(self, bounds: Box, tiler: Tiler) -> None:
         sink = self.sink
