@@ -8,6 +8,7 @@ import signal
 import sys
 import traceback
 from pathlib import Path
+from typing import Mapping
 
 from ..errors import (
     ConfigError, DataAccessError, JournalMismatchError, OutputError, ReduceError,
@@ -113,11 +114,17 @@ def _finish(pipeline: Pipeline, result: RunResult | None, args: argparse.Namespa
         _close(pipeline.journal if result is None else result.journal)
 
 
+def _only_nones(reduced: object) -> bool:
+    """Whether ``reduced`` is the default reduce's mapping of blocks that returned nothing
+    (a run that only writes outputs): not worth a line."""
+    return isinstance(reduced, Mapping) and all(value is None for value in reduced.values())
+
+
 def _show_result(result: RunResult, args: argparse.Namespace, status: int) -> int:
     """Print the summary and the reduced value, write the report; the exit status, made 1
     when the report cannot be written."""
     print(result.summary())
-    if result.reduced is not None:
+    if result.reduced is not None and not _only_nones(result.reduced):
         partial = "" if result.ok else (
             f" (over the {result.counts.done + result.counts.skipped} blocks done only)")
         print(f"reduced{partial}: {short_value(result.reduced)}")

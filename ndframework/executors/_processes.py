@@ -69,12 +69,12 @@ class ProcessExecutor(Executor):
 
     def make_board(self) -> WorkerBoard:
         """A board on which this executor's workers show which block they run."""
-        return WorkerBoard(self._context(), self.workers)
+        return WorkerBoard(self._context(announce=False), self.workers)
 
-    def _context(self) -> Any:
-        return multiprocessing.get_context(self._start_method())
+    def _context(self, announce: bool = True) -> Any:
+        return multiprocessing.get_context(self._start_method(announce))
 
-    def _start_method(self) -> str:
+    def _start_method(self, announce: bool = True) -> str:
         """``start_method``, or the default: forkserver on Linux, except for a script that
         starts its run at module level without the ``__main__`` guard, which forks as
         Nd-Multicore's pool did (forkserver and spawn workers would run the script again)."""
@@ -83,7 +83,7 @@ class ProcessExecutor(Executor):
             return self.start_method or _default_start_method()
         if self.start_method == "fork" or (
                 self.start_method is None and sys.platform.startswith("linux")):
-            if self.start_method is None:
+            if self.start_method is None and announce:
                 logger.info("%s starts its run without the __main__ guard: worker processes "
                             "are forked", script)
             return "fork"
