@@ -80,37 +80,19 @@ class EventLog:
 
     @hookimpl
     def ndf_after_block(self, run: RunInfo, block: Block, outcome: BlockOutcome) -> None:
-        self._write(run, "block_done", {
-            "key": block.key,
-            "index": list(block.index),
-            "attempts": outcome.attempts,
-            "worker": outcome.worker,
-            "timings": _timings(outcome.timings),
-        })
+        self._write(run, "block_done", _block(block, outcome, attempts=outcome.attempts))
 
     @hookimpl
     def ndf_on_block_retry(self, run: RunInfo, block: Block, outcome: BlockOutcome,
                            attempt: int) -> None:
-        self._write(run, "block_retry", {
-            "key": block.key,
-            "index": list(block.index),
-            "attempt": attempt,
-            "worker": outcome.worker,
-            "timings": _timings(outcome.timings),
-            "error": outcome.error,
-        })
+        self._write(run, "block_retry", _block(block, outcome, attempt=attempt,
+                                               error=outcome.error))
 
     @hookimpl
     def ndf_on_block_error(self, run: RunInfo, block: Block, outcome: BlockOutcome) -> None:
-        self._write(run, "block_failed", {
-            "key": block.key,
-            "index": list(block.index),
-            "attempts": outcome.attempts,
-            "worker": outcome.worker,
-            "timings": _timings(outcome.timings),
-            "status": outcome.status.value,
-            "error": outcome.error,
-        })
+        self._write(run, "block_failed", _block(
+            block, outcome, attempts=outcome.attempts, status=outcome.status.value,
+            error=outcome.error))
 
     @hookimpl
     def ndf_after_run(self, run: RunInfo, result: RunResult) -> None:
@@ -139,6 +121,16 @@ class EventLog:
                            **fields})
         self._file.write(line + "\n")  # one write per line: readers never see half of one
         self._file.flush()
+
+
+def _block(block: Block, outcome: BlockOutcome, **fields: Any) -> dict[str, Any]:
+    """A block event's fields: the block, how many tries (``attempts``, or the
+    ``attempt`` retried), the worker, the timings, and the ``fields`` given, in that
+    order."""
+    event: dict[str, Any] = {"key": block.key, "index": list(block.index)}
+    tries = {name: fields.pop(name) for name in ("attempts", "attempt") if name in fields}
+    return {**event, **tries, "worker": outcome.worker,
+            "timings": _timings(outcome.timings), **fields}
 
 
 def _timings(timings: BlockTimings) -> dict[str, float]:
