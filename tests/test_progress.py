@@ -84,7 +84,8 @@ def test_a_batch_log_gets_a_few_plain_lines_and_warnings_on_lines_of_their_own(s
     assert len(progress) < BLOCKS / 10
     assert progress[0] == f"ndframework: 0/{BLOCKS} blocks (0.0%), 0 failed, starting"
     assert re.fullmatch(r"ndframework: \d+/300 blocks \(\d+\.\d%\), [0-2] failed, "
-                        r"[\d.,]+ blocks/s, [\w.]+ left", progress[1]), progress[1]
+                        r"([\d.,]+ blocks/s, [\w.]+ left|no block finished in [\w.]+ "
+                        r"since the (start|last one))", progress[1]), progress[1]
     assert re.fullmatch(rf"ndframework: {BLOCKS}/{BLOCKS} blocks \(100\.0%\), 2 failed, "
                         r"[\d.,]+ blocks/s, finished in [\w.]+", progress[-1]), progress[-1]
     assert lines.index(progress[-1]) >= len(lines) - 2  # the logging plugin's line may follow
@@ -360,3 +361,24 @@ def test_a_process_forked_while_the_bar_is_drawn_writes_straight_to_its_streams(
     finally:
         logger.removeHandler(handler)
     assert seen == {"child": "plain", "parent": True}
+
+
+def test_a_batch_log_hears_from_a_run_whose_blocks_take_long(volume):
+    # a slow block, or a server retried for minutes: a line every interval all the same
+    log = io.StringIO()
+
+    def slow(data):
+        time.sleep(1.0)
+        return 0
+
+    ndf.Pipeline(ndf.InMemorySource(volume), slow, tiler=ndf.RegularTiler((10, 24, 20)),
+                 executor="serial", plugins=[ndf.ProgressBar(file=log, interval=0.25)]).run()
+    lines = log.getvalue().splitlines()
+    assert lines[0] == "ndframework: 0/1 blocks (0.0%), 0 failed, starting"
+    quiet = lines[1:-1]
+    assert 2 <= len(quiet) <= 5, lines  # about one per 0.25 s of the 1 s block
+    assert all(re.fullmatch(r"ndframework: 0/1 blocks \(0\.0%\), 0 failed, no block "
+                            r"finished in \d\.\ds since the start", line) for line in quiet)
+    assert lines[-1].startswith("ndframework: 1/1 blocks (100.0%), 0 failed")
+    assert not any(thread.name == "ndframework-progress-lines"
+                   for thread in threading.enumerate())  # ended with the run

@@ -271,7 +271,9 @@ if hasattr(os, "register_at_fork"):
 
 class _Lines:
     """One plain line at the start, at most one per ``interval`` as blocks finish, and one
-    at the end: for logs that keep every character (no carriage-return redraws)."""
+    at the end: for logs that keep every character (no carriage-return redraws). While no
+    block finishes (a slow block, a server that keeps failing and is retried), a line every
+    ``interval`` says how long it has been, so that a batch log shows the run is alive."""
 
     def __init__(self, file: IO[str], total: int, done_before: int, interval: float) -> None:
         self.file: IO[str] | None = file
@@ -280,27 +282,50 @@ class _Lines:
         self.interval = interval
         self.finished_count = 0
         self.failed = 0
-        self.started = time.monotonic()
+        self.started = self.last_finished = time.monotonic()
         self.next_line = self.started + interval
+        self.lock = threading.Lock()  # the hooks' thread, and the one that marks quiet times
+        self.closed = threading.Event()
         resumed = f"resuming ({done_before:,} done before)" if done_before else "starting"
         self._write(f"{self._counts(done_before, 0)}, {resumed}")
+        self.watch = threading.Thread(target=self._watch, name="ndframework-progress-lines",
+                                      daemon=True)
+        self.watch.start()
 
     def finished(self, *, failed: bool) -> None:
-        self.finished_count += 1
-        self.failed += failed
-        now = time.monotonic()
-        if now < self.next_line:
-            return
-        self.next_line = now + self.interval
-        rate = self.finished_count / max(now - self.started, 1e-9)
-        left = self.total - self.done_before - self.finished_count
-        line = f"{self._counts(self.done_before + self.finished_count, self.failed)}, " \
-               f"{_rate(rate)}"
-        if left > 0:
-            line += f", {_duration(left / rate)} left"
-        self._write(line)
+        with self.lock:
+            self.finished_count += 1
+            self.failed += failed
+            now = self.last_finished = time.monotonic()
+            if now < self.next_line:
+                return
+            self.next_line = now + self.interval
+            rate = self.finished_count / max(now - self.started, 1e-9)
+            left = self.total - self.done_before - self.finished_count
+            line = f"{self._counts(self.done_before + self.finished_count, self.failed)}, " \
+                   f"{_rate(rate)}"
+            if left > 0:
+                line += f", {_duration(left / rate)} left"
+            self._write(line)
+
+    def _watch(self) -> None:
+        """Write a line when ``interval`` has passed with no block finished."""
+        while not self.closed.wait(max(self.next_line - time.monotonic(), 0.01)):
+            with self.lock:
+                now = time.monotonic()
+                if now < self.next_line or self.closed.is_set():
+                    continue
+                self.next_line = now + self.interval
+                quiet = now - self.last_finished
+                what = "since the start" if self.last_finished == self.started \
+                    else "since the last one"
+                self._write(f"{self._counts(self.done_before + self.finished_count, self.failed)}"
+                            f", no block finished in {_duration(quiet)} {what}")
 
     def close(self, result: RunResult | None) -> None:
+        self.closed.set()
+        if self.watch is not threading.current_thread():
+            self.watch.join()
         if result is None:  # a new run began before this one ended
             return
         counts = result.counts
