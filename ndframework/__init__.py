@@ -8,6 +8,8 @@ parallel, and know exactly which blocks succeeded.
 
 from __future__ import annotations
 
+import importlib.metadata as _metadata
+
 from .errors import (
     ChannelError,
     ConfigError,
@@ -53,7 +55,10 @@ from .result import (
 from .storage import DataSink, DataSource, InMemorySink, InMemorySource, ZarrSink, ZarrSource
 from .tiling import BOSS_CUBOID, CuboidTiler, RegularTiler, Tiler
 
-__version__ = "0.1.0"
+try:
+    __version__ = _metadata.version("ndframework")
+except _metadata.PackageNotFoundError:  # the source tree, not installed
+    __version__ = "0+unknown"
 
 # BOSS access and the Nd-Multicore functions load intern and requests, which take a while to
 # import: they are imported on first use, so that local runs and worker processes start fast.

@@ -10,6 +10,7 @@ from typing import Any, Callable, ClassVar, Mapping, Sequence
 import attrs
 import numpy as np
 
+from ._equality import same
 from ._padding import check_halo_cval, check_halo_mode
 from .errors import ConfigError
 from .geometry import Block, Halo
@@ -22,13 +23,21 @@ class BlockOutput:
     """What ``process`` returns when it has arrays for the sink and a value as well.
 
     A processor that only writes arrays may return the ``{channel: array}`` dict itself; one
-    that only computes a value returns the value.
+    that only computes a value returns the value. Two outputs are equal when their arrays
+    and values are (arrays compared by content); outputs hold arrays, so they do not hash.
+
+    >>> labels = {"labels": np.ones((1, 2, 2))}
+    >>> BlockOutput(labels, 4) == BlockOutput({"labels": np.ones((1, 2, 2))}, 4)
+    True
     """
 
-    arrays: Mapping[str, np.ndarray] = attrs.field(factory=dict)
+    arrays: Mapping[str, np.ndarray] = attrs.field(
+        factory=dict, eq=attrs.cmp_using(eq=same), hash=False)
     """Output arrays by sink channel, each of the block's owned shape (``block.shape``)."""
-    value: Any = None
+    value: Any = attrs.field(default=None, eq=attrs.cmp_using(eq=same), hash=False)
     """A small per-block value (a count, a histogram), collected and passed to ``reduce``."""
+
+    __hash__ = None  # type: ignore[assignment]  # mutable arrays inside: not hashable
 
 
 class BlockProcessor(abc.ABC):

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from ._equality import same
 from ._json import json_ready
 from ._views import KeyList, RecordMap
 from .errors import BlocksFailedError
@@ -70,8 +71,8 @@ class BlockOutcome:
     """The block's key."""
     status: BlockStatus = attrs.field(converter=_status)
     """How the try ended."""
-    value: Any = attrs.field(default=None, eq=False)
-    """The per-block value, for blocks done."""
+    value: Any = attrs.field(default=None, eq=attrs.cmp_using(eq=same), hash=False)
+    """The per-block value, for blocks done (compared by content: arrays too)."""
     error: str | None = None
     """The error's type and message, for blocks not done."""
     traceback: str | None = None
