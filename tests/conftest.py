@@ -4,8 +4,18 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, settings
 
 import ndframework as ndf
+
+# Property tests: "ci", the default, draws the same examples on every run (a run that
+# passes here passes on any machine, and a failure reproduces), with no deadline, since a
+# loaded 2-core machine is slow; "explore" draws new ones, ten times as many, for hunting
+# bugs: python -m pytest --hypothesis-profile explore
+settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("explore", max_examples=1000, deadline=None)
+settings.load_profile("ci")
 
 
 def all_executors():
