@@ -179,14 +179,12 @@ class Run:
         self.board = self.executor.make_board()
         return self.executor.start(self.lifecycle(self.board))
 
-    def stop(self, error: NDFrameworkError | None, reason: str,
-              traceback: str | None = None) -> None:
+    def stop(self, error: NDFrameworkError | None, reason: str) -> None:
         """Hand out no more blocks; the run ends once those running are in (blocks handed
         out but not started are taken back: they are left not run)."""
         if self.stopped is None:
             self.stopped = reason
             if error is not None:
-                error.traceback = traceback
                 self.stop_error = error
             for future in self.in_flight:
                 future.cancel()
@@ -350,16 +348,17 @@ class Run:
             self.stop(DataAccessError(
                 f"data access failed for block {block.key} (box {block.box}, read box "
                 f"{block.read_box}): {outcome.error}",
-                key=block.key,
-            ), f"data access failed for block {block.key}", outcome.traceback)
+                key=block.key, traceback=outcome.traceback,
+            ), f"data access failed for block {block.key}")
         elif outcome.status is BlockStatus.SETUP_ERROR:
             self.stop(SetupError(
-                f"the processor's setup() failed in worker {outcome.worker}: {outcome.error}"
-            ), "the processor's setup() failed", outcome.traceback)
+                f"the processor's setup() failed in worker {outcome.worker}: {outcome.error}",
+                traceback=outcome.traceback,
+            ), "the processor's setup() failed")
         elif outcome.stops_run:  # every block would fail the same way
-            self.stop(OutputError(f"block {block.key}: {outcome.error}"),
-                      f"block {block.key} returned arrays with no sink to write them to",
-                      outcome.traceback)
+            self.stop(OutputError(f"block {block.key}: {outcome.error}",
+                                  traceback=outcome.traceback),
+                      f"block {block.key} returned arrays with no sink to write them to")
         elif self.failure_limit is not None and \
                 self.failure_limit.reached(self.failed, self.done + self.skipped):
             # blocks done by earlier sessions count as done: a resumed run whose only
@@ -541,8 +540,8 @@ class Run:
             except Exception as error:
                 self.reduce_error = ReduceError(
                     f"the processor's {'fold' if self.processor.folds else 'reduce'}() "
-                    f"raised {type(error).__name__}: {error}")
-                self.reduce_error.traceback = "".join(traceback.format_exception(error))
+                    f"raised {type(error).__name__}: {error}",
+                    traceback="".join(traceback.format_exception(error)))
         return RunResult(
             run=self.info,
             counts=counts,

@@ -30,11 +30,22 @@ class NDFrameworkError(Exception):
     """Base class of every error ndframework raises on purpose.
 
     An error that stopped a run carries the run's partial ``RunResult`` as ``result`` and,
-    when a worker raised it, the worker's formatted ``traceback``.
+    when a worker raised it, the worker's formatted ``traceback``: both given as it is made.
     """
 
-    result: Any = None
-    traceback: str | None = None
+    def __init__(self, *args: Any, result: Any = None, traceback: str | None = None) -> None:
+        super().__init__(*args)
+        self.result = result
+        self.traceback = traceback
+
+    def _context(self) -> dict[str, Any]:
+        """The keyword arguments, besides ``result`` and ``traceback``, that made it."""
+        return {}
+
+    def with_result(self, result: Any) -> "NDFrameworkError":
+        """The same error, made with the ``result`` of the run it stopped."""
+        return type(self)(*self.args, **self._context(), result=result,
+                          traceback=self.traceback)
 
 
 class ConfigError(NDFrameworkError, ValueError):
@@ -48,9 +59,12 @@ class ConfigError(NDFrameworkError, ValueError):
         The offending value, when there is one.
     """
 
-    def __init__(self, message: str, value: Any = None) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, value: Any = None, **context: Any) -> None:
+        super().__init__(message, **context)
         self.value = value
+
+    def _context(self) -> dict[str, Any]:
+        return {"value": self.value}
 
 
 class GeometryError(ConfigError):
@@ -80,12 +94,15 @@ class DataAccessError(NDFrameworkError, IOError):
     key:
         The key of the block whose data could not be accessed, or None.
     result:
-        The partial ``RunResult`` of the run that stopped, set by ``Pipeline.run``.
+        The partial ``RunResult`` of the run that stopped.
     """
 
-    def __init__(self, message: str, key: str | None = None) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, key: str | None = None, **context: Any) -> None:
+        super().__init__(message, **context)
         self.key = key
+
+    def _context(self) -> dict[str, Any]:
+        return {"key": self.key}
 
 
 class WorkerError(NDFrameworkError, RuntimeError):

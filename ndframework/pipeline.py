@@ -412,8 +412,7 @@ class Pipeline:
                 f"is committed", run.interrupted, result)
         for error in (run.stop_error, run.reduce_error):
             if error is not None:
-                error.result = result
-                raise error
+                raise error.with_result(result)
         return result
 
     def _failure_limit(self) -> FailureLimit | None:

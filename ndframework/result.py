@@ -442,9 +442,7 @@ class RunResult:
         """Raise `BlocksFailedError` (carrying this result) unless the run is `ok`; return
         the result otherwise, for chaining: ``pipeline.run().raise_for_failures()``."""
         if not self.ok:
-            error = BlocksFailedError(self.summary())
-            error.result = self
-            raise error
+            raise BlocksFailedError(self.summary(), result=self)
         return self
 
     def to_dict(self, *, blocks: bool = True) -> dict[str, Any]:

@@ -54,3 +54,30 @@ def test_the_version_is_the_installed_distribution_s():
     from importlib.metadata import version
 
     assert ndf.__version__ == version("ndframework")
+
+
+def test_errors_are_made_with_their_context():
+    error = ndf.DataAccessError("the BOSS is down", key="0_0_0", traceback="Traceback ...")
+    assert (error.key, error.result, error.traceback) == ("0_0_0", None, "Traceback ...")
+    with_result = error.with_result("the result")
+    assert type(with_result) is ndf.DataAccessError and str(with_result) == "the BOSS is down"
+    assert (with_result.key, with_result.result, with_result.traceback) == (
+        "0_0_0", "the result", "Traceback ...")
+    config = ndf.ConfigError("bad block shape", (0, 1, 1), result="r")
+    assert (config.value, config.result) == ((0, 1, 1), "r")
+    assert config.with_result("s").value == (0, 1, 1)
+
+
+def test_a_stopped_run_raises_an_error_made_with_its_result_and_the_worker_traceback():
+    class Broken(ndf.BlockProcessor):
+        def setup(self):
+            raise FileNotFoundError("model.pt")
+
+        def process(self, data, block):
+            return 1
+
+    source = ndf.InMemorySource({"em": np.zeros((2, 2, 2), np.uint8)})
+    with pytest.raises(ndf.SetupError) as caught:
+        ndf.Pipeline(source, Broken(), executor="serial").run()
+    assert caught.value.result is not None and caught.value.result.counts.failed == 1
+    assert "FileNotFoundError: model.pt" in caught.value.traceback
