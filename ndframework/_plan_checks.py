@@ -159,7 +159,7 @@ def _cutout_requests(tiler: Tiler, bounds: Box, within: Box, bytes_per_voxel: in
     their pieces add up to a product of per-axis sums. Grids have a few lengths per axis
     (first, inner, last), so this costs a few products, whatever the number of blocks.
     """
-    from .boss._split import split_box
+    from .boss._split import _axis_cuts, split_box
 
     grid = _regular_grid(tiler, bounds)
     if grid is None:
@@ -173,21 +173,11 @@ def _cutout_requests(tiler: Tiler, bounds: Box, within: Box, bytes_per_voxel: in
         first = split_box(Box((0, 0, 0), shape), bytes_per_voxel, max_bytes)[0]
         steps = first.shape  # the piece step along each axis, or the whole length
         total += math.prod(
-            sum(_axis_pieces(start, stop, steps[a], BOSS_CUBOID[a])
+            sum(len(_axis_cuts(start, stop, steps[a], BOSS_CUBOID[a]))
                 for start, stop in axes[a][shape[a]])
             for a in range(3)
         )
     return total
-
-
-def _axis_pieces(start: int, stop: int, step: int, cuboid: int) -> int:
-    """Pieces of ``[start, stop)`` cut every ``step``, on the cuboid grid when ``step`` is a
-    multiple of the cuboid, else from ``start`` (as ``split_box`` cuts them)."""
-    if step >= stop - start:
-        return 1
-    origin = 0 if step % cuboid == 0 else start
-    first = origin + (start - origin) // step * step + step
-    return 1 + len(range(first, stop, step))
 
 
 # -- warnings ----------------------------------------------------------------------------------

@@ -26,15 +26,7 @@ def create_top(
 ) -> dict[str, Any]:
     """Create a collection or a coordinate frame (`kind`); its JSON."""
     table = TABLE[kind]
-    label = (
-        "collection with this Name of the Collection"
-        if kind == "collection"
-        else ("coordinate frame with this Name of the Coordinate reference frame")
-    )
-    taken = serializers.taken(
-        f"{label} already exists.",
-        lambda n: one(db, f"SELECT 1 FROM {table} WHERE name = ?", n) is not None,
-    )
+    taken = _top_name_taken(db, kind)
     values, problems = serializers.validate(
         serializers.COLLECTION if kind == "collection" else serializers.COORD,
         body,
@@ -47,6 +39,22 @@ def create_top(
     _insert(db, table, values)
     created = one(db, f"SELECT * FROM {table} WHERE name = ?", values["name"])
     return resource_json(db, kind, created)
+
+
+def _top_name_taken(db: sqlite3.Connection, kind: str, other_than: int | None = None) -> Any:
+    """The check that a collection or coordinate frame name (`kind`) is free, as Django's
+    unique-name validator words it; ``other_than`` is the id of the row being renamed."""
+    table = TABLE[kind]
+    label = (
+        "collection with this Name of the Collection"
+        if kind == "collection"
+        else "coordinate frame with this Name of the Coordinate reference frame"
+    )
+    return serializers.taken(
+        f"{label} already exists.",
+        lambda n: one(db, f"SELECT 1 FROM {table} WHERE name = ? AND id IS NOT ?", n,
+                      other_than) is not None,
+    )
 
 
 def create_experiment(
@@ -215,18 +223,7 @@ def update_resource(
     rows = rows_along(db, path)
     row, kind = rows[-1], path.kind
     table = TABLE[kind]
-    taken = None
-    if kind in ("collection", "coord"):
-        label = (
-            "collection with this Name of the Collection"
-            if kind == "collection"
-            else ("coordinate frame with this Name of the Coordinate reference frame")
-        )
-        taken = serializers.taken(
-            f"{label} already exists.",
-            lambda n: one(db, f"SELECT 1 FROM {table} WHERE name = ? AND id != ?", n, row["id"])
-            is not None,
-        )
+    taken = _top_name_taken(db, kind, row["id"]) if kind in ("collection", "coord") else None
     source_ids: list[int] | None = None
     related_ids: list[int] = []
     if kind == "channel":
