@@ -450,3 +450,12 @@ def test_a_function_that_needs_more_than_data_and_block_is_refused_naming_its_si
             "or bind them with functools.partial")):
         ndf.Pipeline(source, segment)
     assert ndf.FunctionProcessor(functools.partial(segment, threshold=3)).pass_block
+
+
+def test_a_function_with_a_required_keyword_parameter_is_refused(source):
+    def segment(data, *, threshold):
+        return 0
+
+    with pytest.raises(ndf.ConfigError, match=re.escape(
+            "segment(data, *, threshold) cannot be called on a block")):
+        ndf.FunctionProcessor(segment)

@@ -200,3 +200,21 @@ def test_a_read_override_that_calls_the_base_read_is_told_to_implement_read_box(
         Logged().read(ndf.Box((0, 0, 0), (1, 1, 1)))
     # and the source is usable again afterwards for a proper call path
     assert RampSource().read(ndf.Box((0, 0, 0), (1, 1, 2)))["ramp"].tolist() == [[[0, 1]]]
+
+
+def test_a_write_override_that_calls_the_base_write_is_told_to_implement_write_box():
+    class Logged(ListSink):
+        def write(self, box, arrays):
+            ndf.DataSink.write(self, box, arrays)  # no write_box to reach
+
+    box = ndf.Box((0, 0, 0), (1, 1, 1))
+    with pytest.raises(TypeError, match=r"Logged.write\(\) calls the base class's write\(\), "
+                                        r"which calls write_box\(box, arrays\): implement "
+                                        r"write_box\(box, arrays\) in Logged"):
+        Logged().write(box, {"out": np.zeros((1, 1, 1), np.uint16)})
+
+
+def test_in_memory_sink_zeros_names_a_bad_dtype():
+    with pytest.raises(ndf.ConfigError, match=r"'uint77' of channel 'labels' is not a numpy "
+                                              r"dtype"):
+        ndf.InMemorySink.zeros({"labels": "uint77"}, (1, 2, 3))
