@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import numbers
 from typing import Iterable, Sequence
 
 import attrs
 
+from ._numbers import is_integer, minimum_words
 from .errors import GeometryError
 
 __all__ = ["Box", "Block", "Halo", "as_triple"]
@@ -33,7 +33,7 @@ def as_triple(value: Iterable[int] | int, name: str, *, minimum: int | None = No
         and (minimum is None or min(value) >= minimum)
     ):
         return value  # type: ignore[return-value]
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+    if is_integer(value):
         items: list[object] = [value] * 3
     else:
         try:
@@ -47,13 +47,37 @@ def as_triple(value: Iterable[int] | int, name: str, *, minimum: int | None = No
             f"{name} must have 3 values (z, y, x), got {len(items)}: {value!r}", value
         )
     for item in items:
-        if isinstance(item, bool) or not isinstance(item, numbers.Integral):
+        if not is_integer(item):
             raise GeometryError(f"{name} must be integers, got {value!r}", value)
     triple = (int(items[0]), int(items[1]), int(items[2]))  # type: ignore[call-overload]
     if minimum is not None and min(triple) < minimum:
-        what = {0: "non-negative", 1: "positive"}.get(minimum, f"at least {minimum}")
-        raise GeometryError(f"{name} must be {what} in every axis, got {triple!r}", value)
+        raise GeometryError(
+            f"{name} must be {minimum_words(minimum)} in every axis, got {triple!r}", value
+        )
     return triple
+
+
+# The converters of the fields below: each names its field in errors.
+
+
+def _box_start(value: Iterable[int] | int) -> Triple:
+    return as_triple(value, "Box start")
+
+
+def _box_stop(value: Iterable[int] | int) -> Triple:
+    return as_triple(value, "Box stop")
+
+
+def _block_index(value: Iterable[int] | int) -> Triple:
+    return as_triple(value, "Block index")
+
+
+def _halo_before(value: Iterable[int] | int) -> Triple:
+    return as_triple(value, "halo (before)", minimum=0)
+
+
+def _halo_after(value: Iterable[int] | int) -> Triple:
+    return as_triple(value, "halo (after)", minimum=0)
 
 
 def _check_box(instance: "Box", attribute: object, stop: Triple) -> None:
@@ -77,11 +101,9 @@ class Box:
     (4, 22, 42)
     """
 
-    start: Triple = attrs.field(converter=lambda v: as_triple(v, "Box start"))
+    start: Triple = attrs.field(converter=_box_start)
     """First voxel in the box, (z, y, x)."""
-    stop: Triple = attrs.field(
-        converter=lambda v: as_triple(v, "Box stop"), validator=_check_box
-    )
+    stop: Triple = attrs.field(converter=_box_stop, validator=_check_box)
     """One past the last voxel in the box, (z, y, x)."""
 
     @classmethod
@@ -161,7 +183,7 @@ class Block:
     (slice(0, 16, None), slice(4, 68, None), slice(0, 64, None))
     """
 
-    index: Triple = attrs.field(converter=lambda v: as_triple(v, "Block index"))
+    index: Triple = attrs.field(converter=_block_index)
     """Position of the block in its tiling's grid, (z, y, x)."""
     box: Box
     """The region the block owns: it is processed and written by this block only."""
@@ -243,13 +265,9 @@ class Halo:
     (0, 2, 2)
     """
 
-    before: Triple = attrs.field(
-        default=(0, 0, 0), converter=lambda v: as_triple(v, "halo (before)", minimum=0)
-    )
+    before: Triple = attrs.field(default=(0, 0, 0), converter=_halo_before)
     """Voxels read below the owned box's start, (z, y, x)."""
-    after: Triple = attrs.field(
-        default=(0, 0, 0), converter=lambda v: as_triple(v, "halo (after)", minimum=0)
-    )
+    after: Triple = attrs.field(default=(0, 0, 0), converter=_halo_after)
     """Voxels read above the owned box's stop, (z, y, x)."""
 
     @classmethod

@@ -15,6 +15,7 @@ import cloudpickle
 
 from . import _padding, _plan_checks, _worker
 from ._fingerprint import digest, fingerprint
+from ._numbers import as_int
 from ._checks import check_outputs_fit, checked_plugins
 from ._hooks import Hooks
 from ._run import FailureLimit, Run
@@ -167,18 +168,10 @@ class Pipeline:
             raise ConfigError(f"sink must be a DataSink or None, got {sink!r}", sink)
         if tiler is not None and not isinstance(tiler, Tiler):
             raise ConfigError(f"tiler must be a Tiler or None, got {tiler!r}", tiler)
-        for name, value in (("max_attempts", max_attempts), ("max_in_flight", max_in_flight)):
-            if value is not None and (
-                isinstance(value, bool) or not isinstance(value, int) or value < 1
-            ):
-                raise ConfigError(f"{name} must be a positive integer, got {value!r}", value)
-        if max_failures is not None and (
-            isinstance(max_failures, bool) or not isinstance(max_failures, int)
-            or max_failures < 0
-        ):
-            raise ConfigError(
-                f"max_failures must be a non-negative integer (0: no limit) or None, got "
-                f"{max_failures!r}", max_failures)
+        max_attempts = as_int(max_attempts, "max_attempts", minimum=1)
+        max_in_flight = as_int(max_in_flight, "max_in_flight", minimum=1, none="for the default")
+        max_failures = as_int(max_failures, "max_failures", minimum=0, zero="no limit",
+                              none="for the default")
         if block_timeout is not None and (
             isinstance(block_timeout, bool) or not isinstance(block_timeout, (int, float))
             or not block_timeout > 0

@@ -145,8 +145,8 @@ def test_a_token_with_a_percent_sign_is_kept_as_written(tmp_path):
         ((), r"\[Parallel\] y_range = -4,3: the start must be >= 0", {"y_range": "-4,3"}),
         ((), r"\[Parallel\] t_range = '1,2,3': a range is two", {"t_range": "1,2,3"}),
         ((), r"\[Parallel\] resolution = 'one': not an integer", {"resolution": "one"}),
-        ((), r"\[Parallel\] resolution = -1: the resolution is an integer >= 0",
-         {"resolution": "-1"}),
+        ((), r"\[Parallel\] resolution must be a non-negative integer \(0: the native "
+             r"resolution\), got -1", {"resolution": "-1"}),
         ((), r"\[Default\] protocol = 'ftp': the protocol must be 'http' or 'https'",
          {"protocol": "ftp"}),
         ((), r"\[Default\] host = 'https://api.bossdb.io': give the host name alone",

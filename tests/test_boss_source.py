@@ -363,7 +363,7 @@ def test_the_default_policy_retries_for_five_minutes():
     ({"max_elapsed": "long"}, r"max_elapsed must be .*, got 'long'"),
     ({"base_delay": -1}, r"base_delay must be a number of seconds >= 0, got -1.0"),
     ({"jitter": 2}, r"jitter must be between 0 and 1, got 2.0"),
-    ({"max_attempts": 0}, r"max_attempts must be an integer >= 1, or None for no cap, got 0"),
+    ({"max_attempts": 0}, r"max_attempts must be a positive integer or None for no cap, got 0"),
 ])
 def test_a_bad_policy_is_refused_naming_the_value(options, message):
     with pytest.raises(ndf.ConfigError, match=message):

@@ -172,9 +172,13 @@ def test_a_pipeline_run_inside_a_processor_leaves_the_outer_run_alone(source, ti
     [
         ({"channels": []}, ndf.ChannelError, r"no channel chosen; valid channels: 'em', 'mask'"),
         ({"max_attempts": True}, ndf.ConfigError, r"max_attempts must be a positive integer"),
-        ({"max_in_flight": 0}, ndf.ConfigError, r"max_in_flight must be a positive integer, got 0"),
+        ({"max_attempts": None}, ndf.ConfigError,
+         r"max_attempts must be a positive integer, got None"),
+        ({"max_in_flight": 0}, ndf.ConfigError,
+         r"max_in_flight must be a positive integer or None for the default, got 0"),
         ({"max_failures": -1}, ndf.ConfigError,
-         r"max_failures must be a non-negative integer \(0: no limit\) or None, got -1"),
+         r"max_failures must be a non-negative integer \(0: no limit\) or None for the default, "
+         r"got -1"),
         ({"max_failures": 2.5}, ndf.ConfigError, r"max_failures must be .* got 2.5"),
     ],
 )

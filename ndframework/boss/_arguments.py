@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..errors import ConfigError
 from ..geometry import Box
 
-__all__ = ["as_timeout", "check_positive", "as_box"]
+__all__ = ["as_timeout", "as_box"]
 
 
 def as_timeout(value: object) -> tuple[float, float]:
@@ -22,13 +22,6 @@ def as_timeout(value: object) -> tuple[float, float]:
             value,
         )
     return connect, read
-
-
-def check_positive(name: str, value: object) -> int:
-    """``value`` if it is an integer >= 1; a `ConfigError` naming ``name`` otherwise."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{name} must be a positive integer, got {value!r}", value)
-    return value
 
 
 def as_box(bounds: object) -> Box | None:

@@ -33,6 +33,7 @@ from typing import Callable, TypeVar
 import attrs
 import requests
 
+from .._numbers import as_int
 from ..errors import ConfigError
 
 __all__ = [
@@ -90,13 +91,8 @@ def retry_after(error: BaseException) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-def _check_attempts(instance: object, attribute: attrs.Attribute, value: int | None) -> None:
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(
-            f"max_attempts must be an integer >= 1, or None for no cap, got {value!r}", value
-        )
+def _as_attempts(value: object) -> int | None:
+    return as_int(value, "max_attempts", minimum=1, none="for no cap")
 
 
 def _as_float(value: object) -> object:
@@ -160,7 +156,7 @@ class RetryPolicy:
     """Longest wait between two tries, in seconds (a ``Retry-After`` may ask for more)."""
     jitter: float = attrs.field(default=0.5, converter=_as_float, validator=_check_jitter)
     """Largest fraction by which a wait is randomly shortened: 0 (none) to 1 (full jitter)."""
-    max_attempts: int | None = attrs.field(default=None, validator=_check_attempts)
+    max_attempts: int | None = attrs.field(default=None, converter=_as_attempts)
     """Most tries in all, the first included (1 means no retry); None: as many as fit in
     ``max_elapsed``."""
 

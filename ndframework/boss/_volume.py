@@ -29,11 +29,12 @@ import attrs
 import numpy as np
 import requests
 
+from .._numbers import as_int
 from ..errors import ConfigError, DataAccessError
 from ..geometry import Box, Triple
 from ..tiling import BOSS_CUBOID
 from . import _outage
-from ._arguments import as_timeout, check_positive
+from ._arguments import as_timeout
 from ._messages import listing, network_reason
 from ._metadata import ChannelInfo, VolumeInfo
 from ._retry import RetryPolicy, http_status, is_transient, short_reason
@@ -81,7 +82,7 @@ class BossVolume:
         self.config = config
         self.timeout = as_timeout(timeout)
         self.retry = retry or RetryPolicy()
-        self.max_request_bytes = check_positive("max_request_bytes", max_request_bytes)
+        self.max_request_bytes = as_int(max_request_bytes, "max_request_bytes", minimum=1)
         self._info: VolumeInfo | None = None
         self._bounds: Box | None = None
         self._init_process_state()

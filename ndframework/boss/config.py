@@ -32,6 +32,7 @@ from typing import Any
 
 import attrs
 
+from .._numbers import as_int
 from ..errors import ChannelError, ConfigError
 from ..geometry import Box
 from ._ini import DEFAULT_SECTION, PARALLEL_SECTION, parse_int, parse_range, read_ini, section_of
@@ -172,12 +173,7 @@ def _check_range(config: BossConfig, attribute: attrs.Attribute, value: Any) -> 
 
 
 def _check_resolution(config: BossConfig, attribute: attrs.Attribute, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ConfigError(
-            f"{config.where('resolution')} = {value!r}: the resolution is an integer >= 0 "
-            f"(0 is the native resolution)",
-            value,
-        )
+    as_int(value, config.where("resolution"), minimum=0, zero="the native resolution")
 
 
 @attrs.frozen

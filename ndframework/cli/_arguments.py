@@ -6,6 +6,7 @@ import argparse
 import logging
 from typing import NoReturn
 
+from .._numbers import as_int
 from ..errors import ConfigError
 from ..executors import EXECUTORS
 from ..geometry import Box, as_triple
@@ -93,12 +94,10 @@ def _bounds(text: str) -> Box:
 
 def _non_negative(text: str) -> int:
     try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0 (0: no limit), got {text!r}")
-    return value
+        return as_int(int(text), "value", minimum=0)
+    except ValueError:  # not an integer, or a ConfigError
+        raise argparse.ArgumentTypeError(
+            f"expected an integer >= 0 (0: no limit), got {text!r}") from None
 
 
 def _seconds(text: str) -> float:

@@ -9,6 +9,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from .._numbers import as_int
 from ..errors import ConfigError, DataAccessError
 from ..geometry import Box, Triple, as_triple
 from ._base import DataSink, DataSource
@@ -176,16 +177,8 @@ class ZarrSource(_ZarrVolume, DataSource):
         *,
         chunk_cache_bytes: int | None = None,
     ) -> None:
-        if chunk_cache_bytes is not None and (
-            isinstance(chunk_cache_bytes, bool) or not isinstance(chunk_cache_bytes, int)
-            or chunk_cache_bytes < 0
-        ):
-            raise ConfigError(
-                f"chunk_cache_bytes must be a whole number of bytes, 0 or more, or None "
-                f"for the default, got "
-                f"{chunk_cache_bytes!r}",
-                chunk_cache_bytes,
-            )
+        chunk_cache_bytes = as_int(chunk_cache_bytes, "chunk_cache_bytes", minimum=0,
+                                   zero="no cache", none="for the default")
         super().__init__(path_or_group, channels)
         self.chunk_cache_bytes = chunk_cache_bytes
         self._cache: ChunkCache | None = None
