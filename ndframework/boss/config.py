@@ -82,6 +82,17 @@ def _as_channels(value: object) -> tuple[str, ...]:
     return tuple(str(name).strip() for name in value if str(name).strip())
 
 
+def _as_protocol(value: object) -> object:
+    """``'HTTPS '`` as ``'https'``; anything but a string is left to the validator."""
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+def _as_host(value: object) -> object:
+    """``' api.bossdb.io/'`` as ``'api.bossdb.io'``; anything but a string is left to the
+    validator."""
+    return value.strip().rstrip("/") if isinstance(value, str) else value
+
+
 def _check_protocol(config: BossConfig, attribute: attrs.Attribute, value: str) -> None:
     if value not in PROTOCOLS:
         raise ConfigError(
@@ -192,15 +203,9 @@ class BossConfig:
     False
     """
 
-    protocol: str = attrs.field(
-        converter=lambda v: v.strip().lower() if isinstance(v, str) else v,
-        validator=_check_protocol,
-    )
+    protocol: str = attrs.field(converter=_as_protocol, validator=_check_protocol)
     """'http' or 'https'."""
-    host: str = attrs.field(
-        converter=lambda v: v.strip().rstrip("/") if isinstance(v, str) else v,
-        validator=_check_host,
-    )
+    host: str = attrs.field(converter=_as_host, validator=_check_host)
     """Host name of the BOSS API, e.g. 'api.bossdb.io', optionally with ':port'."""
     token: Secret = attrs.field(converter=Secret, validator=_check_token, repr=False)
     """The API token."""
