@@ -513,7 +513,7 @@ def _parser() -> argparse.ArgumentParser:
                              "corners (default: 3)")
     parser.add_argument("--bins", type=int, default=256,
                         help="histogram bins for Otsu's threshold (default: 256)")
-    parser.add_argument("--executor", default="processes", choices=sorted(ndf.EXECUTORS),
+    parser.add_argument("--executor", default="processes", choices=ndf.executor_names(),
                         help="how blocks run (default: processes)")
     parser.add_argument("--workers", type=int, default=2, help="workers (default: 2)")
     return parser

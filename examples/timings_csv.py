@@ -149,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Per-block timings in a CSV file.")
     parser.add_argument("--csv", default="block-timings.csv", help="where to write the CSV "
                                                                    "(default: block-timings.csv)")
-    parser.add_argument("--executor", default="threads", choices=sorted(ndf.EXECUTORS))
+    parser.add_argument("--executor", default="threads", choices=ndf.executor_names())
     args = parser.parse_args(argv)
 
     volume = np.random.default_rng(0).integers(0, 200, (32, 64, 64), dtype=np.uint8)

@@ -27,14 +27,15 @@ from .errors import (
     WorkerError,
 )
 from .executors import (
-    EXECUTORS,
     Executor,
     ProcessExecutor,
     SerialExecutor,
     ThreadExecutor,
-    WorkerLifecycle,
+    WorkerSession,
     default_workers,
+    executor_names,
     get_executor,
+    register_executor,
 )
 from .geometry import Block, Box, Halo
 from .hookspecs import hookimpl
@@ -94,8 +95,7 @@ __all__ = [
     "DataSource", "DataSink", "InMemorySource", "InMemorySink", "ZarrSource", "ZarrSink",
     "BlockProcessor", "FunctionProcessor", "BlockOutput",
     "Executor", "SerialExecutor", "ThreadExecutor", "ProcessExecutor", "DaskExecutor",
-    "get_executor",
-    "EXECUTORS", "WorkerLifecycle", "default_workers",
+    "get_executor", "register_executor", "executor_names", "WorkerSession", "default_workers",
     "Pipeline", "Plan", "RunInfo", "RunResult", "RunCounts", "BlockFailure", "BlockOutcome",
     "BlockTimings", "BlockStatus", "Journal", "BlockRecord",
     "hookimpl", "ProgressBar", "EventLog",

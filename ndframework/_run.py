@@ -22,7 +22,7 @@ from ._hooks import Hooks
 from .errors import (
     DataAccessError, NDFrameworkError, OutputError, ReduceError, SetupError, WorkerError,
 )
-from .executors import Executor, WorkerLifecycle, worker_processes
+from .executors import Executor, WorkerSession, worker_processes
 from .geometry import Block
 from .journal import HEARTBEAT, BlockState, Journal, dumps_value
 from .processor import BlockProcessor
@@ -94,7 +94,7 @@ class Run:
         blocks: Callable[[], Iterator[Block]],
         executor: Executor,
         processor: BlockProcessor,
-        lifecycle: Callable[[Any], WorkerLifecycle],
+        session: WorkerSession,
         hooks: Hooks,
         journal: Journal,
         max_attempts: int,
@@ -106,7 +106,8 @@ class Run:
         self.blocks = blocks
         self.executor = executor
         self.processor = processor
-        self.lifecycle = lifecycle
+        self.session = session
+        self.task_session: WorkerSession | str = session
         self.hooks = hooks
         self.journal = journal
         self.max_attempts = max_attempts
@@ -160,7 +161,7 @@ class Run:
                         self.journal.flush()
                     self.journal.keep_alive()
                 if self.interrupted is None:
-                    pool.shutdown(wait=True)
+                    self._shut(pool, wait=True)
                 else:  # also when nothing was in flight as the signal came
                     self._drain()
                     self._abandon(pool)
@@ -177,7 +178,16 @@ class Run:
 
     def _start_pool(self) -> futures.Executor:
         self.board = self.executor.make_board()
-        return self.executor.start(self.lifecycle(self.board))
+        session = attrs.evolve(self.session, board=self.board)
+        self.task_session = session.id if self.executor.opens_sessions else session
+        return self.executor.start(session)
+
+    def _shut(self, pool: futures.Executor, **options: Any) -> None:
+        """Shut ``pool`` down, and tear down the workers it left in this process."""
+        try:
+            pool.shutdown(**options)
+        finally:
+            _worker.end_session(self.session.id)
 
     def stop(self, error: NDFrameworkError | None, reason: str) -> None:
         """Hand out no more blocks; the run ends once those running are in (blocks handed
@@ -236,9 +246,11 @@ class Run:
                 task.attempts += 1
                 task.ticket = next(self.tickets)
             try:
-                future = pool.submit(_worker.run_blocks, self.info.session,
+                future = pool.submit(_worker.run_blocks, self.task_session,
                                      [(task.block, task.ticket) for task in tasks])
-            except futures.BrokenExecutor:
+            except Exception as error:
+                if not self.executor.is_worker_death(error):
+                    raise
                 for task in reversed(tasks):
                     task.attempts -= 1
                     self.retry.appendleft(task)
@@ -293,11 +305,11 @@ class Run:
         """Settle a finished batch; False when it reports a broken pool."""
         try:
             outcomes = future.result()
-        except futures.BrokenExecutor:
-            return False
         except futures.CancelledError:  # taken back by stop(); else lost by the executor
             return self.stopped is not None
         except Exception as error:  # e.g. a value that cannot be pickled back
+            if self.executor.is_worker_death(error):
+                return False
             if len(tasks) > 1:  # find out which block, each on its own: none is charged
                 for task in tasks:
                     task.attempts -= 1
@@ -386,7 +398,7 @@ class Run:
         judge the blocks it held (see `_judge`)."""
         running = {} if self.board is None else self.board.running()
         processes = worker_processes(pool)
-        pool.shutdown(wait=True, cancel_futures=True)
+        self._shut(pool, wait=True, cancel_futures=True)
         for future, tasks in list(self.in_flight.items()):  # settled by the shutdown
             del self.in_flight[future]
             if not self._collect(tasks, future):
@@ -510,7 +522,7 @@ class Run:
                 process.kill()
             except Exception:  # already gone
                 pass
-        pool.shutdown(wait=processes is not None, cancel_futures=True)
+        self._shut(pool, wait=processes is not None, cancel_futures=True)
         self.in_flight.clear()
 
     def interrupt(self, signum: int) -> None:

@@ -1,39 +1,40 @@
 """What runs in a worker: read a block, process it, write its outputs, report an outcome.
 
 Only a block's coordinates go in and a small `BlockOutcome` comes out; voxel data stay in
-the worker. A worker is set up once per run by `initialize` and torn down by `finalize`, in
-the same thread: it loads its own copy of the processor (cloudpickled, so classes defined in
+the worker. A worker is set up by the first task a thread runs for a run session, whatever
+pool the thread belongs to, and torn down by `end_worker` in the same thread (or as its
+process exits): it loads its own copy of the processor (cloudpickled, so classes defined in
 ``__main__`` or a notebook travel too) and runs its ``setup``. Worker processes also receive
 the source and sink cloudpickled and open their own; worker threads share the coordinator's.
-Workers are kept per thread and per run, so a pipeline run inside ``process`` (a nested run)
-does not disturb the run around it.
+Workers are kept per thread and per run session, so a pipeline run inside ``process`` (a
+nested run) does not disturb the run around it.
 """
 
 from __future__ import annotations
 
+import atexit
 import copy
 import logging
 import os
-import signal
 import sys
 import threading
 import time
 import traceback
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import attrs
 import cloudpickle
 import numpy as np
 
 from ._padding import read_padded
-from .errors import ChannelError, OutputError, WorkerError
+from .errors import ChannelError, OutputError
 from .geometry import Block
-from .executors import WorkerBoard
+from .executors._session import WorkerSession, find_session
 from .processor import BlockOutput, BlockProcessor
 from .result import BlockOutcome, BlockStatus, BlockTimings
 from .storage import DataSink, DataSource
 
-__all__ = ["WorkerContext", "initialize", "finalize", "run_block", "run_blocks"]
+__all__ = ["WorkerContext", "run_block", "run_blocks", "end_worker", "end_session"]
 
 logger = logging.getLogger("ndframework.worker")
 
@@ -59,20 +60,26 @@ class ForcedInterrupt(KeyboardInterrupt):
 
 
 class _Worker:
-    """One worker's state for one run: its context, its own processor, and how setup went."""
+    """One worker's state for one run session: its context, its own processor, and how
+    setup went. Made by the first task the session's blocks give the thread, and kept in
+    that thread until `end_worker` (or the process's exit)."""
 
-    def __init__(self, processor: bytes | BlockProcessor, context: WorkerContext | bytes,
-                 board: WorkerBoard | None = None) -> None:
+    def __init__(self, session: WorkerSession) -> None:
         self.name = f"{os.getpid()}/{threading.current_thread().name}"
-        self.board = board
-        self.row = -1 if board is None else board.claim()
+        self.session_id = session.id
+        self.pid = os.getpid()
+        self.thread = threading.current_thread()
+        self.board = session.board
+        self.row = -1 if self.board is None else self.board.claim()
         self.setup_error: tuple[str, str] | None = None
         self.processor: BlockProcessor | None = None
+        self.ended = False
         try:
+            context, processor = session.context, session.processor
             self.context: WorkerContext = (
                 cloudpickle.loads(context) if isinstance(context, bytes) else context
             )
-            if board is not None and not board.in_process:
+            if self.pid != session.coordinator:
                 _log_like_the_coordinator(self.context.log_level)
             self.processor = (cloudpickle.loads(processor) if isinstance(processor, bytes)
                               else copy.deepcopy(processor))
@@ -81,6 +88,10 @@ class _Worker:
             self.setup_error = (_describe(error), "".join(traceback.format_exception(error)))
 
     def teardown(self) -> None:
+        """Run the processor's ``teardown``, once, in the process that set it up."""
+        if self.ended or self.pid != os.getpid():  # a forked child keeps its parent's
+            return
+        self.ended = True
         if self.setup_error is not None or self.processor is None:
             return
         try:
@@ -106,6 +117,12 @@ def _log_like_the_coordinator(level: int) -> None:
 
 
 _local = threading.local()
+"""Per thread: its workers, by session id."""
+_every: dict[str, list[_Worker]] = {}
+"""Per session id: its workers in this process, whatever their thread."""
+_every_lock = threading.Lock()
+_exit_registered: set[int] = set()
+"""The processes (pids) whose exit ends the workers left in them."""
 
 
 def _workers() -> dict[str, _Worker]:
@@ -116,41 +133,92 @@ def _workers() -> dict[str, _Worker]:
         return _local.workers  # type: ignore[no-any-return]
 
 
-def initialize(run_id: str, processor: bytes | BlockProcessor,
-               context: WorkerContext | bytes, board: WorkerBoard | None = None) -> None:
-    """Set this worker up for run session ``run_id`` (an executor's initializer).
+def _worker(session: WorkerSession | str) -> _Worker:
+    """This thread's worker for ``session``, set up now if it has none yet."""
+    workers = _workers()
+    key = session if isinstance(session, str) else session.id
+    worker = workers.get(key)
+    if worker is None:
+        found = find_session(session)
+        worker = workers[key] = _Worker(found)
+        with _every_lock:
+            _every.setdefault(key, []).append(worker)
+        if worker.pid != found.coordinator and worker.pid not in _exit_registered:
+            _exit_registered.add(worker.pid)
+            _at_process_exit(_end_every_worker)
+    return worker
 
-    ``processor`` is the cloudpickled processor for worker processes, the coordinator's
-    own for worker threads: each worker makes its own copy and runs its ``setup``.
-    ``context`` is cloudpickled for worker processes and the coordinator's own object for
-    worker threads. ``board``, for worker processes, is where the worker shows
-    which block it runs, so that the coordinator can stop it. A failure is kept and
-    reported by `run_block`.
+
+def end_worker(session: str | None = None) -> None:
+    """Tear down this thread's worker for run session ``session`` (every session's when
+    None): its processor's ``teardown`` runs here, in the thread that ran its ``setup``.
+
+    A pool that can run code in each worker thread as it stops calls this there (the
+    built-in thread pools do). Workers left in a process of their own are torn down as it
+    exits; workers left in the coordinating process, when their pool is shut down.
     """
-    if (board is not None and not board.in_process
-            and threading.current_thread() is threading.main_thread()):
-        # A worker process: Ctrl-C reaches the whole process group, but stopping is the
-        # coordinator's call (it ends its workers), not a failure of the block at hand.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _workers()[run_id] = _Worker(processor, context, board)
+    workers = _workers()
+    for key in [session] if session is not None else list(workers):
+        worker = workers.pop(key, None)
+        if worker is not None:
+            _forget(worker)
+            worker.teardown()
 
 
-def finalize(run_id: str) -> None:
-    """Run ``teardown`` for this worker's run ``run_id`` (an executor's finalizer)."""
-    worker = _workers().pop(run_id, None)
-    if worker is not None:
+def end_session(session: str) -> None:
+    """Tear down run session ``session``'s workers in this process whose thread has ended
+    (their pool gave no chance to do it in the thread): the coordinator's last word on a
+    pool it shut down."""
+    with _every_lock:
+        workers = [w for w in _every.get(session, []) if not w.thread.is_alive()]
+    for worker in workers:
+        _forget(worker)
         worker.teardown()
 
 
-def run_block(run_id: str, block: Block, ticket: int = 0) -> BlockOutcome:
-    """Read, process and write one block in the current worker; report what happened.
-    ``ticket`` names this try of the block on the worker board."""
-    outcome = run_blocks(run_id, [(block, ticket)])[0]
+def _forget(worker: _Worker) -> None:
+    with _every_lock:
+        kept = [w for w in _every.get(worker.session_id, []) if w is not worker]
+        if kept:
+            _every[worker.session_id] = kept
+        else:
+            _every.pop(worker.session_id, None)
+
+
+def _end_every_worker() -> None:
+    """Tear down every worker left in this process (it exits), this thread's first."""
+    end_worker()
+    with _every_lock:
+        left = [worker for workers in _every.values() for worker in workers]
+        _every.clear()
+    for worker in left:
+        worker.teardown()
+
+
+def _at_process_exit(function: Callable[[], None]) -> None:
+    """Call ``function`` as this process exits normally.
+
+    Processes started by `multiprocessing` (the workers of a process pool) leave through
+    ``os._exit``, which skips `atexit`; before that they run `multiprocessing`'s own exit
+    finalizers, in their main thread, which is the thread that ran their tasks. Both are
+    registered: the function must be idempotent.
+    """
+    from multiprocessing import util
+
+    util.Finalize(None, function, exitpriority=10)
+    atexit.register(function)
+
+
+def run_block(session: WorkerSession | str, block: Block, ticket: int = 0) -> BlockOutcome:
+    """Read, process and write one block in this thread's worker for ``session``; report
+    what happened. ``ticket`` names this try of the block on the worker board."""
+    outcome = run_blocks(session, [(block, ticket)])[0]
     assert outcome is not None
     return outcome
 
 
-def run_blocks(run_id: str, blocks: list[tuple[Block, int]]) -> list[BlockOutcome | None]:
+def run_blocks(session: WorkerSession | str,
+               blocks: list[tuple[Block, int]]) -> list[BlockOutcome | None]:
     """`run_block` for each ``(block, ticket)`` of a batch, one after the other: one task
     and one message for several blocks, each with its own outcome, each shown on the
     worker board while it runs.
@@ -159,9 +227,7 @@ def run_blocks(run_id: str, blocks: list[tuple[Block, int]]) -> list[BlockOutcom
     that is not done, so that a failure costs one block, not a batch, and the coordinator
     hears of it at once; and when the coordinator has halted the board (the run stops).
     """
-    worker = _workers().get(run_id)
-    if worker is None:
-        raise WorkerError(f"no worker was set up for run {run_id} in this thread")
+    worker = _worker(session)
     board = worker.board
     outcomes: list[BlockOutcome | None] = []
     for block, ticket in blocks:

@@ -183,7 +183,7 @@ def test_hooks_run_in_the_coordinator_once_per_block(dask_executor, em):
 
 def test_the_registry_and_the_cli_know_dask():
     assert isinstance(ndf.get_executor("dask", workers=2), ndf.DaskExecutor)
-    assert "dask" in ndf.EXECUTORS
+    assert "dask" in ndf.executor_names()
     with pytest.raises(ndf.ConfigError, match="not both"):
         ndf.DaskExecutor(address="tcp://x:1", client=object())
     with pytest.raises(ndf.ConfigError, match="workers=2 applies to the local cluster"):

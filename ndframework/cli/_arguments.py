@@ -8,7 +8,7 @@ from typing import NoReturn
 
 from .._numbers import as_int
 from ..errors import ConfigError
-from ..executors import EXECUTORS
+from ..executors import executor_names
 from ..geometry import Box, as_triple
 from ..processor import output_dtype
 
@@ -241,7 +241,7 @@ def _volume_options(command: argparse.ArgumentParser) -> None:
 
 
 def _executor_options(command: argparse.ArgumentParser, default_workers: int | None = None) -> None:
-    command.add_argument("--executor", default="processes", choices=sorted(EXECUTORS),
+    command.add_argument("--executor", default="processes", choices=executor_names(),
                          help="how blocks run (default: processes)")
     command.add_argument("--workers", type=int, default=default_workers, metavar="N",
                          help="worker threads or processes (default: every CPU this "

@@ -8,11 +8,10 @@ import signal
 from concurrent import futures
 from typing import Any, Callable, ClassVar
 
-import attrs
-
 from ..errors import ConfigError
+from ._session import WorkerSession
 
-__all__ = ["Executor", "WorkerLifecycle", "default_workers", "check_workers", "run_into"]
+__all__ = ["Executor", "default_workers", "check_workers", "run_into"]
 
 
 def default_workers() -> int:
@@ -37,33 +36,6 @@ def check_workers(workers: int | None) -> int:
     return workers
 
 
-def _nothing() -> None:
-    pass
-
-
-@attrs.frozen
-class WorkerLifecycle:
-    """What every worker of a pool runs once as it starts and once as it stops, in its own
-    thread. The functions must pickle for worker processes (module-level functions do)."""
-
-    initializer: Callable[..., None]
-    """Called as ``initializer(*initargs)`` before the worker's first task."""
-    initargs: tuple[Any, ...] = ()
-    """Arguments of ``initializer``."""
-    finalizer: Callable[..., None] = _nothing
-    """Called as ``finalizer(*finalargs)`` after the worker's last task."""
-    finalargs: tuple[Any, ...] = ()
-    """Arguments of ``finalizer``."""
-
-    def start(self) -> None:
-        """Run the initializer."""
-        self.initializer(*self.initargs)
-
-    def stop(self) -> None:
-        """Run the finalizer."""
-        self.finalizer(*self.finalargs)
-
-
 def run_into(future: futures.Future, fn: Callable[..., Any], args: tuple[Any, ...],
              kwargs: dict[str, Any]) -> None:
     """Run ``fn(*args, **kwargs)`` for a pending ``future`` and settle it with the result or
@@ -82,7 +54,19 @@ class Executor(abc.ABC):
     """Runs blocks in workers through a `concurrent.futures.Executor`.
 
     An executor is a description (how many workers, of what kind); `start` makes the running
-    pool. The pipeline submits one call per block and keeps a bounded number in flight.
+    pool. The pipeline submits one call per batch of blocks and keeps a bounded number in
+    flight. A task sets up the worker that runs it (the processor's ``setup``) the first
+    time its thread meets the run session, so any `concurrent.futures.Executor` can run
+    them: a new executor is a thin adapter, registered by name with `register_executor`::
+
+        @attrs.frozen
+        class LoopExecutor(Executor):
+            name = "loop"
+            shares_memory = True
+            workers: int = 2
+
+            def start(self, session):
+                return futures.ThreadPoolExecutor(self.workers)
     """
 
     name: ClassVar[str]
@@ -92,10 +76,21 @@ class Executor(abc.ABC):
     workers: int
 
     @abc.abstractmethod
-    def start(self, lifecycle: WorkerLifecycle) -> futures.Executor:
-        """A running pool whose every worker runs ``lifecycle.start()`` once before its
-        first task and ``lifecycle.stop()`` once when it stops, in the same thread. The
-        caller shuts the pool down. A worker that dies (a killed process) does not stop."""
+    def start(self, session: WorkerSession) -> futures.Executor:
+        """A running pool for run session ``session``; the caller shuts it down.
+
+        Its tasks carry the session (or, with `opens_sessions`, only its id) and set up
+        their worker themselves: a pool needs no initializer. A pool that can run code in
+        each worker thread as it stops should call `ndframework.executors.end_worker`
+        there, so that the processor's ``teardown`` runs in the thread that ran its
+        ``setup``; otherwise workers in processes of their own are torn down as the process
+        exits, and workers in this process once the pool is shut down.
+        """
+
+    opens_sessions: ClassVar[bool] = False
+    """True when `start` has every worker call ``session.open()`` before its first task
+    (as its pool's initializer, say): tasks then carry the session's id, not the session,
+    so that the processor and the source travel to each worker process once."""
 
     batches: ClassVar[bool] = False
     """True when blocks are handed out several to a task, as many as make about
@@ -112,6 +107,13 @@ class Executor(abc.ABC):
     can_stop_blocks: ClassVar[bool] = False
     """True when a running block can be stopped (its worker ended), so that
     ``block_timeout`` is enforced."""
+
+    def is_worker_death(self, error: BaseException) -> bool:
+        """True when ``error``, raised by a task's future or by ``submit``, means the
+        worker (or the whole pool, see `breaks_whole`) was lost, not that the task failed:
+        its blocks are then given back or judged, not failed. By default a
+        `concurrent.futures.BrokenExecutor`, as the standard pools raise."""
+        return isinstance(error, futures.BrokenExecutor)
 
     def make_board(self) -> Any:
         """A board for a new pool's workers: where they show which block they run (for

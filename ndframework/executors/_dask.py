@@ -8,11 +8,12 @@ How a run maps onto Dask:
 
 - Each block is one task, ``client.submit(...)`` with ``retries=0``: only the block's
   coordinates go out and its small outcome comes back. Workers read and write their own data.
-- The worker lifecycle (the processor's ``setup``/``teardown``) reaches every worker, those
-  that join later included, as a worker plugin registered once per run session, and is
-  started lazily, the first time a worker process meets the run session, in a small pool of
-  threads of its own (one per Dask thread of the worker), so that ``setup`` and ``teardown``
-  run in the same thread as the worker state of `ndframework._worker` requires. With
+- The run session (the processor and the source, cloudpickled) reaches every worker, those
+  that join later included, as a worker plugin registered once per run session, so that
+  tasks carry only its id. Its tasks run in a small pool of threads of the worker's own
+  per session (one per Dask thread of the worker), where each thread sets up its worker
+  (the processor's ``setup``) with its first task and tears it down as the pool ends, in
+  the same thread, as the worker state of `ndframework._worker` requires. With
   ``threads_per_worker=1`` (the `LocalCluster` this executor starts) that is once per worker
   process. Sessions are kept across pools, so a pool replaced after a worker died costs no
   new ``setup`` on the workers that live on; `DaskExecutor.close` tears them down.
@@ -27,7 +28,6 @@ How a run maps onto Dask:
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import importlib.util
 import itertools
 import logging
@@ -39,10 +39,10 @@ from concurrent import futures
 from typing import Any, Callable
 
 import attrs
-import cloudpickle
 
-from ..errors import ConfigError, WorkerError
-from ._base import Executor, WorkerLifecycle, check_workers, default_workers
+from ..errors import ConfigError
+from ._base import Executor, check_workers, default_workers
+from ._session import WorkerSession
 from ._main_script import guard_advice, unguarded_script
 from ._threads import _WorkerThreadPool
 
@@ -110,6 +110,7 @@ class DaskExecutor(Executor):
     can_stop_blocks = True
     batches = True
     breaks_whole = False  # a lost worker fails its own tasks only
+    opens_sessions = True  # by the session's worker plugin
 
     _workers: int | None = attrs.field(default=None, converter=_check_workers,
                                        alias="workers")
@@ -274,12 +275,12 @@ class DaskExecutor(Executor):
         self._state.board = board
         return board
 
-    def start(self, lifecycle: WorkerLifecycle) -> futures.Executor:
+    def start(self, session: WorkerSession) -> futures.Executor:
         client = self.connect()
         state = self._state
         # The same run session gives the same token, so that workers that live on keep
         # their set-up processor when the pool is replaced.
-        token = hashlib.sha256(cloudpickle.dumps(lifecycle)).hexdigest()[:24]
+        token = session.id
         if token not in state.tokens:
             from ._dask_plugin import SessionPlugin
 
@@ -287,7 +288,7 @@ class DaskExecutor(Executor):
             client.run(_halt, state.topic, False, on_error="ignore")  # a new run session
             # the workers of a local cluster share the machine's default chunk cache
             sharing = self.workers if state.cluster is not None else 1
-            client.register_plugin(SessionPlugin(token, lifecycle, sharing),
+            client.register_plugin(SessionPlugin(session, sharing),
                                    name=_plugin_name(token))
         state.pool = _DaskPool(client, token)
         return state.pool
@@ -470,7 +471,7 @@ class _TaskFuture(futures.Future):
 
 class _DaskPool(futures.Executor):
     """A `concurrent.futures.Executor` over ``client.submit``: each call runs in a worker's
-    run session ``token`` (started on first use from the lifecycle its plugin keeps)."""
+    threads for run session ``token`` (which its plugin opened there)."""
 
     def __init__(self, client: Any, token: str) -> None:
         self._client = client
@@ -585,8 +586,7 @@ _current = threading.local()
 """The Dask worker and task key of the call a session thread is running."""
 
 _sessions: dict[str, _WorkerThreadPool] = {}
-_lifecycles: dict[str, WorkerLifecycle] = {}
-"""Run sessions' lifecycles, kept by their worker plugins."""
+"""Run sessions' threads in this worker process."""
 _halted: set[str] = set()
 """Topics of boards whose coordinator halted them."""
 _sessions_lock = threading.Lock()
@@ -596,34 +596,18 @@ def _plugin_name(token: str) -> str:
     return f"ndframework-session-{token}"
 
 
-def keep_lifecycle(token: str, lifecycle: WorkerLifecycle) -> None:
-    """Keep run session ``token``'s lifecycle in this worker process (its plugin's setup)."""
-    with _sessions_lock:
-        _lifecycles[token] = lifecycle
-
-
-def forget_lifecycle(token: str) -> None:
-    """Drop run session ``token``'s lifecycle (its plugin's teardown)."""
-    with _sessions_lock:
-        _lifecycles.pop(token, None)
-
-
 def _session(token: str, threads: int) -> _WorkerThreadPool:
     with _sessions_lock:
         pool = _sessions.get(token)
         if pool is None:
-            lifecycle = _lifecycles.get(token)
-            if lifecycle is None:
-                raise WorkerError(f"this Dask worker has no run session {token}: its "
-                                  f"plugin was not registered here, or was removed")
-            pool = _sessions[token] = _WorkerThreadPool(threads, lifecycle)
+            pool = _sessions[token] = _WorkerThreadPool(threads, token)
         return pool
 
 
 def _call(token: str, fn: Callable[..., Any], args: tuple[Any, ...],
           kwargs: dict[str, Any]) -> Any:
-    """A Dask task: run ``fn(*args, **kwargs)`` in this worker process's run session
-    ``token``, set up the first time the process meets it."""
+    """A Dask task: run ``fn(*args, **kwargs)`` in this worker process's threads for run
+    session ``token``, started the first time the process meets it."""
     from distributed import get_worker
 
     worker = get_worker()

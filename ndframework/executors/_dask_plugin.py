@@ -1,5 +1,5 @@
-"""The worker plugin that gives every Dask worker a run session's lifecycle, imported only
-where ``distributed`` is (by a connecting `DaskExecutor`, and by the workers)."""
+"""The worker plugin that opens a run session in every Dask worker, imported only where
+``distributed`` is (by a connecting `DaskExecutor`, and by the workers)."""
 
 from __future__ import annotations
 
@@ -7,23 +7,21 @@ from typing import Any
 
 from distributed.diagnostics.plugin import WorkerPlugin
 
-from ._base import WorkerLifecycle
-from ._dask import forget_lifecycle, keep_lifecycle
+from ._session import WorkerSession
 
 __all__ = ["SessionPlugin"]
 
 
 class SessionPlugin(WorkerPlugin):
-    """Keeps run session ``token``'s worker lifecycle in each worker process, the workers
+    """Opens run ``session`` in each worker process, the workers
     that join later (a worker restarted by its nanny) included: the scheduler hands its
     registered plugins to every worker that connects. Scattered data, by contrast, is lost
     with the last worker that held it, and the tasks that need it then wait for ever."""
 
     idempotent = True  # registering the same session again changes nothing
 
-    def __init__(self, token: str, lifecycle: WorkerLifecycle, sharing: int = 1) -> None:
-        self.token = token
-        self.lifecycle = lifecycle
+    def __init__(self, session: WorkerSession, sharing: int = 1) -> None:
+        self.session = session
         self.sharing = sharing
         """Worker processes of the run that share one machine's default budget of
         decoded chunks (those of a local cluster; 1 where each has a machine's share)."""
@@ -32,7 +30,7 @@ class SessionPlugin(WorkerPlugin):
         from ..storage._chunk_cache import share_default_chunk_cache
 
         share_default_chunk_cache(self.sharing)
-        keep_lifecycle(self.token, self.lifecycle)
+        self.session.open()
 
     def teardown(self, worker: Any) -> None:
-        forget_lifecycle(self.token)
+        self.session.close()

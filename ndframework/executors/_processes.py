@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import signal
 import sys
-from multiprocessing import util
 from concurrent import futures
 from typing import Any
 
 import attrs
 
 from ..errors import ConfigError
-from ._base import Executor, WorkerLifecycle, check_workers
+from ._base import Executor, check_workers
 from ._board import WorkerBoard
 from ._lifeline import ProcessIdentity, exit_when_gone
 from ._main_script import guard_advice, unguarded_script
+from ._session import WorkerSession
 
 __all__ = ["ProcessExecutor"]
 
@@ -66,6 +67,7 @@ class ProcessExecutor(Executor):
 
     can_stop_blocks = True
     batches = True
+    opens_sessions = True
 
     def make_board(self) -> WorkerBoard:
         """A board on which this executor's workers show which block they run."""
@@ -91,34 +93,44 @@ class ProcessExecutor(Executor):
         raise ConfigError(guard_advice(script, f"worker processes started with {method!r}"),
                           script)
 
-    def start(self, lifecycle: WorkerLifecycle) -> futures.Executor:
-        context = self._context()
+    def start(self, session: WorkerSession) -> futures.Executor:
         pool = futures.ProcessPoolExecutor(
             self.workers,
-            mp_context=context,
+            mp_context=self._context(),
             initializer=_start_worker,
-            initargs=(lifecycle, ProcessIdentity.current(), self.workers),
+            initargs=(session, ProcessIdentity.current(), self.workers),
         )
-        # Start every worker with the first task, as CPython does for "fork". Workers
-        # spawned one submit at a time race with the pool's handling of a dead worker: a
-        # submit can add a worker after the pool terminated the others, and the pool then
-        # waits for it forever (seen on CPython 3.11 with forkserver and spawn).
-        pool._safe_to_dynamically_spawn_children = False  # type: ignore[attr-defined]
+        _start_every_worker_with_the_first_task(pool)
         return pool
 
 
-def _start_worker(
-    lifecycle: WorkerLifecycle, coordinator: ProcessIdentity, workers: int
-) -> None:
-    """Start a worker process, one of ``workers``, and have it stop as it exits normally
-    (the pool's workers return from their loop at shutdown and run multiprocessing's exit
-    finalizers), or at once if the ``coordinator`` that started its pool dies."""
-    # Before setup(), which may take long (loading a model) and the coordinator die meanwhile.
+def _start_every_worker_with_the_first_task(pool: futures.ProcessPoolExecutor) -> None:
+    """Have ``pool`` start all its workers with its first task, as CPython does for the
+    "fork" start method.
+
+    Since Python 3.9, `ProcessPoolExecutor` starts workers one per ``submit`` (except with
+    "fork", where gh-90622 made it start them all at once, through the private
+    ``_safe_to_dynamically_spawn_children``). A worker started by a ``submit`` while the
+    pool's manager thread handles a dead worker escapes its ``terminate_broken``: the
+    manager then joins a worker it never terminated and waits forever, as do the run and
+    the interpreter's exit (seen on CPython 3.11 with forkserver and spawn, about one run
+    in eight). The fix of gh-119592 and gh-152967 (3.13 and 3.14) keeps spawned workers
+    from escaping ``terminate_workers()`` the same way, with a ``_force_shutting_down``
+    flag. Where the attribute is missing, the pool is left as it is.
+    """
+    if hasattr(pool, "_safe_to_dynamically_spawn_children"):
+        pool._safe_to_dynamically_spawn_children = False
+
+
+def _start_worker(session: WorkerSession, coordinator: ProcessIdentity, workers: int) -> None:
+    """Start a worker process, one of ``workers``: it exits at once if the ``coordinator``
+    that started its pool dies (before anything that may take long, such as a processor's
+    setup), shares the run's budget of decoded chunks, leaves Ctrl-C to the coordinator
+    (which ends its workers; SIGINT reaches the whole process group), and opens the run
+    ``session`` that its tasks name."""
     exit_when_gone(coordinator)
-    # The run's default budget of decoded chunks is shared: memory must not grow with the
-    # number of workers.
     from ..storage._chunk_cache import share_default_chunk_cache
 
     share_default_chunk_cache(workers)
-    lifecycle.start()
-    util.Finalize(None, lifecycle.stop, exitpriority=10)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    session.open()

@@ -7,34 +7,34 @@ from typing import Any, Callable
 
 import attrs
 
-from ._base import Executor, WorkerLifecycle, run_into
+from ._base import Executor, run_into
+from ._session import WorkerSession
 from ._board import LocalBoard
 
 __all__ = ["SerialExecutor"]
 
 
 class _InlinePool(futures.Executor):
-    """A `concurrent.futures.Executor` that runs each call at once and returns it done."""
+    """A `concurrent.futures.Executor` that runs each call at once and returns it done; its
+    shutdown tears down the worker run session ``session`` set up in the calling thread."""
 
-    def __init__(self, lifecycle: WorkerLifecycle) -> None:
-        self._lifecycle = lifecycle
-        self._started = False
+    def __init__(self, session: str) -> None:
+        self._session = session
         self._shutdown = False
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> futures.Future:
         if self._shutdown:
             raise RuntimeError("cannot submit to a pool that was shut down")
-        if not self._started:
-            self._started = True
-            self._lifecycle.start()
         future: futures.Future = futures.Future()
         run_into(future, fn, args, kwargs)
         return future
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        if self._started and not self._shutdown:
-            self._lifecycle.stop()
-        self._shutdown = True
+        if not self._shutdown:
+            self._shutdown = True
+            from .._worker import end_worker
+
+            end_worker(self._session)
 
 
 @attrs.frozen
@@ -64,5 +64,5 @@ class SerialExecutor(Executor):
         """A board that carries only the run's halt (a block here cannot be stopped)."""
         return LocalBoard()
 
-    def start(self, lifecycle: WorkerLifecycle) -> futures.Executor:
-        return _InlinePool(lifecycle)
+    def start(self, session: WorkerSession) -> futures.Executor:
+        return _InlinePool(session.id)

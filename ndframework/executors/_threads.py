@@ -9,29 +9,30 @@ from typing import Any, Callable
 
 import attrs
 
-from ._base import Executor, WorkerLifecycle, check_workers, run_into
+from ._base import Executor, check_workers, run_into
+from ._session import WorkerSession
 from ._board import LocalBoard
 
 __all__ = ["ThreadExecutor"]
 
 
 class _WorkerThreadPool(futures.Executor):
-    """A `concurrent.futures.Executor` of threads that each start a `WorkerLifecycle` before
-    their first task and stop it after their last, in that thread.
+    """A `concurrent.futures.Executor` of threads that each end their worker of run session
+    ``session`` after their last task, in that thread.
 
     `concurrent.futures.ThreadPoolExecutor` has no finalizer, and a processor's ``teardown``
     must run in the thread that ran its ``setup`` (thread-bound handles such as SQLite
     connections). All threads start at once.
     """
 
-    def __init__(self, workers: int, lifecycle: WorkerLifecycle) -> None:
+    def __init__(self, workers: int, session: str) -> None:
         self._tasks: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._shutdown = False
         self._threads = [
             threading.Thread(
                 target=self._work,
-                args=(lifecycle,),
+                args=(session,),
                 name=f"ndframework-worker-{number}",
                 daemon=True,
             )
@@ -40,13 +41,14 @@ class _WorkerThreadPool(futures.Executor):
         for thread in self._threads:
             thread.start()
 
-    def _work(self, lifecycle: WorkerLifecycle) -> None:
-        lifecycle.start()
+    def _work(self, session: str) -> None:
+        from .._worker import end_worker
+
         try:
             while (task := self._tasks.get()) is not None:
                 run_into(*task)
         finally:
-            lifecycle.stop()
+            end_worker(session)
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> futures.Future:
         with self._lock:
@@ -96,5 +98,5 @@ class ThreadExecutor(Executor):
         """A board that carries only the run's halt (a block here cannot be stopped)."""
         return LocalBoard()
 
-    def start(self, lifecycle: WorkerLifecycle) -> futures.Executor:
-        return _WorkerThreadPool(self.workers, lifecycle)
+    def start(self, session: WorkerSession) -> futures.Executor:
+        return _WorkerThreadPool(self.workers, session.id)
