@@ -22,7 +22,7 @@ from ._run import FailureLimit, Run
 from ._worker import WorkerContext
 from .errors import ConfigError, GeometryError, OutOfBoundsError, RunInterrupted
 from .journal import Journal
-from .executors import Executor, ProcessExecutor, WorkerLifecycle, get_executor
+from .executors import Executor, ProcessExecutor, WorkerSession, get_executor
 from .geometry import Box, Halo
 from .processor import BlockProcessor, FunctionProcessor
 from .result import Plan, RunInfo, RunResult
@@ -360,16 +360,12 @@ class Pipeline:
             journal=None if self.journal is None else journal.path,
         )
 
-        def lifecycle(board: Any) -> WorkerLifecycle:
-            return WorkerLifecycle(_worker.initialize, (info.session, processor, context, board),
-                                   _worker.finalize, (info.session,))
-
         run = Run(
             info,
             blocks=lambda: prepared.tiler.blocks(prepared.bounds, within=within),
             executor=self.executor,
             processor=self.processor,
-            lifecycle=lifecycle,
+            session=WorkerSession(info.session, processor, context),
             hooks=hooks,
             journal=journal,
             max_attempts=self.max_attempts,
