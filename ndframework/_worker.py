@@ -125,11 +125,23 @@ _exit_registered: set[int] = set()
 """The processes (pids) whose exit ends the workers left in them."""
 
 
+class _ThreadWorkers(dict):
+    """A thread's workers by session id. Workers still here when the thread ends are torn
+    down as CPython clears the thread's locals, which it does in the ending thread before a
+    ``join`` of it returns: so a pool that gives no chance to call `end_worker` (the
+    standard ``ThreadPoolExecutor``) still has ``teardown`` run in the thread of ``setup``."""
+
+    def __del__(self) -> None:
+        for worker in list(self.values()):
+            _forget(worker)
+            worker.teardown()
+
+
 def _workers() -> dict[str, _Worker]:
     try:
         return _local.workers  # type: ignore[no-any-return]
     except AttributeError:
-        _local.workers = {}
+        _local.workers = _ThreadWorkers()
         return _local.workers  # type: ignore[no-any-return]
 
 
@@ -154,8 +166,8 @@ def end_worker(session: str | None = None) -> None:
     None): its processor's ``teardown`` runs here, in the thread that ran its ``setup``.
 
     A pool that can run code in each worker thread as it stops calls this there (the
-    built-in thread pools do). Workers left in a process of their own are torn down as it
-    exits; workers left in the coordinating process, when their pool is shut down.
+    built-in thread pools do). Otherwise a worker is torn down as its thread ends, or as
+    its process exits.
     """
     workers = _workers()
     for key in [session] if session is not None else list(workers):
@@ -166,9 +178,9 @@ def end_worker(session: str | None = None) -> None:
 
 
 def end_session(session: str) -> None:
-    """Tear down run session ``session``'s workers in this process whose thread has ended
-    (their pool gave no chance to do it in the thread): the coordinator's last word on a
-    pool it shut down."""
+    """Tear down run session ``session``'s workers left in this process by threads that
+    have ended: the coordinator's last word on a pool it shut down. (Threads that live on
+    tear theirs down as they end.)"""
     with _every_lock:
         workers = [w for w in _every.get(session, []) if not w.thread.is_alive()]
     for worker in workers:

@@ -3,6 +3,9 @@ sources and sinks, and the hypothesis strategies the project's own tests use. Ne
 ``test`` extra (pytest, hypothesis)."""
 
 from .conformance import SinkConformance, SourceConformance, sample_arrays
+from .executors import ExecutorConformance
 from . import strategies
 
-__all__ = ["SourceConformance", "SinkConformance", "sample_arrays", "strategies"]
+__all__ = [
+    "SourceConformance", "SinkConformance", "ExecutorConformance", "sample_arrays", "strategies",
+]
