@@ -311,7 +311,12 @@ def write_file(example: Example, folder: Path) -> None:
 
 @pytest.mark.parametrize("path", [p for p in _example_pages() if p != README], ids=_page_id)
 def test_page_examples_run(path, page_folder, monkeypatch):
+    import ndframework.executors
+
     monkeypatch.syspath_prepend(str(page_folder))
+    # a page's executors registered by name stay the page's own
+    monkeypatch.setattr(ndframework.executors, "_factories",
+                        dict(ndframework.executors._factories))
     modules = set(sys.modules)
     namespace = {"__name__": "__main__", "__builtins__": builtins}
     try:

@@ -7,7 +7,9 @@ import os
 import subprocess
 import sys
 import threading
+from concurrent import futures
 
+import attrs
 import pytest
 
 import ndframework as ndf
@@ -141,3 +143,118 @@ class TestProcessExecutor(ExecutorConformance):
 class TestDaskExecutor(ExecutorConformance):
     def make_executor(self):
         return ndf.DaskExecutor(workers=2)
+
+
+# -- executors published by other packages -------------------------------------------------
+
+_LAB_MODULE = '''
+from concurrent import futures
+
+import attrs
+import ndframework as ndf
+
+LOADED = []
+
+
+@attrs.frozen
+class LabExecutor(ndf.Executor):
+    name = "lab"
+    shares_memory = True
+    workers: int = 1
+
+    def start(self, session):
+        LOADED.append(session.id)
+        return futures.ThreadPoolExecutor(self.workers)
+'''
+
+_LAB_SCRIPT = '''
+import numpy as np
+import ndframework as ndf
+
+print(ndf.executor_names())
+executor = ndf.get_executor("lab", workers=2)
+volume = np.arange(4 * 8 * 8, dtype=np.uint16).reshape(4, 8, 8)
+result = ndf.Pipeline(ndf.InMemorySource({"em": volume}), lambda data: int(data["em"].sum()),
+                      tiler=ndf.RegularTiler((2, 4, 4)), executor="lab").run()
+import lab_executors
+print(type(executor).__name__, executor.workers, result.counts.done,
+      sum(result.values.values()) == int(volume.sum()), len(lab_executors.LOADED))
+try:
+    ndf.get_executor("broken")
+except ndf.ConfigError as error:
+    print(error)
+'''
+
+
+def test_executors_published_as_entry_points_are_found_by_name(tmp_path):
+    """A distribution on the path that publishes executors in the ``ndframework.executors``
+    group: one that loads, one whose module is missing."""
+    site = tmp_path / "site"
+    info = site / "lab_executors-1.0.dist-info"
+    info.mkdir(parents=True)
+    (site / "lab_executors.py").write_text(_LAB_MODULE)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: lab-executors\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(
+        "[ndframework.executors]\nlab = lab_executors:LabExecutor\n"
+        "broken = lab_missing:Executor\n")
+    environment = dict(os.environ, PYTHONPATH=str(site))
+    completed = subprocess.run([sys.executable, "-c", _LAB_SCRIPT], capture_output=True,
+                               text=True, timeout=120, env=environment, cwd=tmp_path)
+    assert completed.returncode == 0, completed.stderr
+    names, run, broken = completed.stdout.strip().splitlines()
+    assert names == "('broken', 'dask', 'lab', 'processes', 'serial', 'threads')"
+    assert run == "LabExecutor 2 8 True 1"
+    assert broken.startswith("the executor 'broken' published by entry point "
+                             "'lab_missing:Executor' (group 'ndframework.executors') cannot be "
+                             "loaded: ModuleNotFoundError")
+
+
+def test_registering_an_executor_checks_its_name_and_factory(monkeypatch):
+    import ndframework.executors as executors
+
+    monkeypatch.setattr(executors, "_factories", dict(executors._factories))  # leave no trace
+    with pytest.raises(ndf.ConfigError, match=r"exists already \(ThreadExecutor\); pass "
+                                              r"replace=True"):
+        ndf.register_executor("threads", ndf.ProcessExecutor)
+    with pytest.raises(ndf.ConfigError, match=r"must be an identifier such as 'slurm_gpu', "
+                                              r"got 'my executor'"):
+        ndf.register_executor("my executor", ndf.ThreadExecutor)
+    with pytest.raises(ndf.ConfigError, match=r"must be callable .* got 3"):
+        ndf.register_executor("three", 3)
+    ndf.register_executor("not_an_executor", lambda **options: object())
+    with pytest.raises(ndf.ConfigError, match=r"returned <object object at .*>, not an "
+                                              r"Executor"):
+        ndf.get_executor("not_an_executor")
+    assert "not_an_executor" in ndf.executor_names()
+
+
+# -- a third party's executor, through the public API alone --------------------------------
+
+
+@attrs.frozen
+class StdlibProcesses(ndf.Executor):
+    """The standard library's process pool as it is: no initializer, so every task carries
+    the run session; a dead worker breaks the pool with `BrokenProcessPool`."""
+
+    name = "stdlib_processes"
+    shares_memory = False
+    workers: int = 2
+
+    def start(self, session):
+        return futures.ProcessPoolExecutor(
+            self.workers, mp_context=multiprocessing.get_context("forkserver"))
+
+
+class TestAThirdPartysExecutor(ExecutorConformance):
+    @pytest.fixture(scope="class", autouse=True)
+    @classmethod
+    def registered(cls):
+        import ndframework.executors as executors
+
+        with pytest.MonkeyPatch.context() as patch:  # registered for this class only
+            patch.setattr(executors, "_factories", dict(executors._factories))
+            ndf.register_executor("stdlib_processes", StdlibProcesses)
+            yield
+
+    def make_executor(self):
+        return ndf.get_executor("stdlib_processes", workers=2)
