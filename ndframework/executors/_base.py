@@ -8,7 +8,7 @@ import signal
 from concurrent import futures
 from typing import Any, Callable, ClassVar
 
-from ..errors import ConfigError
+from .._numbers import as_int
 from ._session import WorkerSession
 
 __all__ = ["Executor", "default_workers", "check_workers", "run_into"]
@@ -31,9 +31,7 @@ def check_workers(workers: int | None) -> int:
     """``workers``, or the default when None; a clear error when it is not a positive int."""
     if workers is None:
         return default_workers()
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ConfigError(f"workers must be a positive integer, got {workers!r}", workers)
-    return workers
+    return as_int(workers, "workers", minimum=1)
 
 
 def run_into(future: futures.Future, fn: Callable[..., Any], args: tuple[Any, ...],
