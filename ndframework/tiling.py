@@ -5,7 +5,7 @@ from __future__ import annotations
 import abc
 import itertools
 import math
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import attrs
 from .errors import GeometryError
@@ -24,26 +24,64 @@ DEFAULT_BLOCK_BYTES = 32 * 2**20
 
 
 class Tiler(abc.ABC):
-    """Splits a bounding box into blocks.
+    """Splits a bounding box into blocks: what every tiler provides, and all the pipeline
+    relies on.
 
-    ``blocks(bounds)`` yields the blocks in a deterministic order, their owned boxes covering
-    ``bounds`` exactly (every voxel once, none outside); ``count(bounds)`` is their number.
+    A tiler provides `blocks`, `count`, `halo` and `with_halo`; `grid` is optional. Any
+    subclass that keeps the contract below works in every part of a run: the halo a
+    processor asks for, the check that parallel writes never share a sink's chunk,
+    `Pipeline.plan`, and the journal that lets a run resume. `RegularTiler` and
+    `CuboidTiler` are the framework's own; ``docs/tilers.md`` writes one from scratch, and
+    `ndframework.testing.tilers.TilerConformance` checks the contract:
+
+    - **Exact cover.** The owned boxes of ``blocks(bounds)`` cover ``bounds``: every voxel
+      once, none outside, and no box empty (so empty bounds have no blocks). A tiler that
+      leaves out blocks on purpose, such as those a mask marks empty, keeps the rest: its
+      boxes are disjoint, not empty, and inside the bounds.
+    - **Read boxes.** A block's ``read_box`` is its box grown by ``halo`` (``before`` below
+      the start, ``after`` above the stop) and clipped to ``within``.
+    - **Unique keys.** No two blocks of one tiling share a key (the start of the box) or
+      an index.
+    - **Deterministic order.** The same bounds give the same blocks in the same order on
+      every call, in every process and session: the journal records blocks by key.
+    - **Count.** ``count(bounds)`` is the number of blocks ``blocks(bounds)`` yields.
+    - **Halo.** ``with_halo(halo)`` is a tiler with the same boxes, in the same order,
+      reading ``halo`` around them; this tiler is left as it was.
+
+    The journal names a run's tiling so that a resumed run skips only blocks that mean the
+    same: `RegularTiler` and `CuboidTiler` by their ``repr``, which holds everything their
+    blocks depend on; any other tiler by its class, its halo and a digest of its blocks'
+    indices and boxes, walked once more when a run or plan is prepared.
     """
 
-    halo: Halo
+    @property
+    @abc.abstractmethod
+    def halo(self) -> Halo:
+        """The context read around each block, a `Halo`.
+
+        A field of an attrs class, a class attribute (``halo = Halo()``, set per
+        instance in ``__init__``) or a property all provide it.
+        """
 
     @abc.abstractmethod
     def blocks(self, bounds: Box, *, within: Box | None = None) -> Iterator[Block]:
-        """Yield the blocks covering ``bounds``, read boxes clipped to ``within`` (default:
-        ``bounds``), which must contain ``bounds``."""
+        """Yield the blocks of ``bounds``, one at a time, in a deterministic order.
+
+        Read boxes are clipped to ``within`` (default: ``bounds``), which must contain
+        ``bounds``: the pipeline passes the source's bounds, or with a halo mode that pads,
+        the bounds grown by the halo. Generate blocks lazily: a volume may have millions.
+        """
 
     @abc.abstractmethod
     def count(self, bounds: Box) -> int:
-        """Number of blocks ``blocks(bounds)`` yields, computed without yielding them."""
+        """The number of blocks ``blocks(bounds)`` yields. The pipeline calls it before a
+        run starts: compute it without building the blocks where that is possible."""
 
-    def with_halo(self, halo: object) -> "Tiler":
-        """This tiler reading ``halo`` around each block."""
-        return attrs.evolve(self, halo=halo)  # type: ignore[misc]
+    @abc.abstractmethod
+    def with_halo(self, halo: Halo) -> "Tiler":
+        """A tiler of the same blocks reading ``halo`` around each, leaving this one as it
+        was. The pipeline calls it with the union of this tiler's halo and the
+        processor's. An attrs class returns ``attrs.evolve(self, halo=halo)``."""
 
     def grid(self, bounds: Box) -> tuple["GridAxis", "GridAxis", "GridAxis"] | None:
         """The blocks of ``bounds`` as a regular grid, one `GridAxis` per axis (z, y, x),
@@ -52,7 +90,8 @@ class Tiler(abc.ABC):
         A tiler that returns a grid promises that ``blocks(bounds)`` yields, in C order,
         the block with index ``(i, j, k)``, owning the ``i``-th interval along z, the
         ``j``-th along y and the ``k``-th along x, and reading it grown by ``halo``. Planning
-        then counts and measures the blocks per axis instead of walking them.
+        then counts and measures the blocks per axis instead of walking them. A subclass
+        that overrides ``blocks`` below the class defining ``grid`` is walked.
         """
         return None
 
@@ -147,6 +186,18 @@ def _clip_within(bounds: Box, within: Box | None) -> Box:
     return within
 
 
+def _as_block_shape(value: Iterable[int] | int) -> Triple:
+    return as_triple(value, "block_shape", minimum=1)
+
+
+def _as_origin(value: Iterable[int] | int) -> Triple:
+    return as_triple(value, "origin")
+
+
+def _as_cuboid(value: Iterable[int] | int) -> Triple:
+    return as_triple(value, "cuboid", minimum=1)
+
+
 @attrs.frozen
 class RegularTiler(Tiler):
     """Blocks of ``block_shape`` on a grid anchored at ``origin``; edge blocks are clipped.
@@ -171,13 +222,11 @@ class RegularTiler(Tiler):
     4
     """
 
-    block_shape: Triple = attrs.field(
-        converter=lambda v: as_triple(v, "block_shape", minimum=1)
-    )
+    block_shape: Triple = attrs.field(converter=_as_block_shape)
     """Size of one block, (z, y, x)."""
     halo: Halo = attrs.field(default=(0, 0, 0), converter=Halo.of)
     """Context read around each block."""
-    origin: Triple = attrs.field(default=(0, 0, 0), converter=lambda v: as_triple(v, "origin"))
+    origin: Triple = attrs.field(default=(0, 0, 0), converter=_as_origin)
     """A point on the block grid, (z, y, x)."""
 
     def grid(self, bounds: Box) -> tuple[GridAxis, GridAxis, GridAxis]:
@@ -189,6 +238,10 @@ class RegularTiler(Tiler):
     def blocks(self, bounds: Box, *, within: Box | None = None) -> Iterator[Block]:
         clip = _clip_within(bounds, within)
         return _grid_blocks(self.grid(bounds), self.halo, clip)
+
+    def with_halo(self, halo: object) -> "RegularTiler":
+        """This tiler reading ``halo`` (anything `Halo.of` takes) around each block."""
+        return attrs.evolve(self, halo=halo)
 
 
 def _make_block(index: Triple, box: Box, halo: Halo, clip: Box) -> Block:
@@ -205,15 +258,20 @@ def _check_cuboid_multiple(instance: "CuboidTiler", attribute: object, value: Tr
 
 
 @attrs.frozen
-class CuboidTiler(Tiler):
-    """Blocks aligned to the BOSS cuboid grid, as ``intern.utils.parallel.block_compute``
-    cuts them.
+class CuboidTiler(RegularTiler):
+    """A `RegularTiler` whose blocks align to the BOSS cuboid grid, as
+    ``intern.utils.parallel.block_compute`` cuts them.
 
     Reads and above all writes aligned to the 512 × 512 × 16 (x, y, z) cuboid avoid a
-    read-modify-write on the server. Blocks are ``block_shape`` (a multiple of the cuboid)
-    on a grid anchored at ``origin``; those at the edges of the bounds are clipped. They are
-    generated one at a time in C order (intern's function lists every block at once, about
-    850 bytes each: 20 GiB for a 100000² × 10000 volume), and equal intern's blocks.
+    read-modify-write on the server. Blocks are ``block_shape`` (a multiple of the cuboid,
+    checked) on a grid anchored at ``origin``; those at the edges of the bounds are
+    clipped. They are generated one at a time in C order (intern's function lists every
+    block at once, about 850 bytes each: 20 GiB for a 100000² × 10000 volume), and equal
+    intern's blocks.
+
+    The fields are redeclared here, with the defaults of a cuboid tiling, so that they keep
+    their order: positional arguments and the ``repr`` journals record are those of
+    `RegularTiler`, followed by ``cuboid``.
 
     Examples
     --------
@@ -225,31 +283,15 @@ class CuboidTiler(Tiler):
     """
 
     block_shape: Triple = attrs.field(
-        default=(16, 1024, 1024),
-        converter=lambda v: as_triple(v, "block_shape", minimum=1),
-        validator=_check_cuboid_multiple,
+        default=(16, 1024, 1024), converter=_as_block_shape, validator=_check_cuboid_multiple
     )
     """Size of one block, (z, y, x): a multiple of ``cuboid``."""
     halo: Halo = attrs.field(default=(0, 0, 0), converter=Halo.of)
     """Context read around each block."""
-    origin: Triple = attrs.field(default=(0, 0, 0), converter=lambda v: as_triple(v, "origin"))
+    origin: Triple = attrs.field(default=(0, 0, 0), converter=_as_origin)
     """A corner of the cuboid grid, (z, y, x); the BOSS grid starts at 0."""
-    cuboid: Triple = attrs.field(
-        default=BOSS_CUBOID,
-        converter=lambda v: as_triple(v, "cuboid", minimum=1),
-        kw_only=True,
-    )
+    cuboid: Triple = attrs.field(default=BOSS_CUBOID, converter=_as_cuboid, kw_only=True)
     """The storage cuboid the blocks align to, (z, y, x)."""
-
-    def grid(self, bounds: Box) -> tuple[GridAxis, GridAxis, GridAxis]:
-        return _grid(bounds, self.block_shape, self.origin)
-
-    def count(self, bounds: Box) -> int:
-        return math.prod(len(axis) for axis in self.grid(bounds))
-
-    def blocks(self, bounds: Box, *, within: Box | None = None) -> Iterator[Block]:
-        clip = _clip_within(bounds, within)
-        return _grid_blocks(self.grid(bounds), self.halo, clip)
 
 
 def default_block_shape(
@@ -283,6 +325,14 @@ def default_block_shape(
 # -- measuring a tiling without walking it ----------------------------------------------
 
 
+def _as_chunk_shape(value: Iterable[int] | int) -> Triple:
+    return as_triple(value, "chunk_shape", minimum=1)
+
+
+def _as_chunk_origin(value: Iterable[int] | int) -> Triple:
+    return as_triple(value, "chunk origin")
+
+
 @attrs.frozen
 class ChunkGrid:
     """Storage chunks of ``shape`` on a grid through ``origin``, holding data over ``bounds``.
@@ -291,9 +341,9 @@ class ChunkGrid:
     (16, 512, 512)
     """
 
-    shape: Triple = attrs.field(converter=lambda v: as_triple(v, "chunk_shape", minimum=1))
+    shape: Triple = attrs.field(converter=_as_chunk_shape)
     """Size of one chunk, (z, y, x)."""
-    origin: Triple = attrs.field(converter=lambda v: as_triple(v, "chunk origin"))
+    origin: Triple = attrs.field(converter=_as_chunk_origin)
     """A corner of the chunk grid, (z, y, x)."""
     bounds: Box
     """The region the chunks hold: reads are counted inside it only."""

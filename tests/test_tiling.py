@@ -12,6 +12,9 @@ from hypothesis import strategies as st
 import ndframework as ndf
 from ndframework import tiling
 from ndframework.testing.strategies import block_shapes, boxes, halos, triples
+from ndframework.testing.tilers import TilerConformance
+from ndframework.testing.tilers import _chunks_touched as chunks_touched
+from ndframework.testing.tilers import _first_misaligned as first_misaligned
 
 
 def coverage(blocks, bounds):
@@ -205,7 +208,11 @@ class UsersTiler(ndf.Tiler):
     """A user's own tiler: a regular tiler's blocks, with no grid to measure them by."""
 
     def __init__(self, tiler):
-        self.tiler, self.halo = tiler, tiler.halo
+        self.tiler = tiler
+
+    @property
+    def halo(self):
+        return self.tiler.halo
 
     def blocks(self, bounds, *, within=None):
         return self.tiler.blocks(bounds, within=within)
@@ -229,16 +236,6 @@ def chunk_grids(draw, bounds):
     """Chunk grids over ``bounds`` grown by a little, through a random origin."""
     grown = bounds.grow(draw(triples(0, 3)), draw(triples(0, 3)))
     return tiling.ChunkGrid(draw(block_shapes(6)), draw(triples(-9, 9)), grown)
-
-
-def chunks_touched(read_box, chunks):
-    """Oracle: the distinct chunk indices the voxels of ``read_box`` fall in, inside the
-    chunks' bounds."""
-    inside = read_box.intersect(chunks.bounds)
-    return int(np.prod([
-        len(np.unique((np.arange(a, b) - o) // c))
-        for a, b, o, c in zip(inside.start, inside.stop, chunks.origin, chunks.shape)
-    ]))
 
 
 @settings(max_examples=300, deadline=None)
@@ -279,16 +276,6 @@ def test_a_subclass_that_changes_blocks_is_measured_by_walking(monkeypatch):
     assert tiling.measure(tiler, bounds) == tiling.measure(ndf.RegularTiler((2, 4, 4), 1), bounds)
 
 
-def first_misaligned_by_walking(blocks, bounds, chunks):
-    for block in blocks:
-        for axis in range(3):
-            for edge, outer in ((block.box.start[axis], bounds.start[axis]),
-                                (block.box.stop[axis], bounds.stop[axis])):
-                if edge != outer and (edge - chunks.origin[axis]) % chunks.shape[axis]:
-                    return block, axis, edge
-    return None
-
-
 @settings(max_examples=300, deadline=None)
 @given(bounds=boxes(), block_shape=block_shapes(), origin=triples(-9, 9), halo=halos(3),
        data=st.data())
@@ -306,7 +293,7 @@ def test_the_first_misaligned_block_per_axis_equals_the_walked_one(
                         for b in block_shape]
             chunks = attrs.evolve(chunks, shape=tuple(divisors), origin=origin)
     tiler = ndf.RegularTiler(block_shape, halo=halo, origin=origin)
-    expected = first_misaligned_by_walking(tiler.blocks(bounds), bounds, chunks)
+    expected = first_misaligned(list(tiler.blocks(bounds)), bounds, chunks)
     assert tiling.misaligned_edge(tiler, bounds, chunks) == expected
     assert tiling.misaligned_edge(UsersTiler(tiler), bounds, chunks) == expected
 
@@ -328,3 +315,23 @@ def test_a_grid_axis_computes_what_it_iterates(start, extent, step, origin):
     assert [low for low, _ in intervals[1:]] == [high for _, high in intervals[:-1]]
     with pytest.raises(IndexError):
         axis.interval(len(axis))
+
+
+# -- the conformance kit, on the framework's tilers ------------------------------------------
+
+
+class TestRegularTilerConforms(TilerConformance):
+    def make_tiler(self, halo):
+        return ndf.RegularTiler((2, 3, 5), halo=halo, origin=(1, -1, 0))
+
+
+class TestCuboidTilerConforms(TilerConformance):
+    def make_tiler(self, halo):
+        return ndf.CuboidTiler((2, 4, 3), halo=halo, origin=(0, 1, 2), cuboid=(1, 2, 3))
+
+
+class TestAUsersTilerConforms(TilerConformance):
+    """A plain subclass of `Tiler`, with no grid: measured and checked by walking."""
+
+    def make_tiler(self, halo):
+        return UsersTiler(ndf.RegularTiler((3, 2, 4), halo=halo))
