@@ -2,9 +2,9 @@
 
 Two runs with the same fingerprint make the same blocks and mean the same by them, so the
 second may skip what the first recorded done. The fingerprint names the source, the bounds,
-the channels, the tiling (grid, halo and halo mode), the processor's class and parameters,
-and the sink; not the executor, the plugins or the number of workers, which never change a
-result, nor the processor's code, so that a rerun after a bug fix resumes.
+the channels, the tiling (its blocks, halo and halo mode), the processor's class and
+parameters, and the sink; not the executor, the plugins or the number of workers, which never
+change a result, nor the processor's code, so that a rerun after a bug fix resumes.
 
 It is kept in the journal, so it holds no secret: sources and sinks by their own
 secret-free ``describe()``, and the processor's parameters other than numbers as digests.
@@ -21,7 +21,10 @@ from typing import Any, Mapping
 
 import numpy as np
 
-__all__ = ["fingerprint", "digest", "stable_repr", "processor_parameters"]
+from .geometry import Box, Halo
+from .tiling import CuboidTiler, RegularTiler, Tiler
+
+__all__ = ["fingerprint", "digest", "stable_repr", "processor_parameters", "tiler_text"]
 
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 
@@ -127,7 +130,7 @@ def fingerprint(*, source: Any, bounds: Any, channels: tuple[str, ...], tiler: A
         "source_bounds": str(source.bounds),
         "bounds": str(bounds),
         "channels": ",".join(channels),
-        "tiler": _ADDRESS.sub("", repr(tiler)),
+        "tiler": tiler_text(tiler, bounds),
         "halo_mode": halo_mode,
         "processor": f"{cls.__module__}.{cls.__qualname__}",
         "sink": "none" if sink is None else sink.describe(),
@@ -135,6 +138,44 @@ def fingerprint(*, source: Any, bounds: Any, channels: tuple[str, ...], tiler: A
     for name, value in sorted(processor_parameters(processor).items()):
         parts[f"processor.{name}"] = _shown(value)
     return parts
+
+
+_NAMED_BY_REPR = (RegularTiler, CuboidTiler)
+"""Tilers whose ``repr`` holds everything their blocks depend on (not their subclasses,
+which may override ``blocks``)."""
+
+
+def tiler_text(tiler: Tiler, bounds: Box) -> str:
+    """The tiling of ``bounds`` as the fingerprint names it.
+
+    `RegularTiler` and `CuboidTiler` are named by their ``repr``, which the plots rebuild
+    the grid from. Any other tiler's ``repr`` may not tell its tilings apart (object's
+    default names the class only; an attrs class summarises a large mask array) or may
+    show a secret, so it is named by its class and halo, and by the number of its blocks
+    and a digest of their indices and boxes, walked once. Read boxes follow from the boxes,
+    the halo and the halo mode, which the fingerprint names as well.
+
+    >>> bounds = Box((0, 0, 0), (8, 8, 8))
+    >>> tiler_text(RegularTiler(4, halo=1), bounds)
+    'RegularTiler(block_shape=(4, 4, 4), halo=Halo(before=(1, 1, 1), after=(1, 1, 1)), origin=(0, 0, 0))'
+    >>> class Reversed(RegularTiler):
+    ...     def blocks(self, bounds, *, within=None):
+    ...         return reversed(list(super().blocks(bounds, within=within)))
+    >>> tiler_text(Reversed(4, halo=1), bounds)  # doctest: +ELLIPSIS
+    '...Reversed(halo=Halo(before=(1, 1, 1), after=(1, 1, 1))); 8 blocks, sha1:...'
+    """
+    if type(tiler) in _NAMED_BY_REPR:
+        return _ADDRESS.sub("", repr(tiler))
+    blocks = hashlib.sha1()
+    count = 0
+    for block in tiler.blocks(bounds):
+        # str() of each number: the same text for Python's and numpy's integers
+        numbers = (*block.index, *block.box.start, *block.box.stop)
+        blocks.update((",".join(map(str, numbers)) + ";").encode())
+        count += 1
+    cls = type(tiler)
+    return (f"{cls.__module__}.{cls.__qualname__}(halo={Halo.of(tiler.halo)!r}); "
+            f"{count} blocks, sha1:{blocks.hexdigest()[:16]}")
 
 
 def digest(parts: Mapping[str, str]) -> str:
