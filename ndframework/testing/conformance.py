@@ -1,5 +1,28 @@
 """Conformance tests that every source and sink passes.
 
+What a source implements is ``read_box(box, channels)``, a sink's ``write_box(box,
+arrays)``, besides ``channels``, ``bounds`` and ``dtype``: the pipeline calls the public
+``read`` and ``write``, which check their arguments (a channel the store lacks is a
+`ChannelError` naming the valid ones, a box outside the bounds an `OutOfBoundsError`, an
+output of the wrong shape or with values its channel cannot hold an `OutputError`) and
+then call the primitive with arguments it may trust. The kit calls ``read`` and ``write``
+as the pipeline does, so it checks both the primitive and what it leaves to them. A store
+that overrides ``read`` or ``write`` instead passes the same tests.
+
+What the primitives must do, and the kit checks:
+
+- ``read_box`` returns ``{channel: ZYX array}`` for exactly the channels asked, each
+  equal to numpy slicing of the data, of the channel's dtype, **writable and the caller's
+  own**: a new array, never a view of a cache, of the stored data, of another channel's
+  array or of a buffer the next read reuses, since a processor may change it in place.
+- ``write_box`` stores what it is given, zeros included, casting to the channel's dtype
+  (a wider integer array whose values fit is passed on as it is).
+- **Pickling for worker processes**: a store pickles before and after use, the copy reads
+  (or writes) the same data, a spawned process reads with a copy of it, and its
+  ``describe()``, which a run's journal records, is the same text for the copy.
+- **Threads**: reads from several threads at once, from the very first, and writes of
+  separate chunks at once, give what one thread would.
+
 Subclass `SourceConformance` (or `SinkConformance`) in a pytest module and implement its
 factory method; pytest then runs every test of the kit against your class::
 
@@ -16,10 +39,13 @@ from.
 from __future__ import annotations
 
 import abc
+import itertools
 import pickle
-from concurrent.futures import ProcessPoolExecutor
+import threading
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
+from typing import Callable, Sequence, TypeVar
 
 import numpy as np
 import pytest
@@ -36,6 +62,12 @@ __all__ = ["SourceConformance", "SinkConformance", "sample_arrays"]
 
 ORIGIN = (3, -2, 5)
 SHAPE = (6, 7, 8)
+CHANNELS = ("em", "mask")
+"""The channels of `sample_arrays`."""
+THREADS = 4
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 @st.composite
@@ -70,6 +102,21 @@ def _read_in_child(source: DataSource, box: Box) -> dict[str, np.ndarray]:
     return source.read(box)
 
 
+def _at_once(function: Callable[[T], R], items: Sequence[T]) -> list[R]:
+    """``function`` of each item, from `THREADS` threads that start together (so that a
+    store's first use, when it opens what it needs, happens in all of them at once)."""
+    start = threading.Barrier(THREADS)
+
+    def share(first: int) -> list[R]:
+        start.wait(timeout=60)
+        return [function(item) for item in items[first::THREADS]]
+
+    with ThreadPoolExecutor(THREADS) as pool:
+        shares = [pool.submit(share, first) for first in range(THREADS)]
+        results = [share.result(timeout=120) for share in shares]
+    return [results[i % THREADS][i // THREADS] for i in range(len(items))]
+
+
 # The fixtures are read-only across examples (function_scoped_fixture), and every subclass
 # runs the same test method on its own source (differing_executors): both are intended.
 _shared_settings = settings(
@@ -81,7 +128,17 @@ _shared_settings = settings(
 
 class SourceConformance(abc.ABC):
     """The behaviour every `DataSource` must show. Subclass and implement `make_source`;
-    set ``origin`` where a store cannot hold the default (e.g. no negative coordinates)."""
+    set ``origin`` where a store cannot hold the default (e.g. no negative coordinates).
+
+    The source under test implements ``channels``, ``bounds``, ``dtype`` and
+    ``read_box(box, channels)``; `DataSource.read` checks the box and channels before it
+    calls ``read_box``. The kit reads through ``read``: every block (any shape, any halo,
+    any choice and order of channels) equals numpy slicing, in the channel's dtype; the
+    arrays are writable and the caller's own; empty boxes read empty arrays; the source
+    pickles before and after use, describes itself alike once copied, and reads in a
+    spawned process; threads read it at once from its first use; and reading outside the
+    bounds or an unknown channel is refused with the error ``read`` promises.
+    """
 
     origin: tuple[int, int, int] = ORIGIN
     """Where the kit places the first voxel of its arrays, (z, y, x)."""
@@ -102,44 +159,73 @@ class SourceConformance(abc.ABC):
         return self.make_source(arrays, self.origin, tmp_path)
 
     def test_metadata(self, source: DataSource, arrays: dict[str, np.ndarray]) -> None:
-        assert sorted(source.channels) == sorted(arrays)
-        assert source.bounds == Box.from_shape(arrays["em"].shape, self.origin)
+        assert sorted(source.channels) == sorted(arrays), (
+            f"channels {source.channels}, expected {tuple(arrays)}")
+        expected = Box.from_shape(arrays["em"].shape, self.origin)
+        assert source.bounds == expected, f"bounds {source.bounds}, expected {expected}"
         for name, array in arrays.items():
-            assert source.dtype(name) == array.dtype
+            assert source.dtype(name) == array.dtype, (
+                f"dtype({name!r}) is {source.dtype(name)}, expected {array.dtype}")
         chunks = source.chunk_shape
-        assert chunks is None or (len(chunks) == 3 and min(chunks) >= 1)
+        assert chunks is None or (len(chunks) == 3 and min(chunks) >= 1), (
+            f"chunk_shape must be None or three positive integers (z, y, x), got {chunks!r}")
 
     @_shared_settings
-    @given(block_shape=_block_shapes(), halo=halos(4), channel_count=st.integers(1, 2))
+    @given(
+        block_shape=_block_shapes(),
+        halo=halos(4),
+        order=st.permutations(CHANNELS),
+        channel_count=st.integers(1, 2),
+    )
     def test_every_block_read_equals_numpy(
-        self, source: DataSource, arrays: dict[str, np.ndarray], block_shape, halo, channel_count
+        self, source: DataSource, arrays: dict[str, np.ndarray], block_shape, halo, order,
+        channel_count,
     ) -> None:
-        channels = tuple(sorted(arrays))[:channel_count]
+        channels = tuple(order[:channel_count])
         tiler = RegularTiler(block_shape, halo=halo)
         for block in tiler.blocks(source.bounds):
             data = source.read(block.read_box, channels)
-            assert sorted(data) == sorted(channels)
+            assert sorted(data) == sorted(channels), (
+                f"read({block.read_box}, {channels}) gave the channels {sorted(data)}: "
+                f"read_box must return exactly the channels asked for")
             local = block.read_box.relative_to(source.bounds).slices()
             for name in channels:
-                assert data[name].dtype == arrays[name].dtype
-                np.testing.assert_array_equal(data[name], arrays[name][local])
+                assert data[name].dtype == arrays[name].dtype, (
+                    f"read_box gave {name!r} as {data[name].dtype}; the channel is "
+                    f"{arrays[name].dtype}")
+                np.testing.assert_array_equal(
+                    data[name], arrays[name][local],
+                    err_msg=f"channel {name!r} of {block.read_box} (channels {channels})")
 
     def test_read_gives_writable_arrays_of_the_callers_own(self, source: DataSource) -> None:
         box = Box.from_shape((2, 3, 4), source.bounds.start)
         first = source.read(box)
         before = {name: array.copy() for name, array in first.items()}
-        for array in first.values():
-            assert array.flags.writeable
+        for name, array in first.items():
+            assert array.flags.writeable, (
+                f"read_box gave a read-only array for {name!r}: return a copy the caller "
+                f"may change")
             array[...] = 1
+        for (name, array), (other, other_array) in itertools.combinations(first.items(), 2):
+            assert not np.shares_memory(array, other_array), (
+                f"read_box gave {name!r} and {other!r} in one memory")
         second = source.read(box)
         for name, array in second.items():
-            np.testing.assert_array_equal(array, before[name])
+            np.testing.assert_array_equal(
+                array, before[name], err_msg=f"a change to the array read for {name!r} "
+                f"reached the source: read_box must return copies, not views of its data")
+        for name, array in first.items():
+            assert (array == 1).all(), (
+                f"reading again changed the array read before for {name!r}: read_box must "
+                f"not hand out a buffer it reuses")
 
     def test_empty_box_reads_empty_arrays(self, source: DataSource) -> None:
         box = Box(source.bounds.start, source.bounds.start)
         for name, array in source.read(box).items():
-            assert array.shape == (0, 0, 0)
-            assert array.dtype == source.dtype(name)
+            assert array.shape == (0, 0, 0), f"an empty box read {name!r} as {array.shape}"
+            assert array.dtype == source.dtype(name), (
+                f"an empty box read {name!r} as {array.dtype}; the channel is "
+                f"{source.dtype(name)}")
 
     def test_pickle_round_trip_before_and_after_use(
         self, source: DataSource, arrays: dict[str, np.ndarray]
@@ -149,6 +235,22 @@ class SourceConformance(abc.ABC):
         np.testing.assert_array_equal(fresh.read(box)["em"], arrays["em"])
         used = pickle.loads(pickle.dumps(fresh))
         np.testing.assert_array_equal(used.read(box)["mask"], arrays["mask"])
+        assert fresh.describe() == used.describe() == source.describe(), (
+            "describe() must be the same text for the same data, pickled or not, before "
+            "and after reads: a run's journal recognises the run by it")
+
+    def test_reads_from_several_threads_at_once_equal_numpy(
+        self, source: DataSource, arrays: dict[str, np.ndarray]
+    ) -> None:
+        boxes = [block.read_box for block in RegularTiler((2, 3, 3), halo=1).blocks(
+            source.bounds)]
+        for box, data in zip(boxes, _at_once(source.read, boxes)):
+            local = box.relative_to(source.bounds).slices()
+            for name, array in arrays.items():
+                np.testing.assert_array_equal(
+                    data[name], array[local],
+                    err_msg=f"channel {name!r} of {box}, read by one of {THREADS} threads "
+                    f"at once: worker threads share one source")
 
     def test_reads_in_a_worker_process(
         self, source: DataSource, arrays: dict[str, np.ndarray]
@@ -170,7 +272,16 @@ class SourceConformance(abc.ABC):
 
 
 class SinkConformance(abc.ABC):
-    """The behaviour every `DataSink` must show. Subclass and implement both methods."""
+    """The behaviour every `DataSink` must show. Subclass and implement both methods.
+
+    The sink under test implements ``channels``, ``bounds``, ``dtype`` and
+    ``write_box(box, arrays)``, and declares ``chunk_shape``; `DataSink.write` checks the
+    box, the channels, the arrays' shapes and that their values fit before it calls
+    ``write_box``. The kit writes through ``write``: every block written round-trips, an
+    all-zero write overwrites, wider integers whose values fit are stored, threads write
+    separate chunks at once, a pickled copy writes to the same storage (unless
+    ``in_process_only``), and bad writes are refused with the error ``write`` promises.
+    """
 
     @abc.abstractmethod
     def make_sink(
@@ -219,6 +330,25 @@ class SinkConformance(abc.ABC):
         sink.write(box, {"labels": np.full(box.shape, 7, np.uint16)})
         sink.write(box, {"labels": np.zeros(box.shape, np.uint16)})
         assert not self.read_back(sink)["labels"].any()
+
+    def test_writes_of_separate_chunks_from_several_threads_at_once(self, sink: DataSink) -> None:
+        rng = np.random.default_rng(7)
+        expected = {
+            name: _random(rng, self.bounds.shape, np.dtype(dtype))
+            for name, dtype in self.dtypes.items()
+        }
+        tiler = RegularTiler(sink.chunk_shape or (2, 3, 4), origin=sink.chunk_origin)
+
+        def write(box: Box) -> None:
+            local = box.relative_to(self.bounds).slices()
+            sink.write(box, {name: array[local] for name, array in expected.items()})
+
+        _at_once(write, [block.box for block in tiler.blocks(self.bounds)])
+        stored = self.read_back(sink)
+        for name, array in expected.items():
+            np.testing.assert_array_equal(
+                stored[name], array, err_msg=f"channel {name!r} after {THREADS} threads "
+                f"wrote separate chunks at once: worker threads share one sink")
 
     def test_pickle_round_trip(self, sink: DataSink) -> None:
         copy = pickle.loads(pickle.dumps(sink))
