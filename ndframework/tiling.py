@@ -5,7 +5,7 @@ from __future__ import annotations
 import abc
 import itertools
 import math
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 import attrs
 from .errors import GeometryError
@@ -23,7 +23,20 @@ DEFAULT_BLOCK_BYTES = 32 * 2**20
 """Bytes a default block aims at, over all channels."""
 
 
-class Tiler(abc.ABC):
+class _TilerType(abc.ABCMeta):
+    """Tilers' metaclass: a tiler's ``halo`` is required like an abstract method, but an
+    instance may set it in ``__init__``, so it is checked once the tiler is made."""
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        tiler = super().__call__(*args, **kwargs)
+        if not hasattr(tiler, "halo"):
+            raise TypeError(
+                f"Can't instantiate tiler {cls.__qualname__} without its halo: set self.halo "
+                f"in __init__ (Halo() for none), or define halo as a field or a property")
+        return tiler
+
+
+class Tiler(metaclass=_TilerType):
     """Splits a bounding box into blocks: what every tiler provides, and all the pipeline
     relies on.
 
@@ -54,14 +67,10 @@ class Tiler(abc.ABC):
     indices and boxes, walked once more when a run or plan is prepared.
     """
 
-    @property
-    @abc.abstractmethod
-    def halo(self) -> Halo:
-        """The context read around each block, a `Halo`.
-
-        A field of an attrs class, a class attribute (``halo = Halo()``, set per
-        instance in ``__init__``) or a property all provide it.
-        """
+    halo: Halo
+    """The context read around each block, a `Halo`: required, as the abstract methods
+    are. An attribute set in ``__init__``, a field of an attrs class or a property all
+    provide it; a tiler made without one is refused with a `TypeError`."""
 
     @abc.abstractmethod
     def blocks(self, bounds: Box, *, within: Box | None = None) -> Iterator[Block]:

@@ -17,8 +17,6 @@ class Bisecting(ndf.Tiler):
     """Halves a region along its longest axis (the first of equals, in z, y, x order)
     until every part holds at most ``max_voxels``: blocks of a few shapes, on no grid."""
 
-    halo = ndf.Halo()  # the class's default; every tiler sets its own
-
     def __init__(self, max_voxels, halo=0):
         self.max_voxels = max_voxels
         self.halo = ndf.Halo.of(halo)

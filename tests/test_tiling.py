@@ -335,3 +335,21 @@ class TestAUsersTilerConforms(TilerConformance):
 
     def make_tiler(self, halo):
         return UsersTiler(ndf.RegularTiler((3, 2, 4), halo=halo))
+
+
+def test_a_tiler_must_provide_its_halo_and_its_methods():
+    class NoHalo(ndf.Tiler):
+        def blocks(self, bounds, *, within=None):
+            return iter(())
+
+        def count(self, bounds):
+            return 0
+
+        def with_halo(self, halo):
+            return self
+
+    with pytest.raises(TypeError, match=r"Can't instantiate tiler .*NoHalo without its halo: "
+                                        r"set self.halo in __init__"):
+        NoHalo()
+    with pytest.raises(TypeError, match=r"abstract methods? .*blocks"):
+        type("Bare", (ndf.Tiler,), {"halo": ndf.Halo()})()
