@@ -19,11 +19,13 @@ import attrs
 
 from . import _worker
 from ._hooks import Hooks
+from ._views import KeyList
 from .errors import (
     DataAccessError, NDFrameworkError, OutputError, ReduceError, SetupError, WorkerError,
 )
 from .executors import Executor, WorkerSession, worker_processes
 from .geometry import Block
+from .hookspecs import RetryReason
 from .journal import HEARTBEAT, BlockState, Journal, dumps_value
 from .processor import BlockProcessor
 from .result import BlockOutcome, BlockStatus, RunCounts, RunInfo, RunResult
@@ -136,6 +138,7 @@ class Run:
 
     def execute(self) -> RunResult:
         """Run every block not yet done; return what happened (see `result`)."""
+        self._announce_skipped()
         with _Signals(self):
             pool = self._start_pool()
             try:
@@ -203,6 +206,17 @@ class Run:
 
     # -- handing out ---------------------------------------------------------------------
 
+    def _announce_skipped(self) -> None:
+        """Tell the plugins of the blocks that earlier sessions recorded done, which this
+        session skips (their keys read from the journal as a plugin iterates them)."""
+        journal = self.journal
+        query: dict[str, Any] = dict(status=BlockStatus.DONE, session=self.info.session,
+                                     other_sessions=True)
+        if journal.count(**query):
+            keys = KeyList(lambda: (record.key for record in journal.records(**query)),
+                           lambda: journal.count(**query))
+            self.hooks.on_blocks_skipped(run=self.info, keys=keys)
+
     def _candidates(self) -> Iterator[_Task]:
         """The blocks to run in this session, in two passes over the tiling: first those
         never tried (or not done), then those that failed in an earlier session, so that a
@@ -231,7 +245,7 @@ class Run:
         """The next block never handed out in this session, its hook called."""
         task = next(self.todo, None)
         if task is not None:
-            self.hooks.call("ndf_before_block", run=self.info, block=task.block)
+            self.hooks.before_block(run=self.info, block=task.block)
         return task
 
     def _fill(self, pool: futures.Executor) -> futures.Executor:
@@ -347,11 +361,11 @@ class Run:
                 self.journal.finished(task.ordinal, outcome, task.attempts, value)
                 self.done += 1
                 self.deaths_in_a_row = self.unseen_in_a_row = 0
-                self.hooks.call("ndf_after_block", run=self.info, block=block, outcome=outcome)
+                self.hooks.after_block(run=self.info, block=block, outcome=outcome)
                 return
         if outcome.retryable and task.attempts < self.max_attempts:
-            self.hooks.call("ndf_on_block_retry", run=self.info, block=block,
-                            outcome=outcome, attempt=task.attempts)
+            self.hooks.on_block_retry(run=self.info, block=block, outcome=outcome,
+                                      attempt=task.attempts, reason="retry_on")
             self.retry.append(task)
             return
         self.journal.finished(task.ordinal, outcome, task.attempts)
@@ -376,7 +390,7 @@ class Run:
             # blocks done by earlier sessions count as done: a resumed run whose only
             # blocks left are known failures is not "failing on most blocks"
             self.stop(None, self.failure_limit.describe(self.failed, self.done + self.skipped))
-        self.hooks.call("ndf_on_block_error", run=self.info, block=block, outcome=outcome)
+        self.hooks.on_block_error(run=self.info, block=block, outcome=outcome)
 
     def _fail(self, task: _Task, error: str, worker: str = "") -> None:
         self._settle(task, BlockOutcome(task.block.key, BlockStatus.FAILED, error=error,
@@ -458,7 +472,7 @@ class Run:
             if task.ticket in self.timed_out:
                 self._timed_out(task)
             elif task in suspects:
-                self._worker_died(task, certain=certain)
+                self._worker_died(task, certain=certain, worker=str(running[task.ticket][0]))
             else:
                 task.attempts -= 1
                 self.retry.appendleft(task)
@@ -478,24 +492,34 @@ class Run:
 
     def _timed_out(self, task: _Task) -> None:
         seconds, pid = self.timed_out.pop(task.ticket)
+        error = (f"BlockTimeout: block {task.block.key} timed out after "
+                 f"{self.block_timeout:g} s (ran {seconds:.1f} s; its worker was ended)")
         if task.attempts < self.max_attempts:
-            self.retry.append(task)
+            self._retried(task, error, str(pid), "timeout")
             return
-        self._fail(task, f"BlockTimeout: block {task.block.key} timed out after "
-                         f"{self.block_timeout:g} s (ran {seconds:.1f} s; its worker was "
-                         f"ended), {task.attempts} time(s)", worker=str(pid))
+        self._fail(task, f"{error}, {task.attempts} time(s)", worker=str(pid))
 
-    def _worker_died(self, task: _Task, *, certain: bool) -> None:
+    def _worker_died(self, task: _Task, *, certain: bool, worker: str) -> None:
         """``task`` was running on a worker that died. Certain: it was the only one, so it
         is charged a death and tried again alone until ``max_attempts``; else it is one of
         several suspects, each tried again alone, uncharged."""
         if certain:
             task.deaths += 1
+        error = (f"WorkerError: the worker process running block {task.block.key} died "
+                 f"(killed, crashed or out of memory)")
         if task.deaths >= self.max_attempts:
-            self._fail(task, f"WorkerError: the worker process running block {task.block.key} "
-                             f"died (killed, crashed or out of memory), {task.deaths} times")
+            self._fail(task, f"{error}, {task.deaths} times")
             return
         task.alone = True
+        self._retried(task, error, worker, "worker_died")
+
+    def _retried(self, task: _Task, error: str, worker: str, reason: RetryReason) -> None:
+        """``task``'s try ended with its worker (``reason``): tell the plugins, and queue
+        the block to be tried again."""
+        outcome = BlockOutcome(task.block.key, BlockStatus.FAILED, error=error, worker=worker,
+                               attempts=task.attempts)
+        self.hooks.on_block_retry(run=self.info, block=task.block, outcome=outcome,
+                                  attempt=task.attempts, reason=reason)
         self.retry.append(task)
 
     def _drain(self) -> None:

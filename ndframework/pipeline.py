@@ -373,7 +373,7 @@ class Pipeline:
             failure_limit=self._failure_limit(),
             block_timeout=self.block_timeout,
         )
-        hooks.call("ndf_before_run", run=info)
+        hooks.before_run(run=info)
         self.source.release()  # nothing kept from reads before the run (the store may differ)
         try:
             result = run.execute()
@@ -385,24 +385,40 @@ class Pipeline:
             self.executor.close()
             self.source.release()
             result = run.result()
-            hooks.call("ndf_after_run", run=info, result=result)
+            raised: BaseException = error
             if forced:  # the second signal: at once, but with the record kept all the same
-                raise RunInterrupted(
+                raised = RunInterrupted(
                     f"run interrupted twice by {signum.name}: {result.counts.done} blocks "
-                    f"done, the journal is committed", signum, result) from None
+                    f"done, the journal is committed", signum, result)
+            self._end_hooks(hooks, info, result, raised)
+            if forced:
+                raise raised from None
             raise
         self.executor.close()
         self.source.release()
-        hooks.call("ndf_after_run", run=info, result=result)
+        stop_error: BaseException | None = None
         if run.interrupted is not None:
             name = signal.Signals(run.interrupted).name
-            raise RunInterrupted(
+            stop_error = RunInterrupted(
                 f"run interrupted by {name}: {result.counts.done} blocks done, the journal "
                 f"is committed", run.interrupted, result)
-        for error in (run.stop_error, run.reduce_error):
-            if error is not None:
-                raise error.with_result(result)
+        elif run.stop_error is not None:
+            stop_error = run.stop_error.with_result(result)
+        self._end_hooks(hooks, info, result, stop_error)
+        if stop_error is not None:
+            raise stop_error
+        if run.reduce_error is not None:
+            raise run.reduce_error.with_result(result)
         return result
+
+    @staticmethod
+    def _end_hooks(hooks: Hooks, info: RunInfo, result: RunResult,
+                   error: BaseException | None) -> None:
+        """The hooks of a run's end: `ndf_on_run_stopped` when it stopped early (``error``:
+        what `run` raises next, if anything), then `ndf_after_run`."""
+        if result.stopped is not None:
+            hooks.on_run_stopped(run=info, result=result, reason=result.stopped, error=error)
+        hooks.after_run(run=info, result=result)
 
     def _failure_limit(self) -> FailureLimit | None:
         if self.max_failures == 0:

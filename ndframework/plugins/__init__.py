@@ -1,5 +1,5 @@
 """Built-in plugins: `ProgressBar` and `EventLog`, given in ``Pipeline(plugins=[...])``, and
-`ndframework.plugins.logging`, loaded through the entry-point group."""
+`ndframework.plugins.logging`, which every run has."""
 
 from .events import EventLog
 from .progress import ProgressBar

@@ -7,6 +7,7 @@ import json
 import os
 import socket
 import time
+from collections.abc import Sequence
 from typing import IO, TYPE_CHECKING, Any
 
 import attrs
@@ -16,6 +17,7 @@ from ..hookspecs import hookimpl
 
 if TYPE_CHECKING:
     from ..geometry import Block
+    from ..hookspecs import RetryReason
     from ..result import BlockOutcome, BlockTimings, RunInfo, RunResult
 
 __all__ = ["EventLog"]
@@ -31,12 +33,17 @@ class EventLog:
     - ``run_start``: ``run_id``, ``blocks`` (the run's block count), ``bounds``
       (``{"start": [z, y, x], "stop": [z, y, x]}``), ``channels``, ``source``,
       ``processor``, ``executor``, ``sink``, ``journal``, ``host``, ``pid``;
+    - ``blocks_skipped``: a resumed run skips the blocks its journal records done by
+      earlier sessions: ``count``;
     - ``block_done`` and ``block_failed``: ``key``, ``index`` (``[z, y, x]`` in the block
       grid), ``attempts``, ``worker``, ``timings`` (``read``, ``process``, ``write`` and
       ``total`` seconds in the worker); a failed block also has ``status`` and ``error``;
-    - ``block_retry``: a try of a block failed with an error its processor's ``retry_on``
-      names, and the block will be tried again: ``key``, ``index``, ``attempt`` (the try
-      that failed), ``worker``, ``timings``, ``error``;
+    - ``block_retry``: a try of a block failed, and the block will be tried again:
+      ``key``, ``index``, ``attempt`` (the try that failed), ``worker``, ``timings``,
+      ``reason`` (``retry_on``: its processor's ``retry_on`` names the error; ``timeout``;
+      ``worker_died``), ``error``;
+    - ``run_stopped``: the run stopped early: ``reason``, ``error`` (the type and message
+      of the error ``Pipeline.run`` raises, or null when it returns its result);
     - ``run_end``: ``run_id``, ``ok``, ``counts`` (``done``, ``failed``, ``skipped``,
       ``not_run``), ``seconds``, ``stopped`` (why the run ended early, or null),
       ``plugin_errors``.
@@ -79,20 +86,32 @@ class EventLog:
         })
 
     @hookimpl
+    def ndf_on_blocks_skipped(self, run: RunInfo, keys: Sequence[str]) -> None:
+        self._write(run, "blocks_skipped", {"count": len(keys)})
+
+    @hookimpl
     def ndf_after_block(self, run: RunInfo, block: Block, outcome: BlockOutcome) -> None:
         self._write(run, "block_done", _block(block, outcome, attempts=outcome.attempts))
 
     @hookimpl
     def ndf_on_block_retry(self, run: RunInfo, block: Block, outcome: BlockOutcome,
-                           attempt: int) -> None:
+                           attempt: int, reason: RetryReason) -> None:
         self._write(run, "block_retry", _block(block, outcome, attempt=attempt,
-                                               error=outcome.error))
+                                               reason=reason, error=outcome.error))
 
     @hookimpl
     def ndf_on_block_error(self, run: RunInfo, block: Block, outcome: BlockOutcome) -> None:
         self._write(run, "block_failed", _block(
             block, outcome, attempts=outcome.attempts, status=outcome.status.value,
             error=outcome.error))
+
+    @hookimpl
+    def ndf_on_run_stopped(self, run: RunInfo, reason: str,
+                           error: BaseException | None) -> None:
+        self._write(run, "run_stopped", {
+            "reason": reason,
+            "error": None if error is None else f"{type(error).__name__}: {error}",
+        })
 
     @hookimpl
     def ndf_after_run(self, run: RunInfo, result: RunResult) -> None:
