@@ -133,7 +133,8 @@ class SourceConformance(abc.ABC):
     The source under test implements ``channels``, ``bounds``, ``dtype`` and
     ``read_box(box, channels)``; `DataSource.read` checks the box and channels before it
     calls ``read_box``. The kit reads through ``read``: every block (any shape, any halo,
-    any choice and order of channels) equals numpy slicing, in the channel's dtype; the
+    one channel or both) equals numpy slicing, in the channel's dtype, as does a read of
+    any choice and order of channels; the
     arrays are writable and the caller's own; empty boxes read empty arrays; the source
     pickles before and after use, describes itself alike once copied, and reads in a
     spawned process; threads read it at once from its first use; and reading outside the
@@ -171,17 +172,11 @@ class SourceConformance(abc.ABC):
             f"chunk_shape must be None or three positive integers (z, y, x), got {chunks!r}")
 
     @_shared_settings
-    @given(
-        block_shape=_block_shapes(),
-        halo=halos(4),
-        order=st.permutations(CHANNELS),
-        channel_count=st.integers(1, 2),
-    )
+    @given(block_shape=_block_shapes(), halo=halos(4), channel_count=st.integers(1, 2))
     def test_every_block_read_equals_numpy(
-        self, source: DataSource, arrays: dict[str, np.ndarray], block_shape, halo, order,
-        channel_count,
+        self, source: DataSource, arrays: dict[str, np.ndarray], block_shape, halo, channel_count
     ) -> None:
-        channels = tuple(order[:channel_count])
+        channels = tuple(sorted(arrays))[:channel_count]
         tiler = RegularTiler(block_shape, halo=halo)
         for block in tiler.blocks(source.bounds):
             data = source.read(block.read_box, channels)
@@ -196,6 +191,22 @@ class SourceConformance(abc.ABC):
                 np.testing.assert_array_equal(
                     data[name], arrays[name][local],
                     err_msg=f"channel {name!r} of {block.read_box} (channels {channels})")
+
+    def test_any_choice_and_order_of_channels_reads_those_channels(
+        self, source: DataSource, arrays: dict[str, np.ndarray]
+    ) -> None:
+        box = source.bounds
+        for channels in (CHANNELS[1:], CHANNELS[::-1]):
+            data = source.read(box, channels)
+            assert sorted(data) == sorted(channels), (
+                f"read(box, {channels}) gave the channels {sorted(data)}")
+            for name in channels:
+                assert data[name].dtype == arrays[name].dtype, (
+                    f"read(box, {channels}) gave {name!r} as {data[name].dtype}; the "
+                    f"channel is {arrays[name].dtype}")
+                np.testing.assert_array_equal(
+                    data[name], arrays[name],
+                    err_msg=f"channel {name!r} read with the channels {channels}")
 
     def test_read_gives_writable_arrays_of_the_callers_own(self, source: DataSource) -> None:
         box = Box.from_shape((2, 3, 4), source.bounds.start)
