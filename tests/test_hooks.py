@@ -10,6 +10,7 @@ import re
 import signal
 import sys
 import textwrap
+import typing
 from pathlib import Path
 
 import pytest
@@ -259,6 +260,9 @@ def test_the_plugins_page_documents_every_hook_with_exactly_its_arguments():
              for name, spec in vars(hookspecs).items() if name.startswith("ndf_")}
     assert documented == specs
     assert set(re.findall(r"\bndf_\w+", page)) <= set(specs), "no hook that does not exist"
+    assert typing.get_args(hookspecs.RetryReason) == hookspecs.RETRY_REASONS
+    for reason in hookspecs.RETRY_REASONS:
+        assert f'`"{reason}"`' in page, reason
 
 
 def test_a_misspelt_hook_is_refused_naming_the_valid_hooks(source):
