@@ -145,7 +145,7 @@ class Journal:
                 connection.execute("PRAGMA journal_mode=MEMORY")
                 connection.execute("PRAGMA synchronous=OFF")
             elif not read_only:  # read_only: change nothing in a file that may be no journal
-                connection.execute(f"PRAGMA journal_mode={'WAL' if self.wal else 'DELETE'}")
+                _set_journal_mode(connection, "WAL" if self.wal else "DELETE")
                 connection.execute("PRAGMA synchronous=NORMAL")
         except sqlite3.Error as error:
             raise ConfigError(f"cannot open the journal {self.path!r}: {error}",
@@ -490,3 +490,21 @@ class Journal:
         )
         names = [column[0] for column in cursor.description]
         return [dict(zip(names, row)) for row in cursor]
+
+
+def _set_journal_mode(connection: sqlite3.Connection, mode: str, seconds: float = 60.0) -> None:
+    """Put the file in journal ``mode``, unless it is in it already (the mode is kept in
+    the file). Changing it takes the whole file: SQLite refuses at once, without waiting
+    for its busy timeout, while another session of the run opens it at the same moment, so
+    the change is tried again for up to ``seconds``."""
+    if connection.execute("PRAGMA journal_mode").fetchone()[0].upper() == mode:
+        return
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            connection.execute(f"PRAGMA journal_mode={mode}")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)

@@ -48,13 +48,15 @@ RUNS = textwrap.dedent("""
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory):
-    """The package, installed by pip into a folder (from a copy: pip builds in the tree)."""
+    """The package, installed by pip into a folder (from a copy: pip builds in the tree),
+    offline: built with this environment's setuptools and wheel (the ``test`` extra)."""
     folder = tmp_path_factory.mktemp("plugin_package")
     source, target = folder / "source", folder / "site"
     shutil.copytree(PACKAGE, source)
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-input",
-         "--disable-pip-version-check", "--target", str(target), str(source)],
+         "--no-build-isolation", "--no-index", "--disable-pip-version-check",
+         "--target", str(target), str(source)],
         check=True, capture_output=True, timeout=100)
     return target
 
