@@ -1,8 +1,10 @@
-"""Processors and sources the tests run in worker processes (importable by name there)."""
+"""Processors and sources the tests run in worker processes (importable by name there), and
+the named pipes through which blocks, in whatever process, tell a test what they do."""
 
 from __future__ import annotations
 
 import os
+import select
 import time
 from pathlib import Path
 
@@ -99,21 +101,19 @@ class CrashOn(ndf.BlockProcessor):
 
 
 class Rendezvous(ndf.BlockProcessor):
-    """Each block waits until ``parties`` blocks have arrived: it passes only when that many
-    run at once, and fails (times out) otherwise."""
+    """Blocks ``first`` and ``second`` wait for each other at the named pipe ``pipe``: each
+    opens its own end, which blocks until the other end is open too, so both pass only
+    when they run at once (and hang, for the test's timeout to end, otherwise)."""
 
-    def __init__(self, folder, parties, timeout=30.0):
-        self.folder = str(folder)
-        self.parties = parties
-        self.timeout = timeout
+    def __init__(self, pipe, first, second):
+        self.pipe = str(pipe)
+        self.first = first
+        self.second = second
 
     def process(self, data, block):
-        Path(self.folder, block.key).touch()
-        deadline = time.monotonic() + self.timeout
-        while len(os.listdir(self.folder)) < self.parties:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"only {len(os.listdir(self.folder))} blocks ran at once")
-            time.sleep(0.01)
+        if block.key in (self.first, self.second):
+            end = os.O_WRONLY if block.key == self.first else os.O_RDONLY
+            os.close(os.open(self.pipe, end))
         return True
 
 
@@ -234,22 +234,42 @@ class SleepForever(ndf.BlockProcessor):
 
 
 class DieOnce(ndf.BlockProcessor):
-    """Kills its own worker process on the blocks in ``keys`` the first time (every time
-    with ``always``); otherwise the owned em sum."""
+    """Kills its own worker process on block ``key`` the first time (every time with
+    ``always``); otherwise the owned em sum.
 
-    def __init__(self, marks, keys, always=False):
+    With ``beside``, the first death waits for block ``beside`` to run beside it, and that
+    block runs until the death: both open a named pipe in ``marks``, which blocks until the
+    other end is open too, and the dying block's end closes as its process ends.
+    """
+
+    def __init__(self, marks, key, always=False, beside=None):
         self.marks = str(marks)
-        self.keys = set(keys)
+        self.key = key
         self.always = always
+        self.beside = beside
 
     def process(self, data, block):
-        if block.key in self.keys:
-            mark = os.path.join(self.marks, f"died-{block.key}")
-            if self.always or not os.path.exists(mark):
-                Path(mark).touch()
-                time.sleep(0.2)  # let the blocks beside it start
-                os._exit(70)
+        mark = os.path.join(self.marks, f"died-{block.key}")
+        if block.key == self.key and (self.always or not os.path.exists(mark)):
+            if self.beside is not None and not os.path.exists(mark):
+                with open(self._pipe(), "wb"):  # until the block beside it has it open
+                    Path(mark).touch()
+                    os._exit(70)
+            Path(mark).touch()
+            os._exit(70)
+        if block.key == self.beside and not os.path.exists(
+                os.path.join(self.marks, f"died-{self.key}")):
+            with open(self._pipe(), "rb") as pipe:  # until the dying block has it open
+                pipe.read()  # until it dies
         return int(block.crop(data["em"]).astype(np.int64).sum())
+
+    def _pipe(self):
+        path = os.path.join(self.marks, "beside")
+        try:
+            os.mkfifo(path)
+        except FileExistsError:
+            pass
+        return path
 
 
 class AlwaysFails(ndf.BlockProcessor):
@@ -321,3 +341,56 @@ class DieInSetup(ndf.BlockProcessor):
 
     def process(self, data, block):
         return 1
+
+
+class Announcements:
+    """A named pipe at ``path`` on which blocks, and the processes a test starts, announce
+    what they do, and on which the test waits for them: a wait on an event, not a poll.
+
+    An announcement is a line written at once (``open(path, "w").write(line + "\\n")``,
+    which pipes keep whole). Make the pipe before anything announces, and keep it open
+    while anything may: an announcement blocks while the pipe has no reader.
+    """
+
+    def __init__(self, path):
+        self.path = str(path)
+        os.mkfifo(self.path)
+        self._reader = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK)
+        # a writer of its own: the pipe never reads as ended between two announcements
+        self._writer = os.open(self.path, os.O_WRONLY)
+        self._partial = b""
+        self.lines: list[str] = []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        os.close(self._writer)
+        os.close(self._reader)
+
+    def wait(self, count, process=None, timeout=30.0):
+        """Every line announced so far, once there are ``count``; an AssertionError when
+        ``process`` (a `subprocess.Popen`) ends first, or when no line comes for
+        ``timeout`` seconds."""
+        watched = [self._reader]
+        if process is not None:
+            watched.append(os.pidfd_open(process.pid))  # ready once the process ends
+        try:
+            while len(self.lines) < count:
+                ready, _, _ = select.select(watched, [], [], timeout)
+                if self._reader in ready:
+                    self._partial += os.read(self._reader, 65536)
+                    *whole, self._partial = self._partial.split(b"\n")
+                    self.lines.extend(line.decode() for line in whole)
+                elif ready:
+                    raise AssertionError(f"the process ended after {len(self.lines)} of "
+                                         f"{count} announcements {self.lines}: "
+                                         f"{process.communicate()}")
+                else:
+                    raise AssertionError(f"{len(self.lines)} of {count} announcements "
+                                         f"{self.lines}, then none for {timeout} s")
+        finally:
+            for pidfd in watched[1:]:
+                os.close(pidfd)
+        return list(self.lines)
+

@@ -19,8 +19,11 @@ import pytest
 
 import ndframework as ndf
 from ndframework.cli import main
-from test_plan import BOSS_TOKEN, boss  # noqa: F401 (a fixture)
+import test_plan
+from test_plan import BOSS_TOKEN
 from test_storage import write_zarr
+
+boss = test_plan.boss  # a fixture: the BOSS emulator of test_plan
 
 
 @pytest.fixture
@@ -120,6 +123,13 @@ def test_demo_on_a_zarr_store(tmp_path, capsys):
         "run_start", "block_done", "run_end"]
 
 
+def test_the_demo_names_a_bad_source():
+    from ndframework.demo import run_demo
+
+    with pytest.raises(ndf.ConfigError, match=r"source must be 'boss' or 'zarr', got 'dvid'"):
+        run_demo("serial", source="dvid")
+
+
 def test_plan_describes_the_run(volume_path, processor_file, capsys):
     status = main(["plan", str(volume_path), "--processor", f"{processor_file}:Double",
                    "--block-shape", "5,8,10", "--halo", "1", "--executor", "serial"])
@@ -201,10 +211,10 @@ def test_run_reads_a_boss_volume_named_by_a_neurodata_cfg(processor_file, volume
                                                           capsys):
     from ndframework.bossemu import BossEmulator
 
-    with BossEmulator(token="cli-token-77") as boss:
-        boss.create_volume("coll", "exp", volume)
+    with BossEmulator(token="cli-token-77") as emulator:
+        emulator.create_volume("coll", "exp", volume)
         config = tmp_path / "neurodata.cfg"
-        config.write_text(f"[Default]\nprotocol = http\nhost = {boss.host}\n"
+        config.write_text(f"[Default]\nprotocol = http\nhost = {emulator.host}\n"
                           f"token = cli-token-77\n\n[Parallel]\ncollection = coll\n"
                           f"experiment = exp\nchannels = em\n")
         output = tmp_path / "double.zarr"
@@ -262,8 +272,8 @@ def test_the_boss_emulator_keeps_its_demo_in_a_store_across_restarts(tmp_path):
     # a store whose demo was deleted keeps its names taken: a one-line error, no traceback
     from ndframework.bossemu import BossEmulator
 
-    with BossEmulator(token="t", store=tmp_path / "store") as boss:
-        remote = boss.remote()
+    with BossEmulator(token="t", store=tmp_path / "store") as emulator:
+        remote = emulator.remote()
         for name in ("em", "mask"):
             remote.delete_project(remote.get_channel(name, "demo", "synthetic"))
         remote.delete_project(remote.get_experiment("demo", "synthetic"))
@@ -710,11 +720,11 @@ def test_log_level_shows_what_worker_processes_log(processor_file, volume, tmp_p
     command was given."""
     from ndframework.bossemu import BossEmulator, Faults
 
-    with BossEmulator(token="cli-token-78") as boss:
-        boss.create_volume("coll", "exp", volume)
-        boss.faults = Faults(error_rate=0.5, status=503, seed=3)
+    with BossEmulator(token="cli-token-78") as emulator:
+        emulator.create_volume("coll", "exp", volume)
+        emulator.faults = Faults(error_rate=0.5, status=503, seed=3)
         config = tmp_path / "neurodata.cfg"
-        config.write_text(f"[Default]\nprotocol = http\nhost = {boss.host}\n"
+        config.write_text(f"[Default]\nprotocol = http\nhost = {emulator.host}\n"
                           f"token = cli-token-78\n\n[Parallel]\ncollection = coll\n"
                           f"experiment = exp\nchannels = em\n")
         command = [sys.executable, "-m", "ndframework.cli", "run", str(config), "--processor",
