@@ -11,18 +11,7 @@ from pathlib import Path
 import numpy as np
 
 import ndframework as ndf
-
-
-def neighbourhood_sum(array: np.ndarray) -> np.ndarray:
-    """Sum over each voxel's 3×3×3 neighbourhood, clipped to the array (the numpy oracle)."""
-    padded = np.pad(array.astype(np.int64), 1)
-    total = np.zeros(array.shape, np.int64)
-    z, y, x = array.shape
-    for dz in range(3):
-        for dy in range(3):
-            for dx in range(3):
-                total += padded[dz:dz + z, dy:dy + y, dx:dx + x]
-    return total
+from ndframework.testing.executors import neighbourhood_sum  # the numpy oracle, for tests too
 
 
 class NeighbourhoodSum(ndf.BlockProcessor):
