@@ -52,7 +52,7 @@ def test_any_box_of_strips_or_tiles_reads_what_numpy_slices(tmp_path, options, c
         np.testing.assert_array_equal(read, volume[box.slices()])
 
 
-def test_a_halo_filter_in_two_processes_equals_scipy_on_the_whole_volume(tmp_path):
+def test_a_halo_filter_in_two_processes_equals_scipy_and_resumes_from_its_journal(tmp_path):
     rng = np.random.default_rng(3)
     volume = {"dapi": rng.integers(0, 256, (9, 30, 26), dtype=np.uint8),
               "gfp": rng.integers(0, 9, (9, 30, 26), dtype=np.uint8)}
@@ -61,9 +61,14 @@ def test_a_halo_filter_in_two_processes_equals_scipy_on_the_whole_volume(tmp_pat
     sink = ndf.ZarrSink.create(tmp_path / "max.zarr", {"maximum": "uint8"}, source.bounds,
                                chunk_shape=(3, 8, 13))
     tiler = ndf.RegularTiler((3, 8, 13), origin=source.bounds.start)
-    result = ndf.Pipeline(source, MaximumFilter("dapi"), sink=sink, tiler=tiler,
-                          executor=ndf.ProcessExecutor(2)).run()
+    def pipeline():
+        return ndf.Pipeline(source, MaximumFilter("dapi"), sink=sink, tiler=tiler,
+                            executor=ndf.ProcessExecutor(2), journal=tmp_path / "run.sqlite")
+
+    result = pipeline().run()
     assert result.ok and len(result.done) == 3 * 4 * 2
+    again = pipeline().run()  # the journal has every block done
+    assert again.ok and again.done == () and len(again.skipped) == 3 * 4 * 2
     maximum = ndf.ZarrSource(sink.path).read(source.bounds)["maximum"]
     expected = ndi.maximum_filter(volume["dapi"], (3, 5, 5), mode="nearest")
     np.testing.assert_array_equal(maximum, expected)
