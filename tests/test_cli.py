@@ -12,7 +12,6 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-import time
 
 import numpy as np
 import pytest
@@ -20,6 +19,7 @@ import pytest
 import ndframework as ndf
 from ndframework.cli import main
 import test_plan
+from processors import Announcements
 from test_plan import BOSS_TOKEN
 from test_storage import write_zarr
 
@@ -246,7 +246,7 @@ def test_every_command_has_help_with_examples(command, capsys):
         assert "--token" in out and "--demo" in out
 
 
-def test_the_boss_emulator_keeps_its_demo_in_a_store_across_restarts(tmp_path):
+def test_the_boss_emulator_keeps_its_demo_in_a_store_across_restarts(tmp_path, capsys):
     """``--demo`` loads the demo volume once; started again on the same ``--store``, the
     emulator serves what it kept instead of failing on the existing experiment."""
     from bossapi_calls import EmulatorProcess
@@ -277,11 +277,13 @@ def test_the_boss_emulator_keeps_its_demo_in_a_store_across_restarts(tmp_path):
         for name in ("em", "mask"):
             remote.delete_project(remote.get_channel(name, "demo", "synthetic"))
         remote.delete_project(remote.get_experiment("demo", "synthetic"))
-    completed = subprocess.run([*command, "--port", "0", "--store", str(tmp_path / "store"),
-                                "--token", "t", "--demo"], capture_output=True, text=True,
-                               timeout=60)
-    assert completed.returncode == 2 and "Traceback" not in completed.stderr
-    assert "holds a deleted demo/synthetic" in completed.stderr, completed.stderr
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:
+        main(["boss-emulator", "--port", "0", "--store", str(tmp_path / "store"), "--token",
+              "t", "--demo"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "Traceback" not in err
+    assert "holds a deleted demo/synthetic" in err, err
 
 
 # -- keeping what a run computed: --journal, --report, status ---------------------------------
@@ -364,22 +366,23 @@ def test_max_failures_stops_a_run_early(volume_path, processor_file, tmp_path, c
 
 
 def test_a_journal_of_another_run_is_refused_unless_restart(volume_path, processor_file,
-                                                            tmp_path):
+                                                            tmp_path, capsys):
     journal = str(tmp_path / "run.sqlite")
     assert main(run_args(volume_path, processor_file, "Total", "--journal", journal)) == 0
     changed = run_args(volume_path, processor_file, "Total", "--journal", journal)
     changed[changed.index("5,8,10")] = "5,8,20"
-    completed = subprocess.run([sys.executable, "-m", "ndframework.cli", *changed],
-                               capture_output=True, text=True, timeout=120)
-    assert completed.returncode == 2, completed.stderr
-    assert len(completed.stderr.strip().splitlines()) == 1 and "Traceback" not in completed.stderr
-    assert "records another run (tiler: " in completed.stderr
-    assert "block_shape=(5, 8, 10)" in completed.stderr and "block_shape=(5, 8, 20)" in completed.stderr
-    assert "--restart" in completed.stderr
-    completed = subprocess.run([sys.executable, "-m", "ndframework.cli", *changed, "--restart"],
-                               capture_output=True, text=True, timeout=120)
-    assert completed.returncode == 0, completed.stderr
-    assert "OK: 6 done, 0 failed, 0 skipped" in completed.stdout
+    capsys.readouterr()
+    status = main(changed)
+    err = capsys.readouterr().err
+    assert status == 2, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert "records another run (tiler: " in err
+    assert "block_shape=(5, 8, 10)" in err and "block_shape=(5, 8, 20)" in err
+    assert "--restart" in err
+    status = main([*changed, "--restart"])
+    out, err = capsys.readouterr()
+    assert status == 0, err
+    assert "OK: 6 done, 0 failed, 0 skipped" in out
 
 
 def test_status_json_is_for_scripts(volume_path, processor_file, tmp_path, capsys):
@@ -458,14 +461,14 @@ def test_status_on_a_path_that_is_no_journal_is_one_line(kind, tmp_path, capsys)
 
 
 SLOW_PROCESSOR = """
-import pathlib
 import time
 import ndframework as ndf
 
 class Slow(ndf.BlockProcessor):
     def process(self, data, block):
         time.sleep(0.3)
-        (pathlib.Path({marks!r}) / block.key).touch()  # the test waits for a few of these
+        with open({announcements!r}, "w") as pipe:  # the test waits for a few of these
+            pipe.write(block.key + "\\n")
         return int(data["em"].sum())
 
     def reduce(self, results):
@@ -478,45 +481,41 @@ class Slow(ndf.BlockProcessor):
                          [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_signal_stops_the_run_and_a_rerun_resumes_it(signum, exit_status, volume_path,
                                                        volume, tmp_path, capsys):
-    marks = tmp_path / "marks"
-    marks.mkdir()
-    slow = tmp_path / "slow.py"
-    slow.write_text(SLOW_PROCESSOR.format(marks=str(marks)))
-    journal = str(tmp_path / "run.sqlite")
-    arguments = ["run", str(volume_path), "--processor", f"{slow}:Slow", "--block-shape",
-                 "5,8,10", "--executor", "processes", "--workers", "2", "--journal", journal,
-                 "--no-progress"]
-    process = subprocess.Popen([sys.executable, "-m", "ndframework.cli", *arguments],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               start_new_session=True)
-    try:
-        deadline = time.monotonic() + 40
-        while len(os.listdir(marks)) < 3:  # the run is under way
-            assert process.poll() is None, process.communicate()
-            assert time.monotonic() < deadline, "the run did not start"
-            time.sleep(0.02)
-        process.send_signal(signum)
-        out, err = process.communicate(timeout=10)
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
     name = signal.Signals(signum).name
-    assert process.returncode == exit_status, (out, err)
-    assert "Traceback" not in err
-    assert f"interrupted by {name}; rerun with the same --journal {journal} to resume" in err
-    counts = re.search(r"NOT OK: (\d+) done, 0 failed, 0 skipped, (\d+) not run, of 12 blocks",
-                       out)
-    assert counts, out
-    done = int(counts[1])
-    assert done >= 1 and done + int(counts[2]) == 12
-    assert f"stopped: interrupted by {name}" in out
+    journal = str(tmp_path / "run.sqlite")
+    slow = tmp_path / "slow.py"
+    # open while blocks announce themselves, the rerun's too
+    with Announcements(tmp_path / "announcements") as announcements:
+        slow.write_text(SLOW_PROCESSOR.format(announcements=announcements.path))
+        arguments = ["run", str(volume_path), "--processor", f"{slow}:Slow", "--block-shape",
+                     "5,8,10", "--executor", "processes", "--workers", "2", "--journal",
+                     journal, "--no-progress"]
+        process = subprocess.Popen([sys.executable, "-m", "ndframework.cli", *arguments],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                   start_new_session=True)
+        try:
+            announcements.wait(3, process)  # the run is under way
+            process.send_signal(signum)
+            out, err = process.communicate(timeout=10)
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        assert process.returncode == exit_status, (out, err)
+        assert "Traceback" not in err
+        assert f"interrupted by {name}; rerun with the same --journal {journal} to resume" in err
+        counts = re.search(r"NOT OK: (\d+) done, 0 failed, 0 skipped, (\d+) not run, of 12 "
+                           r"blocks", out)
+        assert counts, out
+        done = int(counts[1])
+        assert done >= 1 and done + int(counts[2]) == 12
+        assert f"stopped: interrupted by {name}" in out
 
-    assert main(["status", journal]) == 1  # blocks never tried: not finished
-    assert f": stopped, interrupted by {name}" in capsys.readouterr().out
-    arguments[arguments.index("processes")] = "threads"
-    arguments[arguments.index("2")] = "4"
-    assert main(arguments) == 0
+        assert main(["status", journal]) == 1  # blocks never tried: not finished
+        assert f": stopped, interrupted by {name}" in capsys.readouterr().out
+        arguments[arguments.index("processes")] = "threads"
+        arguments[arguments.index("2")] = "4"
+        assert main(arguments) == 0
     out = capsys.readouterr().out
     assert f"OK: {12 - done} done, 0 failed, {done} skipped, 0 not run" in out
     assert f"reduced: {int(volume['em'].sum())}" in out

@@ -15,7 +15,10 @@ import pytest
 
 import ndframework as ndf
 from ndframework.cli import main
-from test_cli import processor_file, run_args, volume_path  # noqa: F401 (fixtures)
+import test_cli
+from test_cli import run_args
+
+processor_file, volume_path = test_cli.processor_file, test_cli.volume_path  # fixtures
 
 CONSTRUCTORS = """
 import ndframework as ndf
@@ -156,17 +159,18 @@ def test_a_bad_log_level_for_the_emulator_is_two_lines(capsys):
                      "DEBUG, INFO, WARNING, ERROR, got 'chatty'")
 
 
-def test_a_bad_dtype_exits_two_and_creates_nothing(volume_path, processor_file, tmp_path):
-    """The command as a process: exit status 2, no traceback, no store left behind."""
+def test_a_bad_dtype_exits_two_and_creates_nothing(volume_path, processor_file, tmp_path,
+                                                   capsys):
+    """Exit status 2, no traceback, no store left behind."""
     output = tmp_path / "out.zarr"
-    completed = subprocess.run(
-        [sys.executable, "-m", "ndframework.cli", "run", str(volume_path), "--processor",
-         f"{processor_file}:Double", "--output", str(output), "--output-channel",
-         "out:uint77"], capture_output=True, text=True, timeout=60)
-    assert completed.returncode == 2
-    assert "Traceback" not in completed.stderr and len(completed.stderr.splitlines()) == 2
-    assert "'uint77' is not a numpy dtype" in completed.stderr
-    assert not output.exists() and completed.stdout == ""
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", str(volume_path), "--processor", f"{processor_file}:Double", "--output",
+              str(output), "--output-channel", "out:uint77"])
+    out, err = capsys.readouterr()
+    assert exit_.value.code == 2
+    assert "Traceback" not in err and len(err.splitlines()) == 2
+    assert "'uint77' is not a numpy dtype" in err
+    assert not output.exists() and out == ""
 
 
 def test_debug_adds_the_traceback(volume_path, constructors, capsys):

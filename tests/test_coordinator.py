@@ -329,21 +329,23 @@ def test_a_resumed_run_left_with_known_failures_is_not_stopped_as_failing(volume
 
 # -- stopping -------------------------------------------------------------------------------
 
-_six_handed_out = threading.Event()
+_six_handed_out, _first_failure_settled = threading.Event(), threading.Event()
 _started: list[str] = []
 
 
-def _fail_once_six_are_handed_out(data, block):
-    """Fails its block once the coordinator has handed out six (module-level, so that the
-    processor is copied to the workers by reference)."""
+def _fail_in_turn(data, block):
+    """Fails the first block once the coordinator has handed out six, and any other once
+    it has settled the first failure (module-level, so that the processor is copied to the
+    workers by reference)."""
     _started.append(block.key)
-    if not _six_handed_out.wait(30):
-        raise TimeoutError("six blocks were not handed out")
+    if not (_first_failure_settled if _started[1:] else _six_handed_out).wait(30):
+        raise TimeoutError("the coordinator did not get there")
     raise ValueError("poison")
 
 
 def test_a_stop_takes_back_the_blocks_handed_out_but_not_started(volume):
     _six_handed_out.clear()
+    _first_failure_settled.clear()
     _started.clear()
 
     class Watch:
@@ -355,8 +357,12 @@ def test_a_stop_takes_back_the_blocks_handed_out_but_not_started(volume):
             if Watch.count == 6:
                 _six_handed_out.set()
 
+        @ndf.hookimpl
+        def ndf_on_block_error(self, run, block, outcome):
+            _first_failure_settled.set()  # the run stopped before this is called
+
     source = ndf.InMemorySource(volume)
-    processor = ndf.FunctionProcessor(_fail_once_six_are_handed_out, pass_block=True)
+    processor = ndf.FunctionProcessor(_fail_in_turn, pass_block=True)
     result = ndf.Pipeline(source, processor, tiler=ndf.RegularTiler((1, 6, 5)),
                           executor=ndf.ThreadExecutor(1), max_in_flight=6, max_failures=1,
                           plugins=[Watch()]).run()

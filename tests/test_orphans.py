@@ -5,6 +5,7 @@ worker processes of the Dask executor's local cluster."""
 from __future__ import annotations
 
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import pytest
 
 import ndframework as ndf
 from ndframework.executors._lifeline import ORPHAN_EXIT_CODE, ProcessIdentity
+from processors import Announcements
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
 
@@ -26,23 +28,23 @@ import numpy as np
 import ndframework as ndf
 
 class Sleepy(ndf.BlockProcessor):
-    def __init__(self, directory):
-        self.directory = directory
+    def __init__(self, announcements):
+        self.announcements = announcements
 
     def setup(self):
-        with open(os.path.join(self.directory, f"{os.getpid()}.pid"), "w") as file:
-            file.write("set up")
+        with open(self.announcements, "w") as pipe:  # the test waits for two of these
+            pipe.write(f"{os.getpid()}\\n")
 
     def process(self, data, block):
         time.sleep(0.5)
         return 1
 
 if __name__ == "__main__":
-    directory, start_method = sys.argv[1], sys.argv[2]
+    announcements, start_method = sys.argv[1], sys.argv[2]
     source = ndf.InMemorySource({"em": np.zeros((64, 8, 8), np.uint8)})
     executor = (ndf.DaskExecutor(workers=2) if start_method == "dask"
                 else ndf.ProcessExecutor(2, start_method=start_method))
-    ndf.Pipeline(source, Sleepy(directory), tiler=ndf.RegularTiler((1, 8, 8)),
+    ndf.Pipeline(source, Sleepy(announcements), tiler=ndf.RegularTiler((1, 8, 8)),
                  executor=executor).run()
 """
 
@@ -100,6 +102,29 @@ def _wait_until(condition, seconds: float) -> bool:
     return True
 
 
+def _wait_for_exit(processes: dict[int, int], seconds: float) -> list[int]:
+    """Wait for ``processes`` to end, on their pidfds (ready once a process has ended,
+    reaped or not), until none has ended for ``seconds``; the pids of those still running."""
+    watched = {}
+    try:
+        for pid in _running(processes):
+            try:
+                watched[os.pidfd_open(pid)] = pid
+            except ProcessLookupError:  # ended meanwhile
+                pass
+        theirs = set(_running(processes))  # not a process that took the pid of one that ended
+        waiting = [pidfd for pidfd, pid in watched.items() if pid in theirs]
+        while waiting:
+            ended, _, _ = select.select(waiting, [], [], seconds)
+            if not ended:
+                break
+            waiting = [pidfd for pidfd in waiting if pidfd not in ended]
+    finally:
+        for pidfd in watched:
+            os.close(pidfd)
+    return _running(processes)
+
+
 def _kill_all(processes: dict[int, int]) -> None:
     for pid in _running(processes):
         try:
@@ -115,37 +140,32 @@ def test_no_process_outlives_a_coordinator_killed_with_sigkill(start_method, tmp
         pytest.importorskip("distributed")
     script = tmp_path / "coordinator.py"
     script.write_text(COORDINATOR)
-    pids = tmp_path / "pids"
-    pids.mkdir()
     errors = tmp_path / "stderr"
-    with errors.open("w") as stderr:
-        coordinator = subprocess.Popen([sys.executable, str(script), str(pids), start_method],
-                                       env=_environment(), stderr=stderr)
     left: dict[int, int] = {}
-    try:
-        assert _wait_until(
-            lambda: len(list(pids.iterdir())) >= 2 or coordinator.poll() is not None, 30
-        ), "the run did not get going in 30 s"
-        assert coordinator.poll() is None, (
-            f"the coordinator ended before its run got going:\n{errors.read_text()[-2000:]}"
-        )
-        left = _descendants(coordinator.pid)
-        workers = {int(path.stem) for path in pids.iterdir()}
-        assert workers <= set(left)
-        coordinator.kill()
-        coordinator.wait()
-        killed = time.monotonic()
-        _wait_until(lambda: not _running(left), 10)
-        behind = _running(left)
-        assert not behind, (
-            f"{len(behind)} of {len(left)} processes outlived their coordinator by "
-            f"{time.monotonic() - killed:.1f} s: "
-            + "; ".join(f"{pid}: {_command(pid)}" for pid in behind)
-        )
-    finally:
-        coordinator.kill()
-        coordinator.wait()
-        _kill_all(left or _descendants(coordinator.pid))
+    with Announcements(tmp_path / "announcements") as announcements:
+        with errors.open("w") as stderr:
+            coordinator = subprocess.Popen(
+                [sys.executable, str(script), announcements.path, start_method],
+                env=_environment(), stderr=stderr)
+        try:
+            try:
+                workers = {int(pid) for pid in announcements.wait(2, coordinator)}
+            except AssertionError as error:
+                raise AssertionError(f"the run did not get going: {error}\n"
+                                     f"{errors.read_text()[-2000:]}") from None
+            left = _descendants(coordinator.pid)
+            assert workers <= set(left)
+            coordinator.kill()
+            coordinator.wait()
+            behind = _wait_for_exit(left, 10)
+            assert not behind, (
+                f"{len(behind)} of {len(left)} processes outlived their coordinator: "
+                + "; ".join(f"{pid}: {_command(pid)}" for pid in behind)
+            )
+        finally:
+            coordinator.kill()
+            coordinator.wait()
+            _kill_all(left or _descendants(coordinator.pid))
 
 
 WATCHER = """
