@@ -11,7 +11,15 @@ from pathlib import Path
 import numpy as np
 
 import ndframework as ndf
-from ndframework.testing.executors import neighbourhood_sum  # the numpy oracle, for tests too
+
+
+def neighbourhood_sum(array: np.ndarray) -> np.ndarray:
+    """The executor kit's numpy oracle of `NeighbourhoodSum`, imported as it is first used:
+    `ndframework.testing` brings pytest and hypothesis, which a worker process that loads
+    this module for another processor need not import."""
+    from ndframework.testing.executors import neighbourhood_sum as oracle
+
+    return oracle(array)
 
 
 class NeighbourhoodSum(ndf.BlockProcessor):
