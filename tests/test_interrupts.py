@@ -44,12 +44,17 @@ COORDINATOR = textwrap.dedent("""
             time.sleep(float(os.environ["SLEEP"]))
             owned = block.crop(data["em"])
             open(os.path.join(os.environ["MARKS"], block.key), "w").close()
-            announce(f"done {block.key}")
             return ndf.BlockOutput({"out": owned.astype(np.uint16) * 2},
                                    value=int(owned.astype(np.int64).sum()))
 
         def reduce(self, results):
             return sum(results.values())
+
+    class Announce:
+        # each block the coordinator has recorded done
+        @ndf.hookimpl
+        def ndf_after_block(self, run, block, outcome):
+            announce(f"done {block.key}")
 
     def announce_signals():
         # Tell the test when the run has handled a signal, so that it sends another only
@@ -84,7 +89,8 @@ COORDINATOR = textwrap.dedent("""
         executor = ndf.get_executor(executor, **({} if executor == "serial" else {"workers": 2}))
         pipeline = ndf.Pipeline(ndf.InMemorySource({"em": em}), Double(),
                                 tiler=ndf.RegularTiler(%(block)r), executor=executor, sink=sink,
-                                journal=os.path.join(workdir, "run.sqlite"))
+                                journal=os.path.join(workdir, "run.sqlite"),
+                                plugins=[Announce()])
         try:
             result = pipeline.run()
         except ndf.RunInterrupted as error:
@@ -104,8 +110,9 @@ def _expected():
 
 def _start(workdir: Path, executor: str, name: str, announcements: Announcements | None = None,
            sleep: float = 0.12, hang: str = "") -> subprocess.Popen:
-    """Run the coordinator script: each block sleeps ``sleep`` s (block ``hang`` for good),
-    leaves a mark in ``marks-{name}`` and announces itself on ``announcements``."""
+    """Run the coordinator script: each block sleeps ``sleep`` s (block ``hang`` for good)
+    and leaves a mark in ``marks-{name}``; on ``announcements``, the coordinator announces
+    each block it has recorded done, and each signal it has handled."""
     script = workdir / "coordinator.py"
     script.write_text(COORDINATOR)
     return subprocess.Popen([sys.executable, str(script), str(workdir), executor],
@@ -156,7 +163,7 @@ def test_a_signal_ends_the_run_and_a_rerun_resumes(tmp_path, signum, executor):
     with Announcements(tmp_path / "announcements") as announcements:
         process = _start(tmp_path, executor, "first", announcements)
         try:
-            announcements.wait(3, process)  # three blocks done
+            announcements.wait(3, process)  # three blocks recorded done
             tree = _descendants(process.pid)
             # Ctrl-C reaches the whole process group; a scheduler's SIGTERM the coordinator
             os.killpg(process.pid, signum) if signum == signal.SIGINT else \
