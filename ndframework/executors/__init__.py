@@ -58,7 +58,7 @@ def register_executor(name: str, factory: Callable[..., Executor], *,
     ``factory(**options)``, which returns an `Executor`. A name already taken is refused
     unless ``replace``.
 
-    >>> register_executor("threads", ThreadExecutor)
+    >>> register_executor("threads", ProcessExecutor)
     Traceback (most recent call last):
     ...
     ndframework.errors.ConfigError: an executor called 'threads' exists already (ThreadExecutor); pass replace=True to replace it
