@@ -7,6 +7,7 @@ and its memory does not grow with the number of blocks: every outcome goes to th
 from __future__ import annotations
 
 import collections
+import inspect
 import itertools
 import signal
 import threading
@@ -84,6 +85,12 @@ class FailureLimit:
         return (f"{failed} blocks failed and only {done} were done: the processor fails "
                 f"on most blocks (the default limit for runs with a journal; pass "
                 f"max_failures= or --max-failures to change it)")
+
+
+def _unseen(broken: list[_Task]) -> dict[int, tuple[Any, float]]:
+    """What a board would show of ``broken``'s blocks, for an executor that has none: each
+    may have been running when its worker died, so each is a suspect, tried again alone."""
+    return {task.ticket: ("a worker", 0.0) for task in broken}
 
 
 class Run:
@@ -171,6 +178,8 @@ class Run:
             except BaseException:  # a second signal while draining, a bug, ...
                 self._abandon(pool)
                 raise
+            finally:
+                self.session.close()  # if a pool opened it in this process
         return self.result()
 
     def _wait(self) -> float:
@@ -185,11 +194,20 @@ class Run:
         self.task_session = session.id if self.executor.opens_sessions else session
         return self.executor.start(session)
 
-    def _shut(self, pool: futures.Executor, **options: Any) -> None:
-        """Shut ``pool`` down, and tear down the workers it left in this process."""
+    def _shut(self, pool: futures.Executor, *, wait: bool, cancel: bool = False) -> None:
+        """Shut ``pool`` down (with ``cancel``, its tasks not started are cancelled first,
+        also for a pool whose ``shutdown`` predates ``cancel_futures``), and tear down the
+        workers it left in this thread and in the threads of this process that ended."""
         try:
-            pool.shutdown(**options)
+            if cancel:
+                for future in self.in_flight:
+                    future.cancel()
+            if cancel and "cancel_futures" in inspect.signature(pool.shutdown).parameters:
+                pool.shutdown(wait=wait, cancel_futures=True)
+            else:
+                pool.shutdown(wait=wait)
         finally:
+            _worker.end_worker(self.session.id)  # a pool that ran tasks in this thread
             _worker.end_session(self.session.id)
 
     def stop(self, error: NDFrameworkError | None, reason: str) -> None:
@@ -410,9 +428,9 @@ class Run:
     def _restart(self, pool: futures.Executor, broken: list[_Task]) -> futures.Executor:
         """Replace a broken pool (a process pool breaks whole when one worker dies) and
         judge the blocks it held (see `_judge`)."""
-        running = {} if self.board is None else self.board.running()
-        processes = worker_processes(pool)
-        self._shut(pool, wait=True, cancel_futures=True)
+        running = _unseen(broken) if self.board is None else self.board.running()
+        processes = None if self.board is None else worker_processes(pool)
+        self._shut(pool, wait=True, cancel=True)
         for future, tasks in list(self.in_flight.items()):  # settled by the shutdown
             del self.in_flight[future]
             if not self._collect(tasks, future):
@@ -429,10 +447,12 @@ class Run:
         """Judge the blocks of batches whose worker was lost, where the pool goes on
         without it (see `Executor.breaks_whole`): the block each was running, by the board,
         is the suspect; the worker named there is the one that died."""
-        running = {} if self.board is None else self.board.running()
+        if self.board is None:
+            self._judge(broken, _unseen(broken), None)
+            return
+        running = self.board.running()
         dead = {running[task.ticket][0] for task in broken if task.ticket in running}
-        if self.board is not None:
-            self.board.forget([task.ticket for task in broken])
+        self.board.forget([task.ticket for task in broken])
         if not dead and not any(task.ticket in self.timed_out for task in broken):
             # queued on a worker lost meanwhile, or lost before it showed a block running
             # (dying in setup()): given back as never tried, the death counted
@@ -546,7 +566,7 @@ class Run:
                 process.kill()
             except Exception:  # already gone
                 pass
-        self._shut(pool, wait=processes is not None, cancel_futures=True)
+        self._shut(pool, wait=processes is not None, cancel=True)
         self.in_flight.clear()
 
     def interrupt(self, signum: int) -> None:

@@ -129,12 +129,27 @@ class _ThreadWorkers(dict):
     """A thread's workers by session id. Workers still here when the thread ends are torn
     down as CPython clears the thread's locals, which it does in the ending thread before a
     ``join`` of it returns: so a pool that gives no chance to call `end_worker` (the
-    standard ``ThreadPoolExecutor``) still has ``teardown`` run in the thread of ``setup``."""
+    standard ``ThreadPoolExecutor``) still has ``teardown`` run in the thread of ``setup``.
+    (``threading.current_thread()`` is a dummy by then; the OS thread is the same.)"""
 
     def __del__(self) -> None:
-        for worker in list(self.values()):
+        pid = os.getpid()
+        for worker in [worker for worker in self.values() if worker.pid == pid]:
             _forget(worker)
             worker.teardown()
+
+
+def _after_fork_in_child() -> None:
+    """A forked process starts with none of its parent's workers, and with fresh locks: a
+    lock some other thread of the parent held as it forked would stay held for ever."""
+    global _every_lock
+    _every_lock = threading.Lock()
+    _every.clear()
+    _exit_registered.clear()
+    _local.workers = _ThreadWorkers()  # the parent's, dropped: theirs to tear down
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _workers() -> dict[str, _Worker]:

@@ -6,8 +6,10 @@ recorded."""
 from __future__ import annotations
 
 import threading
+from concurrent import futures
 import warnings
 
+import attrs
 import numpy as np
 import pytest
 
@@ -442,3 +444,72 @@ def test_a_failed_setup_fails_its_block_stops_the_run_and_keeps_the_hook_contrac
     # blocks handed out but not started when the run stopped were taken back: not run
     assert set(befores) - set(errors) <= set(result.not_run)
     assert set(errors) <= set(befores)
+
+
+# -- executors of other makers ---------------------------------------------------------------
+
+
+class _OldPool(futures.Executor):
+    """A pool as written before Python 3.9: ``shutdown`` has no ``cancel_futures``. It runs
+    each task at once; a task for a block in ``lost`` (as a ``(block, ticket)`` pair in its
+    arguments) is lost with its worker, a `BrokenExecutor`, the first ``deaths`` times."""
+
+    def __init__(self, lost, deaths):
+        self.lost, self.deaths, self.batches = set(lost), deaths, []
+
+    def submit(self, fn, /, *args, **kwargs):
+        future = futures.Future()
+        keys = [block.key for block, _ in args[1]]
+        self.batches.append(keys)
+        if self.lost & set(keys) and self.deaths[0] > 0:
+            self.deaths[0] -= 1
+            future.set_exception(futures.BrokenExecutor("the worker was lost"))
+        else:
+            future.set_result(fn(*args, **kwargs))
+        return future
+
+    def shutdown(self, wait=True):  # noqa: D401 - the old signature, on purpose
+        pass
+
+
+@attrs.define
+class _OldExecutor(ndf.Executor):
+    """An executor with no board: it cannot say which block ran on a worker it lost."""
+
+    name = "old"
+    shares_memory = True
+    lost: tuple = ()
+    deaths: int = 0
+    workers: int = 2
+    pools: list = attrs.field(factory=list)
+
+    def start(self, session):
+        self._deaths = getattr(self, "_deaths", [self.deaths])
+        self.pools.append(_OldPool(self.lost, self._deaths))
+        return self.pools[-1]
+
+
+def test_a_lost_worker_of_an_executor_without_a_board_makes_each_of_its_blocks_a_suspect(
+        source, volume):
+    tiler = ndf.RegularTiler((5, 12, 10), origin=source.bounds.start)
+    keys = [block.key for block in tiler.blocks(source.bounds)]
+    retried = []
+
+    class Retries:
+        @ndf.hookimpl
+        def ndf_on_block_retry(self, block, reason):
+            retried.append((block.key, reason))
+
+    # a block lost once: run again, alone; a block that kills every worker: fails alone
+    executor = _OldExecutor(lost=(keys[1],), deaths=1)
+    result = ndf.Pipeline(source, FailOn([]), tiler=tiler, executor=executor,
+                          plugins=[Retries()], max_in_flight=1).run()
+    assert result.ok and sorted(result.done) == sorted(keys)
+    assert [key for key, reason in retried] == executor.pools[0].batches[-1]
+    assert {reason for _, reason in retried} == {"worker_died"}
+    assert len(executor.pools) == 2  # the broken pool replaced, with its old shutdown
+    executor = _OldExecutor(lost=(keys[2],), deaths=10)
+    result = ndf.Pipeline(source, FailOn([]), tiler=tiler, executor=executor,
+                          max_attempts=2).run()
+    assert list(result.failed) == [keys[2]] and "WorkerError" in result.failed[keys[2]].error
+    assert sorted(result.done) == sorted(set(keys) - {keys[2]})

@@ -7,6 +7,8 @@ from __future__ import annotations
 import logging
 import os
 import re
+import select
+import signal
 import threading
 import uuid
 
@@ -270,6 +272,48 @@ def test_end_session_tears_down_the_workers_of_threads_that_ended_and_only_those
 
 
 # -- setup, and batches that end early ------------------------------------------------------
+
+@pytest.mark.skipif(not hasattr(os, "pidfd_open"), reason="waits on a pidfd (Linux)")
+def test_a_process_forked_while_another_thread_sets_up_a_worker_sets_up_its_own(
+        source, blocks, sessions):
+    """Regression: a lock that another thread of the parent held at the fork stayed held in
+    the child, whose first worker then waited for it for ever."""
+    session = sessions(Lifecycle(Events()), source)
+    _worker.run_blocks(session, tasks(blocks[:1]))  # the parent has a worker
+    held, release = threading.Event(), threading.Event()
+
+    def holder():  # as a thread setting up its worker does
+        with _worker._every_lock:
+            held.set()
+            release.wait(30)
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    held.wait(30)
+    pid = os.fork()
+    if pid == 0:  # the child: a worker of its own, for a run session of its own
+        status = 1
+        try:
+            other = sessions(Lifecycle(Events()), source)
+            outcome, = _worker.run_blocks(other, tasks(blocks[:1]))
+            _worker.end_worker()
+            status = 0 if outcome.status is DONE else 2
+        finally:
+            os._exit(status)
+    release.set()
+    thread.join()
+    exited = os.pidfd_open(pid)
+    try:
+        ended, _, _ = select.select([exited], [], [], 30)
+    finally:
+        os.close(exited)
+    if not ended:
+        os.kill(pid, signal.SIGKILL)
+    _, status = os.waitpid(pid, 0)
+    assert ended, "the forked child hung setting up its worker"
+    assert os.waitstatus_to_exitcode(status) == 0
+    _worker.end_worker(session.id)
+
 
 def test_a_setup_that_raises_gives_setup_error_outcomes_and_no_teardown(source, blocks,
                                                                         sessions):

@@ -53,10 +53,11 @@ _lock = threading.RLock()
 
 def register_executor(name: str, factory: Callable[..., Executor], *,
                       replace: bool = False) -> None:
-    """Make ``factory`` the executor called ``name``: ``get_executor(name, **options)``,
-    ``Pipeline(executor=name)`` and the command line's ``--executor name`` then call
-    ``factory(**options)``, which returns an `Executor`. A name already taken is refused
-    unless ``replace``.
+    """Make ``factory`` the executor called ``name`` in this process: ``get_executor(name,
+    **options)`` and ``Pipeline(executor=name)`` then call ``factory(**options)``, which
+    returns an `Executor`. (The command line, a process of its own, finds executors that a
+    package publishes in the `ENTRY_POINT_GROUP`.) A name already taken is refused unless
+    ``replace``.
 
     >>> register_executor("threads", ProcessExecutor)
     Traceback (most recent call last):

@@ -55,6 +55,14 @@ class WorkerSession:
             _open.pop(self.id, None)
 
 
+def _after_fork_in_child() -> None:
+    global _lock
+    _lock = threading.Lock()  # another thread of the parent may have held it
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def find_session(session: WorkerSession | str) -> WorkerSession:
     """``session`` itself, or the session opened in this process under that id."""
     if isinstance(session, WorkerSession):

@@ -70,24 +70,27 @@ def neighbourhood_sum(array: np.ndarray) -> np.ndarray:
 
 class _Neighbourhood(BlockProcessor):
     """Writes each block's neighbourhood sum (a halo of 1, zero beyond the volume) and sends
-    back its voxel sum; fails block ``fail`` while ``folder`` holds a file ``failing``; ends the worker running block ``exit`` the
-    first time (``os._exit`` in a process of its own; ``sys.exit`` in the coordinator's,
-    which must fail that block alone). Each worker notes its ``setup`` and ``teardown`` in
-    ``folder``: which process and thread ran them."""
+    back its voxel sum. Fails block ``fail`` while ``folder`` holds a file ``failing``.
+    Ends the worker running block ``exit``, the first time (or every time, with ``always``):
+    ``os._exit`` in a process of its own; in the coordinator's, ``sys.exit``, which must
+    fail that block alone. Each worker notes its ``setup`` and ``teardown`` in ``folder``:
+    which process and thread ran them; every exit is noted in ``exits``."""
 
     halo = 1
     halo_mode = "constant"
     outputs = {"total": "uint32"}
 
-    def __init__(self, folder: Path, fail: str | None = None, exit: str | None = None) -> None:
+    def __init__(self, folder: Path, fail: str | None = None, exit: str | None = None,
+                 always: bool = False) -> None:
         self.folder = folder
         self.fail = fail
         self.exit = exit
+        self.always = always
         self.tag = ""
 
     def _note(self, event: str) -> None:
-        (self.folder / f"{self.tag}.{event}").write_text(
-            f"{os.getpid()} {threading.get_ident()}")
+        with open(self.folder / f"{self.tag}.{event}", "a") as file:  # twice shows
+            file.write(f"{os.getpid()} {threading.get_ident()}\n")
 
     def setup(self) -> None:
         self.tag = uuid.uuid4().hex
@@ -100,12 +103,13 @@ class _Neighbourhood(BlockProcessor):
         if block.key == self.fail and (self.folder / "failing").exists():
             raise ValueError(f"block {block.key} fails")
         if block.key == self.exit:
-            try:
-                (self.folder / "exited").open("x").close()
-            except FileExistsError:
-                pass
-            else:
-                if self.folder.joinpath("coordinator").read_text() == str(os.getpid()):
+            exits = self.folder / "exits"
+            if self.always or not exits.exists():
+                in_coordinator = self.folder.joinpath("coordinator").read_text() == str(
+                    os.getpid())
+                with open(exits, "a") as file:
+                    file.write("coordinator\n" if in_coordinator else "worker process\n")
+                if in_coordinator:
                     sys.exit(3)
                 os._exit(3)
         total = block.crop(neighbourhood_sum(data["em"])).astype(np.uint32)
@@ -227,21 +231,38 @@ class ExecutorConformance(abc.ABC):
 
     def test_a_block_that_ends_its_worker_costs_no_other_block(
             self, executor: Executor, volume: np.ndarray, tmp_path: Path) -> None:
-        pipeline, sink, _ = self._pipeline(executor, volume, tmp_path, exit=EXITING)
-        result = pipeline.run()
-        blocks = _blocks()
-        assert (tmp_path / "exited").exists()
-        assert sorted(set(result.done) - {EXITING}) == sorted(set(blocks) - {EXITING})
-        if EXITING in result.failed:
-            # the worker was the coordinator's own thread: sys.exit() failed the block
-            assert executor.shares_memory
+        result, exits = self._exiting_run(executor, volume, tmp_path, always=False)
+        if exits == ["coordinator"]:  # the worker was a thread: sys.exit() failed the block
+            assert list(result.failed) == [EXITING]
             assert "SystemExit" in result.failed[EXITING].error
         else:  # the worker process died: recognised, the block run again (a try charged
             # when the executor saw it running there, as a board shows)
-            assert not executor.shares_memory
+            assert exits == ["worker process"]
             assert EXITING in result.done and result.attempts[EXITING] in (1, 2)
+
+    def test_a_block_that_always_ends_its_worker_fails_alone(
+            self, executor: Executor, volume: np.ndarray, tmp_path: Path) -> None:
+        result, exits = self._exiting_run(executor, volume, tmp_path, always=True)
+        assert list(result.failed) == [EXITING]
+        if exits == ["coordinator"]:
+            assert "SystemExit" in result.failed[EXITING].error
+        else:  # tried again, alone, until max_attempts (2) deaths were its own
+            assert set(exits) == {"worker process"} and len(exits) >= 2
+            assert "WorkerError" in result.failed[EXITING].error
+
+    def _exiting_run(self, executor: Executor, volume: np.ndarray, folder: Path,
+                     always: bool) -> tuple[RunResult, list[str]]:
+        """A run whose block `EXITING` ends its worker: every other block must be done and
+        written as numpy computes it."""
+        pipeline, sink, _ = self._pipeline(executor, volume, folder, exit=EXITING,
+                                           always=always)
+        result = pipeline.run()
+        blocks = _blocks()
+        exits = (folder / "exits").read_text().splitlines()
+        assert sorted(set(result.done) - {EXITING}) == sorted(set(blocks) - {EXITING})
         expected = neighbourhood_sum(volume)
         written = sink.read(sink.bounds)["total"]
         for key in result.done:
             box = blocks[key].box
             np.testing.assert_array_equal(written[box.slices()], expected[box.slices()])
+        return result, exits
