@@ -55,6 +55,8 @@ class _Task:
     """Suspected of killing its worker: runs with no other block in flight."""
     single: bool = False
     """Runs in a batch of its own (its batch failed as a whole)."""
+    unseen: int = 0
+    """Times it was lost with a worker before the board showed it running."""
     ticket: int = 0
 
 
@@ -428,13 +430,18 @@ class Run:
     def _restart(self, pool: futures.Executor, broken: list[_Task]) -> futures.Executor:
         """Replace a broken pool (a process pool breaks whole when one worker dies) and
         judge the blocks it held (see `_judge`)."""
-        running = _unseen(broken) if self.board is None else self.board.running()
+        running = None if self.board is None else self.board.running()
         processes = None if self.board is None else worker_processes(pool)
+        lost = list(broken)  # of these, the blocks that were running
         self._shut(pool, wait=True, cancel=True)
         for future, tasks in list(self.in_flight.items()):  # settled by the shutdown
             del self.in_flight[future]
             if not self._collect(tasks, future):
                 broken.extend(tasks)
+                if not future.cancelled():  # lost with the pool, not taken back unstarted
+                    lost.extend(tasks)
+        if running is None:
+            running = _unseen(lost)
         dead = None
         if processes is not None:
             dead = {pid for pid, process in processes.items()
@@ -454,10 +461,18 @@ class Run:
         dead = {running[task.ticket][0] for task in broken if task.ticket in running}
         self.board.forget([task.ticket for task in broken])
         if not dead and not any(task.ticket in self.timed_out for task in broken):
-            # queued on a worker lost meanwhile, or lost before it showed a block running
-            # (dying in setup()): given back as never tried, the death counted
+            # A block running alone was the one in flight: its worker died of it (or of
+            # setup()), whether the board heard of it or not.
+            if any(task.alone for task in broken):
+                self._judge(broken, _unseen(broken), None)
+                return
+            # Queued on a worker lost meanwhile, or lost before it showed a block running
+            # (dying in setup(), or too soon for the board to hear): given back as never
+            # tried, the death counted; lost so a second time, each is a suspect, alone.
             for task in reversed(broken):
                 task.attempts -= 1
+                task.unseen += 1
+                task.alone = task.alone or task.unseen >= 2
                 self.retry.appendleft(task)
             # Counted apart from the deaths `_judge` counts: a batch only queued on a worker
             # that a running block killed is the same death, met again.

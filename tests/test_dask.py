@@ -145,15 +145,18 @@ def test_the_local_clusters_workers_share_the_default_chunk_cache(dask_executor,
 
 
 def test_workers_that_die_in_setup_stop_the_run_instead_of_looping(dask_executor, em):
-    # each worker dies before it shows a block running: the deaths still count
-    with pytest.raises(ndf.WorkerError, match="died 9 times in a row before starting a "
-                                              "block") as raised:
+    # each worker dies before it shows a block running: the deaths still count, and blocks
+    # lost so twice run alone, where a death is theirs (or their worker's setup's)
+    with pytest.raises(ndf.WorkerError, match=r"worker processes died \d+ times in a row "
+                                              r"(before starting a block|without finishing "
+                                              r"a block)") as raised:
         ndf.Pipeline(ndf.InMemorySource({"em": em}), DieInSetup(),
                      tiler=ndf.RegularTiler((2, 8, 8)), executor=dask_executor,
                      max_attempts=2, load_entrypoints=False).run()
     result = raised.value.result
     assert result.stopped == "worker processes kept dying"
-    assert result.counts.done == 0 and result.counts.not_run == 16
+    assert result.counts.done == 0 and result.counts.failed <= 2
+    assert result.counts.failed + result.counts.not_run == 16
 
 
 class _Count:
