@@ -10,6 +10,7 @@ import threading
 from concurrent import futures
 
 import attrs
+import numpy as np
 import pytest
 
 import ndframework as ndf
@@ -258,3 +259,51 @@ class TestAThirdPartysExecutor(ExecutorConformance):
 
     def make_executor(self):
         return ndf.get_executor("stdlib_processes", workers=2)
+
+
+class _Inline(futures.Executor):
+    """Runs each task at once, in the calling thread, and never ends a worker itself."""
+
+    def submit(self, fn, /, *args, **kwargs):
+        future = futures.Future()
+        future.set_result(fn(*args, **kwargs))
+        return future
+
+
+_notes = []
+"""What `_Noting`'s copies did, and in which thread."""
+
+
+class _Noting(ndf.BlockProcessor):
+    def setup(self):
+        _notes.append(("setup", threading.get_ident()))
+
+    def teardown(self):
+        _notes.append(("teardown", threading.get_ident()))
+
+    def process(self, data, block):
+        return 1
+
+
+def test_workers_a_pool_left_in_the_coordinators_thread_or_sessions_it_opened_there_end_with_it():
+    from ndframework.executors import _session
+
+    @attrs.frozen
+    class InlineOpening(ndf.Executor):
+        name = "inline_opening"
+        shares_memory = True
+        opens_sessions = True
+        workers: int = 1
+
+        def start(self, session):
+            session.open()  # as an initializer in this process would
+            return _Inline()
+
+    _notes.clear()
+    result = ndf.Pipeline(ndf.InMemorySource({"em": np.zeros((4, 8, 8), np.uint8)}),
+                          _Noting(), tiler=ndf.RegularTiler((2, 4, 4)),
+                          executor=InlineOpening()).run()
+    assert result.ok and result.counts.done == 8
+    here = threading.get_ident()
+    assert _notes == [("setup", here), ("teardown", here)]  # torn down with the pool, here
+    assert result.run.session not in _session._open  # the session was closed
