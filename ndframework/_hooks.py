@@ -4,15 +4,14 @@ a method per hook of `ndframework.hookspecs`, with its arguments by keyword."""
 from __future__ import annotations
 
 import logging
-import sys
 import types
 from collections.abc import Iterable, Sequence
-from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 from . import hookspecs
+from ._published import published
 from .errors import PluginError
 from .plugins import logging as logging_plugin
 
@@ -28,20 +27,13 @@ logger = logging.getLogger("ndframework.plugins")
 BUILT_IN: tuple[Any, ...] = (logging_plugin,)
 """Plugins every run has, registered directly (not through the entry-point group)."""
 
-_found: tuple[tuple[str, ...], tuple[Any, ...]] | None = None
-"""The entry-point group's plugins, loaded, and the ``sys.path`` they were found on."""
-
 
 def entry_point_plugins() -> tuple[Any, ...]:
     """The plugins published in the ``ndframework`` entry-point group of the installed
     packages, loaded. The group is read once per process (and again only if ``sys.path``
     changes); a plugin that fails to load is a `PluginError` naming it and its package."""
-    global _found
-    path = tuple(sys.path)
-    if _found is not None and _found[0] == path:
-        return _found[1]
     plugins = []
-    for entry in entry_points(group=hookspecs.PROJECT_NAME):
+    for entry in published(hookspecs.PROJECT_NAME):
         try:
             plugins.append(entry.load())
         except Exception as error:
@@ -53,8 +45,7 @@ def entry_point_plugins() -> tuple[Any, ...]:
                 f"{type(error).__name__}: {error}; fix or uninstall it, or pass "
                 f"Pipeline(load_entrypoints=False)"
             ) from error
-    _found = path, tuple(plugins)
-    return _found[1]
+    return tuple(plugins)
 
 
 def _name(plugin: Any) -> str:

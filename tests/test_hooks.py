@@ -310,7 +310,7 @@ def test_plugins_from_the_entry_point_group_are_loaded(source, tmp_path, monkeyp
 
 
 def test_the_entry_point_group_is_read_once_per_process(source, tmp_path, monkeypatch):
-    from ndframework import _hooks
+    from ndframework import _published
 
     reads = []
 
@@ -318,9 +318,9 @@ def test_the_entry_point_group_is_read_once_per_process(source, tmp_path, monkey
         reads.append(selection)
         return real(**selection)
 
-    real = _hooks.entry_points
-    monkeypatch.setattr(_hooks, "entry_points", entry_points)
-    monkeypatch.setattr(_hooks, "_found", None)
+    real = _published.entry_points
+    monkeypatch.setattr(_published, "entry_points", entry_points)
+    monkeypatch.setattr(_published, "_read", {})
     for _ in range(3):
         assert ndf.Pipeline(source, lambda d: 1, executor="serial").run().ok
     assert reads == [{"group": "ndframework"}]

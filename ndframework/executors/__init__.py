@@ -9,6 +9,7 @@ import threading
 from importlib import metadata
 from typing import Any, Callable
 
+from .._published import published
 from ..errors import ConfigError
 from ._base import Executor, default_workers
 from ._board import WorkerBoard, worker_processes
@@ -46,8 +47,6 @@ _factories: dict[str, Callable[..., Executor]] = {
     DaskExecutor.name: DaskExecutor,
 }
 """Executor factories by name: the built-in ones and those registered."""
-_published: dict[str, metadata.EntryPoint] | None = None
-"""The entry points of `ENTRY_POINT_GROUP` by name, found once per process."""
 _lock = threading.RLock()
 
 
@@ -82,12 +81,7 @@ def register_executor(name: str, factory: Callable[..., Executor], *,
 
 
 def _entry_points() -> dict[str, metadata.EntryPoint]:
-    global _published
-    with _lock:
-        if _published is None:
-            _published = {point.name: point
-                          for point in metadata.entry_points(group=ENTRY_POINT_GROUP)}
-        return _published
+    return {point.name: point for point in published(ENTRY_POINT_GROUP)}
 
 
 def executor_names() -> tuple[str, ...]:
