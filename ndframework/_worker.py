@@ -135,8 +135,7 @@ class _ThreadWorkers(dict):
     def __del__(self) -> None:
         pid = os.getpid()
         for worker in [worker for worker in self.values() if worker.pid == pid]:
-            _forget(worker)
-            worker.teardown()
+            _end(worker)
 
 
 def _after_fork_in_child() -> None:
@@ -188,8 +187,7 @@ def end_worker(session: str | None = None) -> None:
     for key in [session] if session is not None else list(workers):
         worker = workers.pop(key, None)
         if worker is not None:
-            _forget(worker)
-            worker.teardown()
+            _end(worker)
 
 
 def end_session(session: str) -> None:
@@ -199,17 +197,18 @@ def end_session(session: str) -> None:
     with _every_lock:
         workers = [w for w in _every.get(session, []) if not w.thread.is_alive()]
     for worker in workers:
-        _forget(worker)
-        worker.teardown()
+        _end(worker)
 
 
-def _forget(worker: _Worker) -> None:
+def _end(worker: _Worker) -> None:
+    """Tear ``worker`` down, and forget it."""
     with _every_lock:
         kept = [w for w in _every.get(worker.session_id, []) if w is not worker]
         if kept:
             _every[worker.session_id] = kept
         else:
             _every.pop(worker.session_id, None)
+    worker.teardown()
 
 
 def _end_every_worker() -> None:
